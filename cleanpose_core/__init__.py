@@ -1,0 +1,14 @@
+"""CleanPose core: category-level 9DoF object pose from RGB-D, in pure Python + PyTorch.
+
+Nothing in this package imports ROS; `cleanpose_ros` is the thin ROS 2 layer on top of it.
+Conventions used everywhere (see DESIGN.md): column vectors; R maps the object frame to the
+camera frame; camera optical frame x right / y down / z forward; metres and radians;
+quaternions (w, x, y, z); shapes named B objects, N points, K keypoints, C channels, H, W pixels.
+"""
+
+__version__ = "0.1.0"
+
+# Category names of the NOCS benchmarks (REAL275 / CAMERA25), 1-based in result files, index 0 = background.
+NOCS_CATEGORIES = ("bottle", "bowl", "camera", "can", "laptop", "mug")
+# HouseCat6D's ten categories, in the official 1-based order.
+HOUSECAT6D_CATEGORIES = ("box", "bottle", "can", "cup", "remote", "teapot", "cutlery", "glass", "shoe", "tube")
