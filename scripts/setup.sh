@@ -58,12 +58,17 @@ stamp_inputs() {
 STAMP="$VENV/.cleanpose-setup-stamp"
 want=$(stamp_inputs | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  log "installing Python dependencies (first run: a few minutes)"
-  python -m pip install -q --upgrade pip
-  python -m pip install -q -r "$TORCH_REQ"
-  python -m pip install -q -e "$ROOT[synth,ros-extras,dev]"
+  log "installing Python dependencies (first run: a few minutes; log in $VENV/pip-install.log)"
+  pip_install() {
+    python -m pip install "$@" >> "$VENV/pip-install.log" 2>&1 \
+      || { tail -n 40 "$VENV/pip-install.log"; log "pip install $* failed"; exit 1; }
+  }
+  : > "$VENV/pip-install.log"
+  pip_install --upgrade pip
+  pip_install -r "$TORCH_REQ"
+  pip_install -e "$ROOT[synth,ros-extras,dev]"
   if [ "$ROS_MODE" = wheels ]; then
-    python -m pip install -q -r "$ROOT/requirements/ros-wheels.txt"
+    pip_install -r "$ROOT/requirements/ros-wheels.txt"
   fi
   echo "$want" > "$STAMP"
 else
