@@ -31,7 +31,7 @@ fi
 log "ROS 2 from: $ROS_MODE${ROS_DISTRO:+ ($ROS_DISTRO)}"
 
 # --- 2. System library that open3d (synthetic rendering) loads at import time. -------------------------------
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+if ! ldconfig -p 2>/dev/null | grep -c 'libusb-1.0.so.0' >/dev/null; then  # not grep -q: SIGPIPE + pipefail
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing libusb-1.0-0 (needed by open3d)"
     (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq libusb-1.0-0 >/dev/null; })
