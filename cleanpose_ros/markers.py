@@ -15,12 +15,9 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from cleanpose_core.inference.draw import UNIT_BOX_CORNERS, UNIT_BOX_EDGES
 from cleanpose_core.inference.types import Detection
 from cleanpose_ros.conversions import pose_msg
-
-# Corner k of the unit box has coordinates (±1/2, ±1/2, ±1/2) from the bits of k; edges join corners one bit apart.
-_CORNERS = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], float) - 0.5
-_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 LIFETIME = Duration(sec=2)  # safety net only; stale markers are deleted explicitly
 
 
@@ -65,9 +62,9 @@ class MarkerBuilder:
         marker.pose = pose_msg(det.rotation, det.translation)
         marker.scale.x = 0.004  # line width (m)
         marker.color = category_colour(det.category)
-        corners = _CORNERS * np.asarray(det.size)[None, :]
+        corners = UNIT_BOX_CORNERS * np.asarray(det.size)[None, :]
         marker.points = [Point(x=float(corners[i][0]), y=float(corners[i][1]), z=float(corners[i][2]))
-                         for edge in _EDGES for i in edge]
+                         for edge in UNIT_BOX_EDGES for i in edge]
         return marker
 
     def _axes(self, det: Detection, header: Header, marker_id: int) -> Marker:
