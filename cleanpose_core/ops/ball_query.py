@@ -1,0 +1,96 @@
+"""Ball query with PointNet++'s index-order fill rule.
+
+Official code: `query_ball_point_kernel` in pointnet2_ops `_ext_src/src/ball_query_gpu.cu`. For each centre it
+walks the points in index order and keeps the first `nsample` with d^2 < r^2; the remaining slots repeat the
+first hit; a centre with no hit gets index 0 in every slot (the output starts zeroed).
+
+ULIP-2's PointNet++ SSG (`query_ball_point` in its `pointnet2_utils.py`) keeps d^2 <= r^2 instead
+(`inclusive=True`); otherwise the rule is the same.
+
+Fast path (CPU and CUDA): one (B, S, N) boolean hit mask, `nonzero` (row-major, so hits come out in index order
+within each centre), the rank of every hit inside its centre, and one scatter of the hits with rank < nsample.
+This touches only the hits, unlike sorting or `topk` over all N keys (measured 2 ms vs 6 ms with `topk` and
+more with `sort` at B=3, S=512, N=1024). The `pointnet2_ops` kernel is used for CUDA tensors when installed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._cuda import cuda_kernels
+from .knn import square_distance
+
+__all__ = ["ball_query", "ball_query_from_sqdist", "ball_query_naive"]
+
+
+def _check(radius: float, nsample: int) -> None:
+    if not radius > 0 or nsample < 1:
+        raise ValueError(f"ball_query: need radius > 0 and nsample >= 1, got {radius=}, {nsample=}")
+
+
+def _radius_sq(radius: float, dtype: torch.dtype) -> float:
+    """r^2 as the kernel forms it: the radius cast to the points' dtype, then squared in that dtype."""
+    return torch.tensor(radius, dtype=dtype).square().item()
+
+
+def ball_query(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Tensor,
+               inclusive: bool = False) -> torch.Tensor:
+    """Indices of up to `nsample` points of xyz within `radius` of each centre.
+
+    Args:
+        radius: ball radius (m).
+        nsample: slots per centre.
+        xyz: (B, N, 3) points (m).
+        new_xyz: (B, S, 3) centres (m).
+        inclusive: count d^2 == r^2 as inside (ULIP-2 PointNet++ SSG); False = strict, as the CUDA kernel.
+    Returns:
+        (B, S, nsample) int64: the first hits in index order, padded with the first hit (0 if none).
+    """
+    _check(radius, nsample)
+    kernels = None if inclusive else cuda_kernels(xyz, new_xyz)
+    if kernels is not None:
+        return kernels.ball_query(radius, nsample, xyz.contiguous(), new_xyz.contiguous()).long()
+    return ball_query_from_sqdist(square_distance(new_xyz.detach(), xyz.detach()), radius, nsample, inclusive)
+
+
+def ball_query_from_sqdist(sqdist: torch.Tensor, radius: float, nsample: int,
+                           inclusive: bool = False) -> torch.Tensor:
+    """`ball_query` on precomputed squared distances sqdist (B, S, N) (m^2); lets several radii share them."""
+    _check(radius, nsample)
+    if sqdist.dim() != 3:
+        raise ValueError(f"ball_query: sqdist must be (B, S, N), got {tuple(sqdist.shape)}")
+    b, s, n = sqdist.shape
+    r2 = _radius_sq(radius, sqdist.dtype)
+    hit = (sqdist <= r2) if inclusive else (sqdist < r2)
+    hit = hit.view(b * s, n)
+    rows, cols = hit.nonzero(as_tuple=True)
+    counts = hit.sum(dim=1)
+    first_of_row = counts.cumsum(0) - counts  # position in `rows` of each centre's first hit
+    rank = torch.arange(rows.numel(), device=rows.device) - first_of_row[rows]
+    keep = rank < nsample
+    out = torch.full((b * s, nsample), -1, dtype=torch.long, device=sqdist.device)
+    out[rows[keep], rank[keep]] = cols[keep]
+    first = out[:, :1].clamp_min(0)  # first hit, or 0 for a centre without hits
+    return torch.where(out < 0, first, out).view(b, s, nsample)
+
+
+def ball_query_naive(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Tensor,
+                     inclusive: bool = False) -> torch.Tensor:
+    """Reference twin of `ball_query`: the kernel's loop over points written out per centre (slow)."""
+    _check(radius, nsample)
+    r2 = _radius_sq(radius, xyz.dtype)
+    out = torch.zeros(new_xyz.shape[0], new_xyz.shape[1], nsample, dtype=torch.long)
+    for b in range(xyz.shape[0]):
+        for j in range(new_xyz.shape[1]):
+            cnt = 0
+            for k in range(xyz.shape[1]):
+                diff = xyz[b, k] - new_xyz[b, j]
+                d2 = diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2]
+                if (d2 <= r2) if inclusive else (d2 < r2):
+                    if cnt == 0:
+                        out[b, j, :] = k
+                    out[b, j, cnt] = k
+                    cnt += 1
+                    if cnt >= nsample:
+                        break
+    return out.to(xyz.device)
