@@ -14,6 +14,10 @@ import sys
 # Modules that define sub-commands, in the order they appear in `cleanpose --help`.
 COMMAND_MODULES = (
     "cleanpose_core.eval.cli",  # eval
+    "cleanpose_core.models.cli",  # model-info
+    "cleanpose_core.train.cli",  # train, teacher, queue-init
+    "cleanpose_core.data.synthetic.cli",  # synth
+    "cleanpose_core.segmentation.cli",  # train-seg
 )
 
 
