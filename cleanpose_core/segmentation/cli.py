@@ -1,0 +1,89 @@
+"""`cleanpose train-seg`: argument parsing only; `train_maskrcnn.train_segmenter` does the work.
+
+Exit codes: 0 success, 1 training diverged (non-finite loss), 2 bad configuration, data or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pathlib import Path
+
+import yaml
+
+from cleanpose_core.config import ConfigError, from_dict
+
+__all__ = ["register"]
+
+# Flags that override the config file (or the defaults); None = not given.
+_OVERRIDES = ("data", "split", "out", "iterations", "batch_size", "seed", "backbone", "optimizer", "lr", "min_size",
+              "max_size", "checkpoint_every", "device")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-seg", help="train the Mask R-CNN segmenter on NOCS-format data",
+        description="Train (from scratch) or continue training the Mask R-CNN instance segmenter on data in the "
+                    "DPDN/NOCS layout: synthetic data from `cleanpose synth`, or REAL275 / CAMERA25 "
+                    "(--data data/real, data/camera). Writes OUT (weights), OUT.train.pt (checkpoint) and "
+                    "OUT.log.json (config and losses).")
+    p.add_argument("--data", help="dataset folder holding <split>_list.txt")
+    p.add_argument("--split", help="list to train on (default: train)")
+    p.add_argument("--out", help="weights file to write, e.g. models/segmenter_maskrcnn_mobilenet_v3.pt")
+    p.add_argument("--config", help="SegTrainConfig YAML with any of the options below and more (augmentation, "
+                                    "schedule); flags override it")
+    p.add_argument("--iterations", type=int, help="optimizer steps to reach (default 3000)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 4)")
+    p.add_argument("--seed", type=int, help="seed for initialisation, data order and augmentation (default 0)")
+    p.add_argument("--backbone", choices=["mobilenet_v3", "resnet50"], help="default mobilenet_v3")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--min-size", type=int, help="input shorter side in pixels (default 480)")
+    p.add_argument("--max-size", type=int, help="input longer-side cap in pixels (default 640)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 250)")
+    p.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_seg)
+
+
+def _read_yaml(path: str) -> dict:
+    """The mapping in a YAML file (checked against SegTrainConfig later, once the flags are merged in)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of SegTrainConfig options")
+    return data
+
+
+def _train_seg(args: argparse.Namespace) -> int:
+    from cleanpose_core.models.weights import WeightsError
+    from cleanpose_core.train.checkpoint import CheckpointError
+
+    from .train_maskrcnn import SegTrainConfig, train_segmenter
+
+    try:
+        options = _read_yaml(args.config) if args.config else {}
+        options.update({k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None})
+        missing = [k for k in ("data", "out") if k not in options]
+        if missing:
+            raise ConfigError(f"missing {', '.join('--' + k for k in missing)} (or set them in --config)")
+        cfg = from_dict(SegTrainConfig, options)
+        summary = train_segmenter(cfg, resume=args.resume, progress=not args.no_progress)
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, CheckpointError, WeightsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    last = summary["losses"][-1] if summary["losses"] else None
+    print(json.dumps({"weights": summary["weights"], "checkpoint": summary["checkpoint"],
+                      "final_step": last[0] if last else None, "final_loss": last[1] if last else None}))
+    return 0
