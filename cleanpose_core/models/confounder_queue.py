@@ -171,7 +171,7 @@ class ConfounderQueue(nn.Module):
         if self.cfg.policy == "per_epoch":
             self._stage(feats, class_ids)
         else:
-            self._apply(feats, class_ids, generator)
+            self._write_entries(feats, class_ids, generator)
         return True
 
     @torch.no_grad()
@@ -183,7 +183,7 @@ class ConfounderQueue(nn.Module):
             m = int(self.pending_count[c])
             if m:
                 new = self.pending[c, self.cfg.length - m:]
-                self._apply(new, torch.full((m,), c, device=new.device), generator)
+                self._write_entries(new, torch.full((m,), c, device=new.device), generator)
         self.pending.zero_()
         self.pending_count.zero_()
         return True
@@ -197,7 +197,7 @@ class ConfounderQueue(nn.Module):
             self.pending[c] = torch.cat([self.pending[c, m:], new], dim=0)
             self.pending_count[c] = min(length, int(self.pending_count[c]) + m)
 
-    def _apply(self, feats: torch.Tensor, class_ids: torch.Tensor, generator: torch.Generator | None) -> None:
+    def _write_entries(self, feats: torch.Tensor, class_ids: torch.Tensor, generator: torch.Generator | None) -> None:
         if self.cfg.update == "fifo" and self.cfg.storage == "queue":
             for c in class_ids.unique().tolist():
                 new = feats[class_ids == c][-self.cfg.length:]  # batch order kept by boolean indexing

@@ -121,3 +121,10 @@ def test_bad_inputs_raise_clear_errors():
         q.push(torch.randn(2, 5), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="shape"):
         q.fill_(torch.randn(3, 2, 4))
+
+
+def test_queue_moves_with_the_model_to_another_device_or_dtype():
+    # Regression: a method named `_apply` shadowed nn.Module._apply, so model.to(...) raised a TypeError.
+    q = ConfounderQueue(QueueConfig(length=4, sample_num=2), cat_num=2, dim=3)
+    q.to(torch.float64).to("cpu")
+    assert torch.float64 in {b.dtype for b in q.buffers()}

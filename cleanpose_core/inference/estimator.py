@@ -1,0 +1,273 @@
+"""The Estimator: one RGB-D frame (+ masks, or a segmenter) -> category-level 9DoF detections.
+
+Contract (DESIGN.md §4): RGB (H, W, 3) uint8, depth (H, W) in explicitly stated units (metres float or
+millimetres uint16), intrinsics, and either caller-supplied masks + labels or a segmenter; returns one
+`Detection` per object, all objects of a frame in ONE batched forward; never raises on bad input — a bad
+frame gives an empty `FrameResult` whose `reason` says why, a bad object is dropped and listed in `skipped`.
+
+Per-object preprocessing is `cleanpose_core.data.instance`, the same code the training readers use.
+Pose backends: `cleanpose` (the network) and `box_fit` (the non-learned baseline of `box_fit.py`).
+Determinism: test-time confounder-queue sampling is re-seeded for every frame, so a frame's result does
+not depend on what was estimated before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core.config import ConfigError, from_dict
+from cleanpose_core.data import instance as instance_prep
+from cleanpose_core.data.depth_completion import fill_missing
+from cleanpose_core.geometry.camera import DepthUnit, Intrinsics, depth_to_metres
+from cleanpose_core.inference.box_fit import fit_oriented_box
+from cleanpose_core.inference.types import Detection, FrameResult
+from cleanpose_core.models.weights import WeightsError, read_weights_file
+from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
+from cleanpose_core.segmentation.external import external_instances
+from cleanpose_core.segmentation.factory import build_segmenter
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_POSE_MODEL = REPO_ROOT / "models" / "cleanpose_lite.pt"
+SHIPPED_SEGMENTER = REPO_ROOT / "models" / "maskrcnn_lite.pt"
+SHIPPED_MEAN_SIZES = REPO_ROOT / "models" / "category_mean_sizes.json"
+SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
+
+
+@dataclass
+class EstimatorConfig:
+    model_weights: str | None = None   # pose model file (`model_final.pt` of `cleanpose train`); None = shipped
+    pose_backend: Literal["cleanpose", "box_fit"] = "cleanpose"
+    device: str = "auto"               # auto (CUDA when available) | cpu | cuda | cuda:N
+    segmenter: str = "maskrcnn"        # maskrcnn | depth_tabletop | ground_truth | external (masks per call)
+    segmenter_weights: str | None = None  # Mask R-CNN file; None = shipped
+    score_threshold: float = 0.5       # segmentation score threshold
+    max_objects: int = 10              # per frame (bounds the batch)
+    min_mask_area: int = 64            # pixels
+    min_points: int = 32               # valid depth pixels in a mask
+    keep_masks: bool = False           # attach each object's mask to its Detection
+    mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
+    queue_seed: int = 0                # seed of test-time confounder-queue sampling
+    n_points: int | None = None        # points per object; None = what the model was trained with
+    fill_depth: bool = True            # IP-Basic hole filling of the depth, as the official test pipeline does
+
+    def validate(self) -> None:
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; an unavailable CUDA request falls back to CPU with a warning."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("device %s requested but CUDA is not available: using the CPU", device)
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def load_pose_model(path: str | Path, device: torch.device):
+    """A trained CleanPose network from a `cleanpose train` model file, in eval mode on `device`, and the
+    number of points per object it was trained with.
+
+    Raises WeightsError naming the file when it is missing, corrupt or not a CleanPose model file.
+    """
+    from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
+    from cleanpose_core.train.checkpoint import load_trainable_state_dict
+
+    data = read_weights_file(path, "CleanPose model")
+    if not isinstance(data, dict) or "model" not in data or "model_config" not in data:
+        raise WeightsError(f"{path} is not a CleanPose model file (expected keys 'model' and 'model_config', "
+                           f"as `cleanpose train` writes to model_final.pt)")
+    try:
+        cfg = from_dict(CleanPoseConfig, data["model_config"])
+    except ConfigError as exc:
+        raise WeightsError(f"{path}: invalid model_config: {exc}") from exc
+    model = build_model(cfg, teacher=False)
+    try:
+        load_trainable_state_dict(model, data["model"])
+    except Exception as exc:  # shape or key mismatch: say which file
+        raise WeightsError(f"{path}: weights do not fit the model config: {exc}") from exc
+    n_points = int(data.get("n_points", 1024))  # the official N when the file does not say
+    return model.to(device).eval(), n_points
+
+
+class Estimator:
+    """Turns RGB-D frames into detections. Build once, call `estimate` per frame."""
+
+    def __init__(self, config: EstimatorConfig | None = None, segmenter: Segmenter | None = None):
+        self.config = cfg = config or EstimatorConfig()
+        cfg.validate()
+        self.torch_device = resolve_device(cfg.device)
+        self.device = str(self.torch_device)
+        self.categories = NOCS_CATEGORIES
+        self.filter = SegmentationFilter(cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points)
+        self.model = None
+        if cfg.pose_backend == "cleanpose":
+            self.model, trained_points = load_pose_model(cfg.model_weights or SHIPPED_POSE_MODEL, self.torch_device)
+            self.n_points = cfg.n_points or trained_points
+            self.image_size = self.model.cfg.image.image_size
+        elif cfg.pose_backend == "box_fit":
+            self.mean_sizes = load_mean_sizes(cfg.mean_sizes or SHIPPED_MEAN_SIZES)
+            self.n_points, self.image_size = cfg.n_points or 1024, 32
+        else:
+            raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
+        if segmenter is not None or cfg.segmenter == "external":
+            self.segmenter = segmenter
+        else:
+            options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
+                           min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
+            if cfg.segmenter == "maskrcnn":
+                options.update(weights=str(cfg.segmenter_weights or SHIPPED_SEGMENTER), device=cfg.device)
+            self.segmenter = build_segmenter(cfg.segmenter, **options)
+
+    # ------------------------------------------------------------------------------------------------ API
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: Intrinsics, depth_unit: DepthUnit,
+                 masks: np.ndarray | None = None, labels=None, scores=None) -> FrameResult:
+        """Detect and estimate every object of one frame. Never raises on bad input.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB.
+            depth: (H, W) depth registered to `rgb`, in `depth_unit` ("m" float or "mm" uint16); 0/NaN = missing.
+            K: intrinsics of `rgb`.
+            masks, labels, scores: optional caller-supplied instances — (M, H, W) bool masks, (M,) category
+                names or 0-based ids, (M,) scores (default 1) — used instead of the segmenter.
+        """
+        t0 = time.perf_counter()
+        try:
+            problem = self._frame_problem(rgb, depth, K, depth_unit)
+            if problem:
+                return FrameResult([], reason=problem)
+            depth_m = depth_to_metres(depth, depth_unit)
+            if not (depth_m > 0).any():
+                return FrameResult([], reason="depth has no valid pixel (all zero, negative or NaN)")
+            instances = self._segment(rgb, depth_m, masks, labels, scores)
+            t1 = time.perf_counter()
+            timings = {"segmentation": (t1 - t0) * 1e3}
+            if len(instances) == 0:
+                return FrameResult([], reason=instances.reason, skipped=list(instances.skipped),
+                                   timings_ms=timings)
+            detections, skipped = self._estimate_instances(rgb, depth_m, K, instances, timings)
+            result = FrameResult(detections, skipped=list(instances.skipped) + skipped, timings_ms=timings)
+            if not detections:
+                result.reason = "no object could be estimated: " + "; ".join(result.skipped)
+            return result
+        except Exception as exc:  # the contract: never raise out of the Estimator
+            log.exception("estimation failed")
+            return FrameResult([], reason=f"internal error: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------------------------------------ steps
+    @staticmethod
+    def _frame_problem(rgb, depth, K, depth_unit) -> str | None:
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            return f"rgb must be a (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} " \
+                   f"{getattr(rgb, 'shape', '')}"
+        if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+            return f"depth must be a (H, W) array, got shape {getattr(depth, 'shape', type(depth).__name__)}"
+        if depth.shape != rgb.shape[:2]:
+            return f"depth size {depth.shape} does not match rgb size {rgb.shape[:2]} (register depth to rgb)"
+        if depth_unit not in ("m", "mm"):
+            return f"depth_unit must be 'm' or 'mm', got {depth_unit!r}"
+        if depth_unit == "m" and not np.issubdtype(depth.dtype, np.floating):
+            return f"depth in metres must be floating point, got {depth.dtype} (millimetres? pass depth_unit='mm')"
+        if not isinstance(K, Intrinsics):
+            return f"intrinsics must be an Intrinsics, got {type(K).__name__}"
+        return K.problem()
+
+    def _segment(self, rgb, depth_m, masks, labels, scores) -> InstanceMasks:
+        if masks is not None:
+            supplied = external_instances(masks, labels, scores)
+            if supplied.reason is not None:
+                return supplied
+            if supplied.masks.shape[1:] != rgb.shape[:2]:
+                return InstanceMasks.empty(f"mask size {supplied.masks.shape[1:]} does not match rgb {rgb.shape[:2]}")
+            return self.filter.apply(supplied, depth_m)
+        if self.segmenter is None:
+            return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
+        return self.segmenter.segment(rgb, depth_m)
+
+    def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
+        t0 = time.perf_counter()
+        if self.config.fill_depth:
+            depth_m = fill_missing(depth_m)
+        rng = np.random.default_rng(self.config.queue_seed)  # same frame -> same points -> same result
+        prepared, skipped = [], []
+        for i in range(len(instances)):
+            category_id = int(instances.class_ids[i])
+            name = instances.category_names[i]
+            if category_id < 0:
+                skipped.append(f"object {i}: unknown category (the segmenter gave no label)")
+                continue
+            inp, reason = instance_prep.prepare_instance(
+                rgb, depth_m, instances.masks[i], K, rng, n_points=self.n_points, image_size=self.image_size,
+                min_valid_pixels=max(self.config.min_points - 1, 0))
+            if inp is None:
+                skipped.append(f"object {i} ({name}): {reason}")
+                continue
+            prepared.append((i, category_id, inp))
+        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        if not prepared:
+            return [], skipped
+        t1 = time.perf_counter()
+        if self.model is not None:
+            poses = self._forward([p[2] for p in prepared], [p[1] for p in prepared])
+        else:
+            poses = [fit_oriented_box(inp.pts, self.mean_sizes[self.categories[c]]) + (None,)
+                     for _, c, inp in prepared]
+        timings["pose"] = (time.perf_counter() - t1) * 1e3
+        detections = []
+        for (i, category_id, inp), (R, t, size, keypoints) in zip(prepared, poses):
+            if not (np.isfinite(R).all() and np.isfinite(t).all() and np.isfinite(size).all()):
+                skipped.append(f"object {i}: non-finite pose from the model")
+                continue
+            mask = instances.masks[i]
+            rows, cols = np.nonzero(mask)
+            category = self.categories[category_id]
+            detections.append(Detection(
+                category=category, category_id=category_id, score=float(instances.scores[i]),
+                rotation=R, translation=t, size=np.abs(size), keypoints=keypoints,
+                mask_bbox=(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())),
+                num_points=inp.n_valid, symmetric=category in SYMMETRIC_CATEGORIES,
+                mask=mask if self.config.keep_masks else None))
+        return detections, skipped
+
+    @torch.inference_mode()
+    def _forward(self, inputs: list, category_ids: list[int]) -> list[tuple]:
+        """All objects of the frame in one batch -> [(R (3, 3), t (3,), size (3,), keypoints (K, 3))]."""
+        dev = self.torch_device
+        batch = {
+            "pts": torch.from_numpy(np.stack([x.pts for x in inputs])).to(dev),
+            "rgb": torch.from_numpy(np.stack([x.rgb for x in inputs])).to(dev),
+            "choose": torch.from_numpy(np.stack([x.choose for x in inputs])).to(dev),
+            "category_label": torch.tensor(category_ids, dtype=torch.long, device=dev),
+        }
+        if self.model.queue_generator is not None:
+            self.model.queue_generator.manual_seed(self.config.queue_seed)
+        out = self.model(batch)
+        R = out["pred_rotation"].double().cpu().numpy()
+        t = out["pred_translation"].double().cpu().numpy()
+        s = out["pred_size"].double().cpu().numpy()
+        k = out["pred_kpt_3d"].double().cpu().numpy()
+        return [(R[b], t[b], s[b], k[b]) for b in range(len(inputs))]
+
+
+def load_mean_sizes(path: str | Path) -> dict[str, np.ndarray]:
+    """{category: (3,) mean metric extents in metres} from a JSON file (the box-fit baseline's prior)."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return {c: np.asarray(data[c], float).reshape(3) for c in NOCS_CATEGORIES}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path}: cannot read category mean sizes ({exc}); expected JSON "
+                          f"{{category: [x, y, z] metres}} for {list(NOCS_CATEGORIES)}") from exc
