@@ -11,10 +11,10 @@ from rclpy.node import Node
 
 @dataclass(frozen=True)
 class PoseNodeParams:
-    model_config: str = ""          # model YAML; "" = the shipped lite model
-    model_weights: str = ""         # checkpoint; "" = the shipped lite weights
+    model_weights: str = ""         # pose model file (model_final.pt of `cleanpose train`); "" = shipped lite model
+    pose_backend: str = "cleanpose"  # cleanpose (the network) | box_fit (non-learned baseline)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    segmentation_backend: str = "maskrcnn"  # maskrcnn | depth_tabletop
+    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned; gives categories)
     segmentation_weights: str = ""  # "" = the shipped segmenter
     score_threshold: float = 0.5    # minimum segmentation score [0, 1]
     max_objects: int = 10           # per frame, highest scores first
@@ -38,8 +38,10 @@ class PoseNodeParams:
     def validate(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.segmentation_backend not in ("maskrcnn", "depth_tabletop"):
-            raise ValueError(f"segmentation_backend must be maskrcnn or depth_tabletop, got {self.segmentation_backend!r}")
+        if self.segmentation_backend != "maskrcnn":
+            raise ValueError(f"segmentation_backend must be maskrcnn, got {self.segmentation_backend!r}")
+        if self.pose_backend not in ("cleanpose", "box_fit"):
+            raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
         if self.depth_unit not in ("auto", "mm", "m"):
             raise ValueError(f"depth_unit must be auto, mm or m, got {self.depth_unit!r}")
         if not 0.0 < self.min_depth < self.max_depth:
@@ -49,10 +51,10 @@ class PoseNodeParams:
 
 
 _DESCRIPTIONS = {
-    "model_config": "Model config YAML (cleanpose_core format); empty = the shipped lite model",
-    "model_weights": "Pose model checkpoint (.pt); empty = the shipped lite weights",
+    "model_weights": "Pose model file (model_final.pt of `cleanpose train`); empty = the shipped lite model",
+    "pose_backend": "Pose estimator: cleanpose (the network) or box_fit (non-learned baseline)",
     "device": "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
-    "segmentation_backend": "Instance segmentation: maskrcnn (learned) or depth_tabletop (plane + clusters)",
+    "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object)",
     "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",
     "score_threshold": "Minimum segmentation score, in [0, 1]",
     "max_objects": "Maximum objects per frame (highest scores kept), >= 1",

@@ -7,6 +7,7 @@ before the worker picks it up is counted as dropped. The on-demand service share
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from cleanpose_core.inference.draw import draw_detections
 from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
 from cleanpose_core.inference.tracking import PoseTracker
 from cleanpose_core.inference.types import FrameResult
+from cleanpose_core.models.weights import WeightsError
 from cleanpose_ros.conversions import detection_array_msg, object_pose_array_msg, transform_msgs
 from cleanpose_ros.image_conversion import ImageConversionError, depth_from_image, numpy_to_image, rgb_from_image
 from cleanpose_ros.markers import MarkerBuilder
@@ -67,7 +69,7 @@ class PoseNode(Node):
         self.params: PoseNodeParams = declare_and_read(self)
         p = self.params
         self.estimator = Estimator(EstimatorConfig(
-            model_config=p.model_config or None, model_weights=p.model_weights or None, device=p.device,
+            model_weights=p.model_weights or None, pose_backend=p.pose_backend, device=p.device,
             segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
             score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
             min_points=p.min_points, keep_masks=p.publish_object_points))
@@ -306,8 +308,8 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # invalid parameters: say which, and exit non-zero
-        print(f"[pose_node] configuration error: {exc}")
+    except (ValueError, OSError, WeightsError) as exc:  # bad parameters or weight files: say which, exit non-zero
+        print(f"[pose_node] configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     finally:
         if node is not None:

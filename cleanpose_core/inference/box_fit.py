@@ -13,7 +13,12 @@ Used in the results table to show what the learned model adds. For each segmente
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
+
+from cleanpose_core import NOCS_CATEGORIES
 
 
 def fit_oriented_box(points: np.ndarray, mean_size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,3 +51,19 @@ def fit_oriented_box(points: np.ndarray, mean_size: np.ndarray) -> tuple[np.ndar
     full_depth = np.abs(axes.T @ view) @ mean_size  # box extent along the viewing ray
     centre = centre + view * max(full_depth - seen_depth, 0.0) / 2
     return axes, centre, mean_size.copy()
+
+
+def category_mean_sizes(label_files: list[Path]) -> dict[str, list[float]]:
+    """Mean metric extents per category (m) over NOCS/DPDN `_label.pkl` files (metric size = scales * sizes).
+
+    This is the only thing the baseline learns from training data. Categories absent from the files are left out.
+    """
+    per_category: dict[str, list[np.ndarray]] = {c: [] for c in NOCS_CATEGORIES}
+    for path in label_files:
+        with open(path, "rb") as f:
+            label = pickle.load(f)
+        scales = np.asarray(label["scales"], float).reshape(-1)
+        sizes = np.asarray(label["sizes"], float).reshape(-1, 3)
+        for class_id, scale, size in zip(label["class_ids"], scales, sizes):
+            per_category[NOCS_CATEGORIES[int(class_id) - 1]].append(scale * size)
+    return {c: np.mean(v, axis=0).round(5).tolist() for c, v in per_category.items() if v}

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_POSE_MODEL = REPO_ROOT / "models" / "cleanpose_lite.pt"
-SHIPPED_SEGMENTER = REPO_ROOT / "models" / "maskrcnn_lite.pt"
 SHIPPED_MEAN_SIZES = REPO_ROOT / "models" / "category_mean_sizes.json"
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 
@@ -49,7 +48,7 @@ class EstimatorConfig:
     pose_backend: Literal["cleanpose", "box_fit"] = "cleanpose"
     device: str = "auto"               # auto (CUDA when available) | cpu | cuda | cuda:N
     segmenter: str = "maskrcnn"        # maskrcnn | depth_tabletop | ground_truth | external (masks per call)
-    segmenter_weights: str | None = None  # Mask R-CNN file; None = shipped
+    segmenter_weights: str | None = None  # Mask R-CNN file; None = the shipped one (segmentation/maskrcnn.py)
     score_threshold: float = 0.5       # segmentation score threshold
     max_objects: int = 10              # per frame (bounds the batch)
     min_mask_area: int = 64            # pixels
@@ -127,7 +126,7 @@ class Estimator:
             options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
                            min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
             if cfg.segmenter == "maskrcnn":
-                options.update(weights=str(cfg.segmenter_weights or SHIPPED_SEGMENTER), device=cfg.device)
+                options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
             self.segmenter = build_segmenter(cfg.segmenter, **options)
 
     # ------------------------------------------------------------------------------------------------ API

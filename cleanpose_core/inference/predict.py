@@ -1,0 +1,103 @@
+"""`cleanpose predict`: run the Estimator over a NOCS-format test set and write standard result pickles.
+
+Input: a DPDN-layout root whose `segmentation_results/<split>/results_*.pkl` define the test images (as the
+official test scripts do), each naming its image by `image_path` ('data/<split>/...' relative to the root after
+stripping the 'data/' prefix) and carrying the ground truth. With `--masks gt` the masks, classes and scores of
+those pickles are used (pose model alone); with `--masks model` the configured segmenter runs on the image
+(the full pipeline). Output: one standard result pickle per image, which `cleanpose eval` scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from cleanpose_core.eval.results import poses_to_rts, save_result
+from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
+from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+
+
+def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H, W, 3) uint8 and depth (H, W) uint16 mm of a result pickle's `image_path`."""
+    prefix = root / (image_path[5:] if image_path.startswith("data/") else image_path)
+    bgr = cv2.imread(f"{prefix}_color.png", cv2.IMREAD_COLOR)
+    depth = cv2.imread(f"{prefix}_depth.png", cv2.IMREAD_UNCHANGED)
+    if bgr is None or depth is None:
+        raise FileNotFoundError(f"cannot read {prefix}_color.png / _depth.png")
+    if depth.ndim == 3:  # the 3-channel encoded variant of REAL depth: value = G * 256 + R, 32001 = missing
+        depth = (depth[:, :, 1].astype(np.uint32) * 256 + depth[:, :, 2]).astype(np.uint16)
+        depth[depth == 32001] = 0
+    return np.ascontiguousarray(bgr[:, :, ::-1]), depth
+
+
+def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
+            progress: bool = True) -> dict[str, int]:
+    """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split`; returns counts."""
+    files = sorted((root / "segmentation_results" / split).glob("results_*.pkl"))
+    if not files:
+        raise FileNotFoundError(f"no segmentation_results/{split}/results_*.pkl under {root}")
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {"images": 0, "objects": 0, "skipped_objects": 0, "failed_images": 0}
+    for path in tqdm(files, desc="predict", disable=not progress, mininterval=2.0):
+        with open(path, "rb") as f:
+            seg = pickle.load(f)
+        rgb, depth = read_frame(root, seg["image_path"])
+        if masks == "gt":
+            result = estimator.estimate(rgb, depth, K, "mm", masks=np.moveaxis(seg["pred_masks"], -1, 0),
+                                        labels=np.asarray(seg["pred_class_ids"]) - 1, scores=seg["pred_scores"])
+        else:
+            result = estimator.estimate(rgb, depth, K, "mm")
+        counts["images"] += 1
+        counts["objects"] += len(result.detections)
+        counts["skipped_objects"] += len(result.skipped)
+        counts["failed_images"] += int(result.reason is not None and bool(len(seg["gt_class_ids"])))
+        dets = result.detections
+        if dets:
+            rts, scales = poses_to_rts(np.stack([d.rotation for d in dets]), np.stack([d.translation for d in dets]),
+                                       np.stack([d.size for d in dets]))
+        else:
+            rts, scales = np.zeros((0, 4, 4)), np.zeros((0, 3))
+        save_result(str(out / path.name), {
+            "image_path": seg["image_path"],
+            "gt_class_ids": seg["gt_class_ids"], "gt_bboxes": seg["gt_bboxes"], "gt_RTs": seg["gt_RTs"],
+            "gt_scales": seg["gt_scales"], "gt_handle_visibility": seg["gt_handle_visibility"],
+            "pred_class_ids": np.array([d.category_id + 1 for d in dets], dtype=np.int64),
+            "pred_RTs": rts, "pred_scales": scales,
+            "pred_scores": np.array([d.score for d in dets], dtype=np.float32),
+            "pred_bboxes": np.array([[d.mask_bbox[1], d.mask_bbox[0], d.mask_bbox[3] + 1, d.mask_bbox[2] + 1]
+                                     for d in dets], dtype=np.int32).reshape(-1, 4),
+        }, num_categories=len(estimator.categories))
+    return counts
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="run the estimator on a NOCS-format test set, write result pickles",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="DPDN-layout root (holds segmentation_results/)")
+    p.add_argument("--split", default="test", help="segmentation_results/<split> to read (default test)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the result pickles")
+    p.add_argument("--masks", choices=("gt", "model"), default="gt",
+                   help="gt: masks of the segmentation pickles (pose model alone); model: run the segmenter")
+    p.add_argument("--pose-backend", choices=("cleanpose", "box_fit"), default="cleanpose")
+    p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
+    p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics (default: REAL275, which the synthetic engine also uses)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    estimator = Estimator(EstimatorConfig(
+        model_weights=args.weights, pose_backend=args.pose_backend, device=args.device,
+        segmenter="external" if args.masks == "gt" else "maskrcnn", segmenter_weights=args.segmenter_weights,
+        score_threshold=0.0 if args.masks == "gt" else 0.5))
+    counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics))
+    print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "
+          f"{counts['skipped_objects']} skipped -> {args.out}")
+    return 0 if counts["images"] else 1
