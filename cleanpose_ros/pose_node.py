@@ -112,6 +112,7 @@ class PoseNode(Node):
         self._last_sync_time = time.monotonic()
         self._last_received = dict(self.sync.stats.received)
         self._last_reason = ""
+        self._warned: dict[str, float] = {}  # message -> when it was last logged
         self._worker = threading.Thread(target=self._work, name="cleanpose_worker", daemon=True)
         self._worker.start()
         self.create_timer(1.0, self._on_timer, callback_group=MutuallyExclusiveCallbackGroup())
@@ -179,9 +180,8 @@ class PoseNode(Node):
         if K.size != 9 or not np.isfinite(K).all() or K[0] <= 0 or K[4] <= 0:
             return f"camera_info has an invalid camera matrix k={list(K)}"
         if rgb.header.frame_id != depth.header.frame_id:
-            self.get_logger().warn(
-                f"rgb frame_id {rgb.header.frame_id!r} != depth frame_id {depth.header.frame_id!r}; assuming the "
-                f"depth is registered to rgb", throttle_duration_sec=10.0)
+            self._warn(f"rgb frame_id {rgb.header.frame_id!r} != depth frame_id {depth.header.frame_id!r}; "
+                       f"assuming the depth is registered to rgb", period=10.0)
         return None
 
     def _process_and_publish(self, frame: Frame) -> None:
@@ -189,7 +189,7 @@ class PoseNode(Node):
         result = estimate.result
         if result.reason:
             self._last_reason = result.reason
-            self.get_logger().warn(f"no estimate: {result.reason}", throttle_duration_sec=5.0)
+            self._warn(f"no estimate: {result.reason}", period=5.0)
         result.timings_ms["total"] = (time.monotonic() - frame.received) * 1e3
         self._publish(estimate)
         self.frames_processed += 1
@@ -251,14 +251,27 @@ class PoseNode(Node):
         return response
 
     # ---------------------------------------------------------------- health
+    def _warn(self, message: str, period: float) -> None:
+        """Log a warning, repeating the same message at most every `period` s (distinct problems all show)."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -np.inf) >= period:
+            self._warned[message] = now
+            self.get_logger().warning(message)
+
     def _on_timer(self) -> None:
+        try:
+            self._check_health()
+        except Exception as exc:  # health reporting must never take the node down
+            self.get_logger().error(f"diagnostics failed: {type(exc).__name__}: {exc}")
+
+    def _check_health(self) -> None:
         stats = self.sync.stats
         silent_for = time.monotonic() - self._last_sync_time
         if silent_for > self.params.sync_warn_after:
             counts = ", ".join(f"{t}: {n}" for t, n in stats.received.items())
             missing = [t for t, n in stats.received.items() if n == self._last_received.get(t, 0)]
             hint = f"; nothing new on {missing}" if missing else f"; stamps differ by more than {self.params.sync_slop} s?"
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"no synchronised rgb/depth/camera_info for {silent_for:.0f} s (received so far: {counts}){hint}",
                 throttle_duration_sec=self.params.sync_warn_after)
         self._last_received = dict(stats.received)
@@ -291,10 +304,12 @@ class PoseNode(Node):
         return array
 
     def destroy_node(self):
-        with self._mail:
-            self._stop = True
-            self._mail.notify()
-        self._worker.join(timeout=5.0)
+        worker = getattr(self, "_worker", None)  # absent when __init__ failed (rclpy.shutdown still calls this)
+        if worker is not None:
+            with self._mail:
+                self._stop = True
+                self._mail.notify()
+            worker.join(timeout=5.0)
         return super().destroy_node()
 
 
@@ -302,15 +317,16 @@ def main(args=None) -> None:
     rclpy.init(args=args)
     node = None
     try:
-        node = PoseNode()
+        try:
+            node = PoseNode()
+        except (ValueError, OSError, WeightsError) as exc:  # bad parameters or weight files: say which, exit 2
+            print(f"[pose_node] configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, OSError, WeightsError) as exc:  # bad parameters or weight files: say which, exit non-zero
-        print(f"[pose_node] configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
     finally:
         if node is not None:
             node.destroy_node()
