@@ -32,7 +32,7 @@ class DataSourceConfig:
     kind: Literal["nocs", "housecat6d"] = "nocs"  # which reader (synthetic data uses the NOCS reader)
     batch_size: int = 10  # samples of this source per iteration and process (official: camera 30, real 10)
     workers: int = 0  # DataLoader worker processes (official: 12 camera, 4 real); 0 loads in the main process
-    # The reader's own options (root folder, subset, points per sample, ...). They are checked by the reader's
+    # The reader's own options (root folder, source, points per sample, ...). They are checked by the reader's
     # config dataclass, so a misspelt key is still an error that names it.
     dataset: dict[str, Any] = field(default_factory=dict)
 

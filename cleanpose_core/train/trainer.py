@@ -282,8 +282,10 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
         for s in streams:
             s.close()
     if main:
+        # Points per object the model was trained with: the Estimator samples the same number at test time.
+        n_points = {int(s.dataset.get("sample_num", 1024)) for s in cfg.sources}
         atomic_save({"format": MODEL_FORMAT, "model": trainable_state_dict(_bare(model)),
-                     "model_config": comp.model_config, "step": step, "seed": cfg.seed},
+                     "model_config": comp.model_config, "n_points": max(n_points), "step": step, "seed": cfg.seed},
                     out_dir / FINAL_NAME)
     return TrainResult(step=step, losses=logged, seconds=time.perf_counter() - t_start, out_dir=out_dir)
 

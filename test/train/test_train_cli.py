@@ -82,6 +82,7 @@ def synthetic_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synth")
     generate_split(root, "train", 2, 123)  # 2 scenes x 4 frames, REAL-style layout
+    generate_split(root, "test", 1, 7)  # 1 scene of unseen instances, with segmentation-result pickles
     return root
 
 
@@ -107,8 +108,21 @@ def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root):
         assert (tmp_path / "run" / name).is_file()
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     final = torch.load(tmp_path / "run" / "model_final.pt", weights_only=True)
-    assert final["step"] == 2
+    assert final["step"] == 2 and final["n_points"] == 64
     assert all(torch.isfinite(v).all() for v in final["model"].values() if v.is_floating_point())
+
+    # What training writes is what inference loads: the Estimator runs it on a frame of the same data.
+    from cleanpose_core.inference.predict import predict
+    from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+    from cleanpose_core.geometry.camera import Intrinsics, REAL275_INTRINSICS
+
+    estimator = Estimator(EstimatorConfig(model_weights=str(tmp_path / "run" / "model_final.pt"),
+                                          segmenter="external", device="cpu", min_points=8))
+    assert estimator.n_points == 64
+    counts = predict(synthetic_root, "test", tmp_path / "results", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
+                     progress=False)
+    assert counts["images"] > 0 and counts["objects"] > 0
+    assert main(["eval", "--results", str(tmp_path / "results"), "--json", str(tmp_path / "eval.json")]) == 0
 
 
 @needs_stack
