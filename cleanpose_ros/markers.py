@@ -15,7 +15,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cleanpose_core.inference.draw import UNIT_BOX_CORNERS, UNIT_BOX_EDGES
+from cleanpose_core.geometry.boxes import BOX_EDGES, box_corners
 from cleanpose_core.inference.types import Detection
 from cleanpose_ros.conversions import pose_msg
 LIFETIME = Duration(sec=2)  # safety net only; stale markers are deleted explicitly
@@ -62,9 +62,9 @@ class MarkerBuilder:
         marker.pose = pose_msg(det.rotation, det.translation)
         marker.scale.x = 0.004  # line width (m)
         marker.color = category_colour(det.category)
-        corners = UNIT_BOX_CORNERS * np.asarray(det.size)[None, :]
+        corners = box_corners(det.size)
         marker.points = [Point(x=float(corners[i][0]), y=float(corners[i][1]), z=float(corners[i][2]))
-                         for edge in UNIT_BOX_EDGES for i in edge]
+                         for edge in BOX_EDGES for i in edge]
         return marker
 
     def _axes(self, det: Detection, header: Header, marker_id: int) -> Marker:

@@ -30,6 +30,11 @@ CORNER_SIGNS = np.array(
 )
 
 
+# The 12 edges of a box as pairs of corner indices: corners whose signs differ in exactly one axis.
+BOX_EDGES = tuple((a, b) for a in range(8) for b in range(a + 1, 8)
+                  if int((CORNER_SIGNS[a] != CORNER_SIGNS[b]).sum()) == 1)
+
+
 def box_corners(scales: np.ndarray) -> np.ndarray:
     """(..., 3) box extents (x, y, z) -> (..., 8, 3) corners ±extent/2 about the origin, in NOCS order."""
     scales = np.asarray(scales, dtype=np.float64)

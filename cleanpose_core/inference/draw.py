@@ -5,13 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from cleanpose_core.geometry.boxes import BOX_EDGES, box_corners
 from cleanpose_core.geometry.camera import Intrinsics, project_points
 from cleanpose_core.inference.types import Detection
-
-# Unit-box corners (±1/2 along each axis, bit k of the index -> sign of axis) and the 12 edges between
-# corners that differ in exactly one coordinate.
-UNIT_BOX_CORNERS = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], float) - 0.5
-UNIT_BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
 def category_colour_bgr(category: str) -> tuple[int, int, int]:
@@ -30,12 +26,12 @@ def draw_detections(rgb: np.ndarray, detections: list[Detection], K: Intrinsics,
     z blue) and "category id score" label drawn on it. Objects behind the camera are skipped."""
     out = np.ascontiguousarray(rgb.copy())
     for det in detections:
-        corners = (UNIT_BOX_CORNERS * det.size) @ det.rotation.T + det.translation
+        corners = box_corners(det.size) @ det.rotation.T + det.translation
         if (corners[:, 2] <= 0).any():
             continue
         uv = project_points(corners, K)
         colour = category_colour_bgr(det.category)
-        for a, b in UNIT_BOX_EDGES:
+        for a, b in BOX_EDGES:
             cv2.line(out, _pt(uv[a]), _pt(uv[b]), colour, 2, cv2.LINE_AA)
         axes = np.vstack([np.zeros(3), np.eye(3) * axis_length]) @ det.rotation.T + det.translation
         axes_uv = project_points(axes, K)

@@ -18,13 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial.transform import Rotation
 
+from cleanpose_core.geometry.rotations import rotation_about_y
 from cleanpose_core.inference.types import Detection
-
-
-def _rotation_about_y(theta: float) -> np.ndarray:
-    return Rotation.from_euler("y", theta).as_matrix()
 
 
 def align_symmetric_rotation(rotation: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
@@ -39,7 +35,7 @@ def align_symmetric_rotation(rotation: np.ndarray, reference: np.ndarray | None)
     else:
         # z axis of R Ry(θ) = R[:, 0] sinθ + R[:, 2] cosθ; minimise its camera-z component.
         theta = np.arctan2(-rotation[2, 0], -rotation[2, 2])
-    return rotation @ _rotation_about_y(theta)
+    return rotation @ rotation_about_y(theta)
 
 
 @dataclass
