@@ -162,7 +162,21 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
         if cfg.render.threads == 0:
             cfg_dict["render"]["threads"] = per_worker
         tasks = [(str(out_dir), split, i, int(seed), cfg_dict) for i in pending]
-        with mp.get_context("spawn").Pool(workers) as pool:
+        # One BLAS/OpenMP thread per worker: the shading's small matmuls otherwise spawn a thread per core in every
+        # worker and the workers fight over the cores (measured: 4.7 -> 8.0 frames/s with 2 workers on 2 cores).
+        # Spawned children read these at start-up, so they are set only while the pool starts.
+        single = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        saved = {k: os.environ.get(k) for k in single}
+        os.environ.update(single)
+        try:
+            pool = mp.get_context("spawn").Pool(workers)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        with pool:
             for _ in pool.imap_unordered(_worker, tasks):
                 bar.update(1)
     bar.close()
