@@ -7,17 +7,15 @@ before the worker picks it up is counted as dropped. The on-demand service share
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -30,11 +28,11 @@ from cleanpose_core.inference.draw import draw_detections
 from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
 from cleanpose_core.inference.tracking import PoseTracker
 from cleanpose_core.inference.types import FrameResult
-from cleanpose_core.models.weights import WeightsError
 from cleanpose_ros.conversions import detection_array_msg, object_pose_array_msg, transform_msgs
 from cleanpose_ros.image_conversion import ImageConversionError, depth_from_image, numpy_to_image, rgb_from_image
 from cleanpose_ros.markers import MarkerBuilder
 from cleanpose_ros.msg import ObjectPoseArray
+from cleanpose_ros.node_main import run_node
 from cleanpose_ros.parameters import PoseNodeParams, declare_and_read
 from cleanpose_ros.srv import EstimatePoses
 from cleanpose_ros.sync import ApproximateSync
@@ -314,24 +312,7 @@ class PoseNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = PoseNode()
-        except (ValueError, OSError, WeightsError) as exc:  # bad parameters or weight files: say which, exit 2
-            print(f"[pose_node] configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from exc
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_node(PoseNode, lambda: MultiThreadedExecutor(num_threads=3), args=args)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ a timer at `rate` Hz; if rendering is slower, the effective rate drops (never a 
 from __future__ import annotations
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -32,6 +30,7 @@ from cleanpose_core.inference.types import Detection
 from cleanpose_ros.conversions import object_pose_array_msg
 from cleanpose_ros.image_conversion import numpy_to_image
 from cleanpose_ros.msg import ObjectPoseArray
+from cleanpose_ros.node_main import run_node
 
 SYMMETRIC = {"bottle", "bowl", "can"}
 SENSOR_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)  # like a driver (REP 2003)
@@ -125,18 +124,7 @@ class SyntheticCamera(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SyntheticCamera()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_node(SyntheticCamera, args=args)
 
 
 if __name__ == "__main__":

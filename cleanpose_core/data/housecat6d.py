@@ -43,7 +43,7 @@ from .depth_completion import fill_missing
 from .files import SampleError, read_color_rgb, read_depth_m, read_instance_mask, read_pickle
 from .instance import prepare_instance
 from .samples import SkipCounter, TestImage, build_training_sample, check_label, stack_instances
-from .sampling import epoch_draw, sample_rng
+from .sampling import EpochDrawDataset, sample_rng
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class HouseCat6DTrainConfig:
             raise ValueError("min_valid_pixels must be >= 0 and max_attempts >= 1")
 
 
-class HouseCat6DTrainDataset(torch.utils.data.Dataset):
+class HouseCat6DTrainDataset(EpochDrawDataset):
     """HouseCat6D training instances; item = pts, rgb, choose, category_label, translation/rotation/size_label."""
 
     def __init__(self, cfg: HouseCat6DTrainConfig) -> None:
@@ -139,28 +139,11 @@ class HouseCat6DTrainDataset(torch.utils.data.Dataset):
         log.info("HouseCat6D: %d training images", len(self.images))
         self.reset(0, 0)
 
-    def __len__(self) -> int:
-        return len(self.img_index)
+    def num_images(self) -> int:
+        return len(self.images)
 
-    def reset(self, epoch: int, seed: int) -> None:
-        """Shuffle (or draw) the images of `epoch`; deterministic in (seed, epoch)."""
-        self.epoch, self.seed = int(epoch), int(seed)
-        self.img_index = epoch_draw(len(self.images), self.cfg.num_img_per_epoch, self.seed, self.epoch)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        image = int(self.img_index[index])
-        for attempt in range(self.cfg.max_attempts):
-            rng = sample_rng(self.seed, self.epoch, index, attempt)
-            if attempt > 0:
-                image = int(rng.integers(len(self.images)))
-            try:
-                return self.load(image, rng)
-            except SampleError as exc:
-                self.skipped.add(exc, str(self.images[image]))
-        raise RuntimeError(f"{self.cfg.max_attempts} bad samples in a row around index {index}; "
-                           f"skipped so far: {self.skipped.as_dict()}")
+    def image_name(self, image: int) -> str:
+        return str(self.images[image])
 
     def load(self, image: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """The sample of one random instance of image `image`; SampleError when unusable."""

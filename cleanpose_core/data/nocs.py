@@ -54,7 +54,7 @@ from .depth_completion import fill_missing
 from .files import SampleError, read_color_rgb, read_depth_m, read_instance_mask, read_pickle
 from .instance import prepare_instance
 from .samples import SkipCounter, TestImage, build_training_sample, check_label, stack_instances
-from .sampling import epoch_draw, sample_rng
+from .sampling import EpochDrawDataset, sample_rng
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class NOCSTrainConfig:
             raise ValueError("min_valid_pixels must be >= 0 and max_attempts >= 1")
 
 
-class NOCSTrainDataset(torch.utils.data.Dataset):
+class NOCSTrainDataset(EpochDrawDataset):
     """Training instances of one NOCS-format source; item = the official sample dict (see `samples`).
 
     `reset(epoch, seed)` fixes the epoch's images; item `index` then depends on (seed, epoch, index) only.
@@ -181,28 +181,11 @@ class NOCSTrainDataset(torch.utils.data.Dataset):
         log.info("NOCS %s/%s: %d images, %d models", cfg.source, cfg.split, len(self.img_list), len(self.models))
         self.reset(0, 0)
 
-    def __len__(self) -> int:
-        return len(self.img_index)
+    def num_images(self) -> int:
+        return len(self.img_list)
 
-    def reset(self, epoch: int, seed: int) -> None:
-        """Draw the images of `epoch` (official `reset()`); deterministic in (seed, epoch)."""
-        self.epoch, self.seed = int(epoch), int(seed)
-        self.img_index = epoch_draw(len(self.img_list), self.cfg.num_img_per_epoch, self.seed, self.epoch)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        image = int(self.img_index[index])
-        for attempt in range(self.cfg.max_attempts):
-            rng = sample_rng(self.seed, self.epoch, index, attempt)
-            if attempt > 0:  # the official reader also moves on to a random other image
-                image = int(rng.integers(len(self.img_list)))
-            try:
-                return self.load(image, rng)
-            except SampleError as exc:
-                self.skipped.add(exc, self.img_list[image])
-        raise RuntimeError(f"{self.cfg.max_attempts} bad samples in a row around index {index} of "
-                           f"{self.layout.list_file}; skipped so far: {self.skipped.as_dict()}")
+    def image_name(self, image: int) -> str:
+        return str(self.img_list[image])
 
     def load(self, image: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """The sample of one random instance of image `image` (index into `img_list`); SampleError if unusable."""

@@ -19,6 +19,9 @@ worker, which only reproduces an uninterrupted run with the same worker count.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from .files import SampleError
 
 __all__ = ["epoch_draw", "sample_rng"]
 
@@ -48,3 +51,45 @@ def epoch_draw(n_images: int, num_per_epoch: int, seed: int, epoch: int) -> np.n
 def sample_rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.Generator:
     """The generator of sample `index` of `epoch` (and of its `attempt`-th replacement after a bad sample)."""
     return np.random.default_rng([_SAMPLE_STREAM, int(seed), int(epoch), int(index), int(attempt)])
+
+
+class EpochDrawDataset(torch.utils.data.Dataset):
+    """Training reader skeleton shared by the NOCS and HouseCat6D readers.
+
+    Subclasses set `cfg` (with `num_img_per_epoch` and `max_attempts`), `skipped` (a SkipCounter) and implement
+    `image_name(image)` and `load(image, rng)` (raising SampleError for an unusable image). The epoch's image
+    order is a function of (seed, epoch) only; a bad image is counted and replaced by a random other one drawn
+    from the sample's own generator, as the official readers move on to a random image.
+    """
+
+    def num_images(self) -> int:
+        raise NotImplementedError
+
+    def image_name(self, image: int) -> str:
+        raise NotImplementedError
+
+    def load(self, image: int, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.img_index)
+
+    def reset(self, epoch: int, seed: int) -> None:
+        """Draw the images of `epoch` (official `reset()`); deterministic in (seed, epoch)."""
+        self.epoch, self.seed = int(epoch), int(seed)
+        self.img_index = epoch_draw(self.num_images(), self.cfg.num_img_per_epoch, self.seed, self.epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        image = int(self.img_index[index])
+        for attempt in range(self.cfg.max_attempts):
+            rng = sample_rng(self.seed, self.epoch, index, attempt)
+            if attempt > 0:
+                image = int(rng.integers(self.num_images()))
+            try:
+                return self.load(image, rng)
+            except SampleError as exc:
+                self.skipped.add(exc, self.image_name(image))
+        raise RuntimeError(f"{self.cfg.max_attempts} bad samples in a row around index {index}; "
+                           f"skipped so far: {self.skipped.as_dict()}")

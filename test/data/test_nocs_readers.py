@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CAMERA_K, REAL_K
+from cleanpose_core.geometry.camera import CAMERA25_INTRINSICS, REAL275_INTRINSICS, Intrinsics
+
+REAL_K = Intrinsics(*REAL275_INTRINSICS)
+CAMERA_K = Intrinsics(*CAMERA25_INTRINSICS)
 from data_fixtures import default_objects, write_nocs_frame, write_real_tree
 
 from cleanpose_core.config import ConfigError, from_dict

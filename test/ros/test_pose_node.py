@@ -143,4 +143,4 @@ def test_invalid_parameter_stops_the_node_with_a_clear_error(tmp_path):
     log_path = tmp_path / "pose_node.log"
     proc = start_node("/cleanpose_bad_param", "depth_unit:=furlongs", log_path=log_path)
     assert proc.wait(timeout=90) == 2
-    assert "depth_unit must be auto, mm or m" in log_path.read_text()
+    assert "[PoseNode] configuration error: depth_unit must be auto, mm or m" in log_path.read_text()
