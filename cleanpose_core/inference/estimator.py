@@ -117,6 +117,7 @@ class Estimator:
             self.image_size = self.model.cfg.image.image_size
         elif cfg.pose_backend == "box_fit":
             self.mean_sizes = load_mean_sizes(cfg.mean_sizes or SHIPPED_MEAN_SIZES)
+            # The baseline uses only the points; a tiny RGB crop keeps the shared preprocessing cheap.
             self.n_points, self.image_size = cfg.n_points or 1024, 32
         else:
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
