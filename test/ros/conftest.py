@@ -21,3 +21,12 @@ def ros_context():
 def unique_topic():
     """A topic name no other test (or concurrent run on this machine) uses."""
     return f"/cleanpose_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def segmenter_weights(tmp_path_factory):
+    """A Mask R-CNN weights file with random weights: enough to test the plumbing, detects nothing."""
+    from cleanpose_core.segmentation.maskrcnn import MaskRCNNArch, build_maskrcnn, save_maskrcnn_weights
+
+    path = tmp_path_factory.mktemp("seg") / "maskrcnn_random.pt"
+    return save_maskrcnn_weights(path, build_maskrcnn(), MaskRCNNArch())

@@ -5,9 +5,6 @@ The segmenter here has random weights (no trained model is needed to test the pl
 objects; detection accuracy through the node is tested where the shipped models are available.
 """
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,28 +17,12 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from cleanpose_ros.image_conversion import numpy_to_image
+from node_process import K, start_node
 from cleanpose_ros.msg import ObjectPoseArray
 from cleanpose_ros.srv import EstimatePoses
 from vision_msgs.msg import Detection3DArray
 
 pytestmark = pytest.mark.ros
-K = [591.0125, 0.0, 322.525, 0.0, 590.16775, 244.11084, 0.0, 0.0, 1.0]
-
-
-@pytest.fixture(scope="module")
-def segmenter_weights(tmp_path_factory):
-    from cleanpose_core.segmentation.maskrcnn import MaskRCNNArch, build_maskrcnn, save_maskrcnn_weights
-
-    path = tmp_path_factory.mktemp("seg") / "maskrcnn_random.pt"
-    return save_maskrcnn_weights(path, build_maskrcnn(), MaskRCNNArch())
-
-
-def start_node(namespace, *params, log_path):
-    args = [sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={namespace}"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def frame(stamp_sec, h=120, w=160, depth_encoding="16UC1"):
