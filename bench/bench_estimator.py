@@ -1,0 +1,127 @@
+"""End-to-end Estimator latency per 640x480 frame on CPU: segmentation + preprocessing + one batched pose forward.
+
+Random weights for the lite pose model and the Mask R-CNN (timing only: the cost depends on the number of
+objects, not on what the weights say). Random segmenter masks do not reliably cover n real objects, so a frame's
+end-to-end time is measured as its two halves: the segmenter asked for n detections (score threshold 0, at most
+n), plus preprocessing and the batched pose forward on the frame's n ground-truth object masks.
+Writes bench/results/estimator.json.
+
+    python bench/bench_estimator.py [--threads 2] [--repeats 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from cleanpose_core.config import from_dict, to_dict
+from cleanpose_core.data.synthetic.config import SynthConfig
+from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
+from cleanpose_core.data.synthetic.render import SceneRenderer
+from cleanpose_core.data.synthetic.scene import compose_scene
+from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
+from cleanpose_core.segmentation import build_segmenter
+from cleanpose_core.train.checkpoint import trainable_state_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scene_with_objects(n: int):
+    cfg = SynthConfig()
+    for seed in range(200):
+        rng = scene_rng(seed, "test", 0)
+        scene = compose_scene(rng, "test", cfg.scene, cfg.camera, cfg.render, 1)
+        K = intrinsics_of(cfg)
+        frame = SceneRenderer(scene, K, 0, False).render(*scene.camera_poses[0], rng, 0.0)
+        masks = [frame.instance == k for k in range(len(scene.objects))]
+        keep = [k for k, m in enumerate(masks) if m.sum() > 300]
+        if len(keep) >= n:
+            labels = [scene.objects[k].shape.category for k in keep]
+            return frame.rgb, frame.depth.astype(np.float32), K, np.stack([masks[k] for k in keep]), labels
+    raise RuntimeError(f"no scene with {n} visible objects")
+
+
+def lite_model_file(directory: Path) -> Path:
+    data = yaml.safe_load((REPO / "config/model/cleanpose_lite.yaml").read_text())
+    data["kd"]["teacher_weights"] = None
+    cfg = from_dict(CleanPoseConfig, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, teacher=False)
+    path = directory / "lite_random.pt"
+    torch.save({"model": trainable_state_dict(model), "model_config": to_dict(cfg), "n_points": 512}, path)
+    return path
+
+
+def timed(fn, repeats: int) -> dict[str, float]:
+    fn()  # warm-up
+    runs = [fn() for _ in range(repeats)]
+    out = {}
+    for key in ("segmentation", "preprocess", "pose", "total"):
+        values = [r.timings_ms.get(key, 0.0) for r in runs]
+        out[f"{key}_ms_median"] = round(statistics.median(values), 1)
+    out["objects"] = int(statistics.median([len(r.detections) for r in runs]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "estimator.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rgb, depth, K, masks, labels = scene_with_objects(6)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = str(lite_model_file(Path(tmp)))
+        for n in (1, 3, 6):
+            seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", box_detections_per_img=n,
+                                  score_threshold=0.0, min_mask_area=0, min_points=16, max_objects=n)
+            est = Estimator(EstimatorConfig(model_weights=weights, device="cpu", min_points=16), segmenter=seg)
+
+            def segmentation():
+                result = est.estimate(rgb, depth, K, "m")
+                result.timings_ms = {"segmentation": result.timings_ms["segmentation"]}
+                return result
+
+            def pose_only():
+                result = est.estimate(rgb, depth, K, "m", masks=masks[:n], labels=labels[:n])
+                result.timings_ms["total"] = sum(v for k, v in result.timings_ms.items() if k != "segmentation")
+                return result
+
+            seg_ms = timed(segmentation, args.repeats)["segmentation_ms_median"]
+            pose = timed(pose_only, args.repeats)
+            results[f"{n}_objects"] = {"segmentation_ms_median": seg_ms, "pose_with_given_masks": pose,
+                                       "end_to_end_ms": round(seg_ms + pose["total_ms_median"], 1)}
+            print(n, results[f"{n}_objects"], flush=True)
+    e2e = {n: results[f"{n}_objects"]["end_to_end_ms"] for n in (1, 3, 6)}
+    report = {
+        "benchmark": "Estimator per 640x480 frame, lite pose model + Mask R-CNN MobileNetV3, random weights, CPU",
+        "threads": args.threads,
+        "results": results,
+        "end_to_end_fps_3_objects": round(1000.0 / e2e[3], 2),
+        "end_to_end_ratio_6_over_1": round(e2e[6] / e2e[1], 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average_before": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
