@@ -129,8 +129,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(obj))
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Load a YAML file into dataclass `cls`; errors name the file and the key."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping at the top of a YAML file (empty file = {}); ConfigError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -138,6 +138,14 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of options, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Load a YAML file into dataclass `cls`; errors name the file and the key."""
+    data = read_yaml_mapping(path)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

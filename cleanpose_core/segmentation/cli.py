@@ -9,11 +9,9 @@ import argparse
 import json
 import sys
 
-from pathlib import Path
 
-import yaml
 
-from cleanpose_core.config import ConfigError, from_dict
+from cleanpose_core.config import ConfigError, from_dict, read_yaml_mapping
 
 __all__ = ["register"]
 
@@ -49,20 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_seg)
 
 
-def _read_yaml(path: str) -> dict:
-    """The mapping in a YAML file (checked against SegTrainConfig later, once the flags are merged in)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: expected a mapping of SegTrainConfig options")
-    return data
-
-
 def _train_seg(args: argparse.Namespace) -> int:
     from cleanpose_core.models.weights import WeightsError
     from cleanpose_core.train.checkpoint import CheckpointError
@@ -70,7 +54,7 @@ def _train_seg(args: argparse.Namespace) -> int:
     from .train_maskrcnn import SegTrainConfig, train_segmenter
 
     try:
-        options = _read_yaml(args.config) if args.config else {}
+        options = read_yaml_mapping(args.config) if args.config else {}
         options.update({k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None})
         missing = [k for k in ("data", "out") if k not in options]
         if missing:

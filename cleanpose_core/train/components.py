@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from ..config import ConfigError, from_dict, load_yaml, to_dict
+from ..config import ConfigError, from_dict, load_yaml, read_yaml_mapping, to_dict
 from .config import DataSourceConfig, TrainConfig
 from .loader import TrainDataset
 from .trainer import Components
@@ -36,10 +35,7 @@ def load_model_config(path: str | Path, overrides: dict[str, Any] | None = None)
     """`CleanPoseConfig` from a model YAML with `overrides` merged in; errors name the file and key."""
     from ..models.cleanpose import CleanPoseConfig
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model config not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path)
     try:
         return from_dict(CleanPoseConfig, deep_merge(data, overrides or {}))
     except ConfigError as exc:
