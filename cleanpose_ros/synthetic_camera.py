@@ -86,24 +86,32 @@ class SyntheticCamera(Node):
         eye = self.target + np.array([self.radius * np.cos(az), self.radius * np.sin(az), self.height])
         return look_at(eye, self.target), eye
 
-    def _publish_frame(self) -> None:
-        if self.frames_limit and self.sent >= self.frames_limit:
-            return
+    def render_next(self) -> tuple[np.ndarray, np.ndarray, list[Detection]]:
+        """Render the next viewpoint: (rgb (H, W, 3) uint8, depth (H, W) uint16 mm, ground-truth objects)."""
         R_wc, C = self.camera_pose()
         frame = self.renderer.render(R_wc, C, self.rng, self.cfg.render.image_noise)
         depth_mm = depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, self.cfg.noise, self.rng)
-        header = Header(frame_id=self.frame_id)
-        header.stamp = self.get_clock().now().to_msg()
+        self.sent += 1
+        return frame.rgb, depth_mm, self.ground_truth(frame, depth_mm)
+
+    def camera_info(self, header: Header) -> CameraInfo:
         info = CameraInfo(header=header, width=self.K.width, height=self.K.height, distortion_model="plumb_bob")
         info.k = self.K.matrix.ravel().tolist()
         info.p = [self.K.fx, 0.0, self.K.cx, 0.0, 0.0, self.K.fy, self.K.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
         info.r = np.eye(3).ravel().tolist()
         info.d = [0.0] * 5
-        self.pub_rgb.publish(numpy_to_image(frame.rgb, "rgb8", header))
+        return info
+
+    def _publish_frame(self) -> None:
+        if self.frames_limit and self.sent >= self.frames_limit:
+            return
+        rgb, depth_mm, truth = self.render_next()
+        header = Header(frame_id=self.frame_id)
+        header.stamp = self.get_clock().now().to_msg()
+        self.pub_rgb.publish(numpy_to_image(rgb, "rgb8", header))
         self.pub_depth.publish(numpy_to_image(depth_mm, "16UC1", header))
-        self.pub_info.publish(info)
-        self.pub_gt.publish(object_pose_array_msg(self.ground_truth(frame, depth_mm), header, {}, "synthetic"))
-        self.sent += 1
+        self.pub_info.publish(self.camera_info(header))
+        self.pub_gt.publish(object_pose_array_msg(truth, header, {}, "synthetic"))
 
     def ground_truth(self, frame, depth_mm: np.ndarray) -> list[Detection]:
         """Every object with at least one visible pixel, as a Detection carrying the true pose and metric size."""

@@ -33,12 +33,12 @@ from cleanpose_core.models.weights import WeightsError, read_weights_file
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
 from cleanpose_core.segmentation.external import external_instances
 from cleanpose_core.segmentation.factory import build_segmenter
+from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_POSE_MODEL = REPO_ROOT / "models" / "cleanpose_lite.pt"
-SHIPPED_MEAN_SIZES = REPO_ROOT / "models" / "category_mean_sizes.json"
+SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
+SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 
 
@@ -75,8 +75,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_pose_model(path: str | Path, device: torch.device):
-    """A trained CleanPose network from a `cleanpose train` model file, in eval mode on `device`, and the
-    number of points per object it was trained with.
+    """A trained CleanPose network from a `cleanpose train` model file (`model_final.pt`) or training checkpoint
+    (`checkpoint.pt`, to evaluate a run midway), in eval mode on `device`, and the number of points per object
+    it was trained with.
 
     Raises WeightsError naming the file when it is missing, corrupt or not a CleanPose model file.
     """
@@ -84,6 +85,10 @@ def load_pose_model(path: str | Path, device: torch.device):
     from cleanpose_core.train.checkpoint import load_trainable_state_dict
 
     data = read_weights_file(path, "CleanPose model")
+    if isinstance(data, dict) and data.get("format") == "cleanpose-train-1" and "model" in data.get("config", {}):
+        sources = data["config"].get("train", {}).get("sources", [])
+        points = [int(s.get("dataset", {}).get("sample_num", 1024)) for s in sources] or [1024]
+        data = {"model": data["model"], "model_config": data["config"]["model"], "n_points": max(points)}
     if not isinstance(data, dict) or "model" not in data or "model_config" not in data:
         raise WeightsError(f"{path} is not a CleanPose model file (expected keys 'model' and 'model_config', "
                            f"as `cleanpose train` writes to model_final.pt)")
@@ -158,6 +163,7 @@ class Estimator:
                                    timings_ms=timings)
             detections, skipped = self._estimate_instances(rgb, depth_m, K, instances, timings)
             result = FrameResult(detections, skipped=list(instances.skipped) + skipped, timings_ms=timings)
+            timings["total"] = (time.perf_counter() - t0) * 1e3
             if not detections:
                 result.reason = "no object could be estimated: " + "; ".join(result.skipped)
             return result

@@ -15,8 +15,8 @@ What differs from torchvision's presets, and why:
   256/1024/256): the box MLP alone is 12.8M parameters at torchvision's sizes, which would make the shipped
   file several times larger than the pose model; the ResNet50 preset keeps torchvision's sizes.
 - **Anchors 16-256 px** instead of 32-512 px, for the same small-object reason.
-- **CPU-friendly inference settings**: the input is kept at its native 480x640 (`min_size` 480, `max_size`
-  640, no upscaling to 800), 300/100 RPN proposals before/after NMS instead of 1000/1000, at most 20
+- **CPU-friendly inference settings**: the input is fed at the size the weights were trained at (recorded in
+  the weights file; else at its native 480x640, no upscaling to 800), 300/100 RPN proposals before/after NMS instead of 1000/1000, at most 20
   detections, and the box score threshold is the segmenter's own score threshold, so the mask head runs
   only on detections the post-filter would keep; BatchNorm is folded into the convolutions at load time.
 
@@ -48,6 +48,7 @@ from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict, to_dict
 from cleanpose_core.models.weights import WeightsError, load_strict, read_weights_file
 from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter, Segmenter
+from cleanpose_core.shipped import shipped_file
 
 __all__ = ["MaskRCNNArch", "MaskRCNNInference", "MASKRCNN_PRESETS", "WEIGHTS_FORMAT", "DEFAULT_WEIGHTS",
            "build_maskrcnn", "apply_inference_settings", "fuse_conv_bn_", "save_maskrcnn_weights", "load_maskrcnn",
@@ -55,7 +56,7 @@ __all__ = ["MaskRCNNArch", "MaskRCNNInference", "MASKRCNN_PRESETS", "WEIGHTS_FOR
 
 WEIGHTS_FORMAT = "cleanpose-maskrcnn-1"
 # The shipped segmenter (trained on synthetic data with `cleanpose train-seg`, see its model card).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "segmenter_maskrcnn_mobilenet_v3.pt"
+DEFAULT_WEIGHTS = shipped_file("segmenter_maskrcnn_mobilenet_v3.pt")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -98,16 +99,24 @@ class MaskRCNNArch:
 class MaskRCNNInference:
     """Inference settings: free to change on a trained model (applied with `apply_inference_settings`)."""
 
-    min_size: int = 480                 # shorter image side fed to the network (px); 480 = native, no resize
-    max_size: int = 640                 # cap on the longer side (px)
+    # Input size: None = the size the weights were trained at (recorded by `train-seg`), else 480 x 640
+    # (native, no resize). A network trained from scratch at one scale detects poorly at another.
+    min_size: int | None = None         # shorter image side fed to the network (px)
+    max_size: int | None = None         # cap on the longer side (px)
     rpn_pre_nms_top_n_test: int = 300   # proposals per FPN level kept before NMS (torchvision: 1000)
     rpn_post_nms_top_n_test: int = 100  # proposals kept after NMS (torchvision: 1000)
     box_nms_thresh: float = 0.5         # per-class NMS IoU between detections
     box_detections_per_img: int = 20    # at most this many detections get a mask
     mask_threshold: float = 0.5         # mask probability above which a pixel is inside
 
+    def resolved(self, trained_size: tuple[int, int] | None = None) -> "MaskRCNNInference":
+        """A copy with the input size filled in: the explicit one, else `trained_size`, else 480 x 640."""
+        lo, hi = trained_size or DEFAULT_INPUT_SIZE
+        return dataclasses.replace(self, min_size=self.min_size or lo, max_size=self.max_size or max(hi, lo))
+
     def validate(self) -> None:
-        if self.min_size <= 0 or self.max_size < self.min_size:
+        lo, hi = self.resolved().min_size, self.resolved().max_size
+        if lo <= 0 or hi < lo:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
         if not 0.0 < self.mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
@@ -115,6 +124,8 @@ class MaskRCNNInference:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
+
+DEFAULT_INPUT_SIZE = (480, 640)  # (min_size, max_size) when neither the caller nor the weights say
 
 MASKRCNN_PRESETS: dict[str, MaskRCNNArch] = {
     "mobilenet_v3": MaskRCNNArch(),
@@ -155,7 +166,7 @@ def build_maskrcnn(arch: MaskRCNNArch | None = None, inference: MaskRCNNInferenc
     """
     arch = arch or MaskRCNNArch()
     arch.validate()
-    inference = inference or MaskRCNNInference()
+    inference = (inference or MaskRCNNInference()).resolved()
     backbone, feature_names = _backbone_with_fpn(arch)
     anchors = AnchorGenerator(arch.anchor_sizes, (arch.aspect_ratios,) * len(arch.anchor_sizes))
     c, res = arch.fpn_channels, 7
@@ -181,6 +192,7 @@ def build_maskrcnn(arch: MaskRCNNArch | None = None, inference: MaskRCNNInferenc
 
 def apply_inference_settings(model: MaskRCNN, inference: MaskRCNNInference, score_threshold: float) -> None:
     """Set the test-time knobs of a built (possibly trained) model in place."""
+    inference = inference.resolved((model.transform.min_size[0], model.transform.max_size))
     inference.validate()
     model.transform.min_size = (inference.min_size,)
     model.transform.max_size = inference.max_size
@@ -225,7 +237,8 @@ def load_maskrcnn(path: str | Path, inference: MaskRCNNInference | None = None, 
     obj = read_weights_file(path, what)
     if isinstance(obj, dict) and obj.get("format") == "cleanpose-train-1" and "arch" in obj.get("config", {}):
         obj = {"format": WEIGHTS_FORMAT, "arch": obj["config"]["arch"], "categories": list(NOCS_CATEGORIES),
-               "model": obj["model"], "meta": {"step": obj.get("step")}}
+               "model": obj["model"], "meta": {"step": obj.get("step"),
+                                                "input_size": [obj["config"].get("train", {}).get(k) for k in ("min_size", "max_size")]}}
     if not isinstance(obj, dict) or obj.get("format") != WEIGHTS_FORMAT:
         found = obj.get("format", sorted(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
         raise WeightsError(f"{what}: {path} is not a {WEIGHTS_FORMAT} weights file written by `cleanpose train-seg` "
@@ -237,10 +250,13 @@ def load_maskrcnn(path: str | Path, inference: MaskRCNNInference | None = None, 
         arch = from_dict(MaskRCNNArch, obj["arch"], "arch")
     except ConfigError as exc:
         raise WeightsError(f"{what}: {path} has an invalid architecture record: {exc}") from exc
-    model = build_maskrcnn(arch, inference, score_threshold)
+    meta = dict(obj.get("meta", {}))
+    trained = meta.get("input_size")
+    trained = (int(trained[0]), int(trained[1])) if trained and None not in trained else None
+    model = build_maskrcnn(arch, (inference or MaskRCNNInference()).resolved(trained), score_threshold)
     state = {k: v.float() if v.is_floating_point() else v for k, v in obj["model"].items()}
     load_strict(model, state, what, path)
-    return model.eval().to(device), arch, dict(obj.get("meta", {}))
+    return model.eval().to(device), arch, meta
 
 
 def fuse_conv_bn_(model: nn.Module) -> int:

@@ -189,6 +189,7 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
     bar.close()
     seconds = time.perf_counter() - t0
     meta = {"step": step, "seed": cfg.seed, "data": str(cfg.data), "split": cfg.split, "train_seconds": round(seconds, 1),
+            "input_size": [cfg.min_size, cfg.max_size],
             "final_loss": history[-1][1] if history else None}
     save_maskrcnn_weights(paths["weights"], model, arch, meta, half=cfg.half_weights)
     summary = {"config": config_record, "losses": history, "weights": str(paths["weights"]),

@@ -34,7 +34,8 @@ def test_every_object_is_estimated_in_one_batched_forward(estimator, synthetic_f
         assert np.linalg.det(det.rotation) == pytest.approx(1.0, abs=1e-5)
         assert det.keypoints.shape == (32, 3) and det.mask.shape == f["depth"].shape
         assert det.num_points > 0 and (det.size > 0).all()
-    assert {"segmentation", "preprocess", "pose"} <= set(result.timings_ms)
+    assert {"segmentation", "preprocess", "pose", "total"} <= set(result.timings_ms)
+    assert result.timings_ms["total"] >= result.timings_ms["pose"] + result.timings_ms["preprocess"]
 
 
 def test_same_frame_gives_identical_results(estimator, synthetic_frame):

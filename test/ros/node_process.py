@@ -1,4 +1,4 @@
-"""Start the pose node as a separate process for the ROS tests (it talks to the test over real DDS)."""
+"""Start the package's nodes as separate processes for the ROS tests (they talk to the test over real DDS)."""
 
 import os
 import subprocess
@@ -8,10 +8,17 @@ import sys
 K = [591.0125, 0.0, 322.525, 0.0, 590.16775, 244.11084, 0.0, 0.0, 1.0]
 
 
-def start_node(namespace, *params, log_path):
-    """`python -m cleanpose_ros.pose_node` in `namespace` with `-p` parameters; output goes to `log_path`."""
-    args = [sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={namespace}"]
+def start_process(module, namespace, *params, log_path, remaps=None):
+    """`python -m <module>` in `namespace` with `-p` parameters and `-r` remaps; output goes to `log_path`."""
+    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
+    for src, dst in (remaps or {}).items():
+        args += ["-r", f"{src}:={dst}"]
     for p in params:
         args += ["-p", p]
     return subprocess.Popen(args, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def start_node(namespace, *params, log_path):
+    """The pose node (`cleanpose_ros.pose_node`)."""
+    return start_process("cleanpose_ros.pose_node", namespace, *params, log_path=log_path)

@@ -29,7 +29,8 @@ def frame(stamp_sec, h=120, w=160, depth_encoding="16UC1"):
     header = Header(frame_id="camera_color_optical_frame")
     header.stamp.sec = stamp_sec
     rgb = numpy_to_image(np.full((h, w, 3), 128, np.uint8), "rgb8", header)
-    depth_array = np.full((h, w), 700, np.uint16) if depth_encoding == "16UC1" else np.zeros((h, w, 3), np.uint8)
+    depth_array = {"16UC1": lambda: np.full((h, w), 700, np.uint16), "32FC1": lambda: np.full((h, w), np.nan, np.float32),
+                   "rgb8": lambda: np.zeros((h, w, 3), np.uint8)}[depth_encoding]()
     depth = numpy_to_image(depth_array, depth_encoding, header)
     info = CameraInfo(header=header, width=w, height=h, k=K)
     return rgb, depth, info
@@ -79,10 +80,11 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         assert det.header.stamp.sec == stamp and det.header.frame_id == "camera_color_optical_frame"
         assert pose.device == "cpu" and pose.header.stamp.sec == stamp
 
-        # 2. Bad messages: wrong depth encoding, size mismatch, camera_info for another size. No crash, and
-        #    each still produces an (empty) answer stamped like its image.
-        bad = [frame(201, depth_encoding="rgb8"), (frame(202)[0], frame(202, h=60)[1], frame(202)[2])]
-        rgb, depth, info = frame(203)
+        # 2. Bad messages: wrong depth encoding, size mismatch, all-NaN depth, an empty image, camera_info for
+        #    another size. No crash, and each still produces an (empty) answer stamped like its image.
+        bad = [frame(201, depth_encoding="rgb8"), (frame(202)[0], frame(202, h=60)[1], frame(202)[2]),
+               frame(2021, depth_encoding="32FC1"), frame(2022, h=0, w=0)]
+        rgb, depth, info = frame(2023)
         info.width = 320
         bad.append((rgb, depth, info))
         for rgb, depth, info in bad:
@@ -90,19 +92,24 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
             h.send(rgb, depth, info)
             assert h.spin_until(lambda: len(h.poses) > n, 30), f"no answer to stamp {rgb.header.stamp.sec}"
             assert h.poses[-1].header.stamp.sec == rgb.header.stamp.sec and not h.poses[-1].objects
+        # An out-of-order frame (older than the last one processed) is dropped and counted, not processed.
+        n = len(h.poses)
+        h.send(*frame(150))
+        assert not h.spin_until(lambda: len(h.poses) > n, 3.0)
         assert proc.poll() is None
 
         # 3. Diagnostics report the device and the counts.
-        assert h.spin_until(lambda: any(
-            any(kv.key == "frames_processed" and int(kv.value) >= 4 for kv in s.values)
-            for d in h.diagnostics for s in d.status), 10)
+        def diagnostic(key, least):
+            return any(any(kv.key == key and int(kv.value) >= least for kv in s.values)
+                       for d in h.diagnostics for s in d.status)
+        assert h.spin_until(lambda: diagnostic("frames_processed", 6) and diagnostic("out_of_order_rgb", 1), 10)
 
         # 4. The on-demand service on the latest frame.
         assert h.client.wait_for_service(timeout_sec=10)
         future = h.client.call_async(EstimatePoses.Request(use_latest_frame=True))
         assert h.spin_until(future.done, 30)
         response = future.result()
-        assert response.detections.header.stamp.sec == 203
+        assert response.detections.header.stamp.sec == 2023
         assert not response.success and "camera_info is for 320x120" in response.message
 
         # 5. Nothing synchronising (only rgb arrives) gives a loud warning with per-topic counts.
@@ -116,6 +123,7 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
     log = log_path.read_text()
     assert "depth image has encoding 'rgb8'" in log
     assert "rgb is 160x120 but depth is 160x60" in log
+    assert "empty image (0x0)" in log
     assert "no synchronised rgb/depth/camera_info" in log and "received so far" in log
     assert "Traceback" not in log
 

@@ -86,6 +86,10 @@ def test_tiny_train_seg_run_decreases_the_loss_and_writes_loadable_weights(nocs_
                           score_threshold=0.0, min_points=0)
     result = seg.segment(records[0]["rgb"], records[0]["depth_m"])
     assert result.reason is None and result.masks.shape[1:] == (120, 160)
+    # Without an explicit size the weights' training size is used (a from-scratch CNN is scale-specific).
+    assert build_segmenter("maskrcnn", weights=str(out), device="cpu").model.transform.min_size == (120,)
+    resumed = build_segmenter("maskrcnn", weights=str(train_paths(out)["checkpoint"]), device="cpu")
+    assert resumed.model.transform.min_size == (120,) and resumed.model.transform.max_size == 160
 
 
 def test_resume_continues_bit_for_bit(tmp_path):

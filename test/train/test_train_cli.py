@@ -119,6 +119,12 @@ def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root):
     estimator = Estimator(EstimatorConfig(model_weights=str(tmp_path / "run" / "model_final.pt"),
                                           segmenter="external", device="cpu", min_points=8))
     assert estimator.n_points == 64
+    # The training checkpoint of the same step loads too (evaluating a run midway), with identical weights.
+    midway = Estimator(EstimatorConfig(model_weights=str(tmp_path / "run" / "checkpoint.pt"),
+                                       segmenter="external", device="cpu", min_points=8))
+    assert midway.n_points == 64
+    for (name, a), b in zip(estimator.model.state_dict().items(), midway.model.state_dict().values()):
+        assert torch.equal(a, b), name
     counts = predict(synthetic_root, "test", tmp_path / "results", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
                      progress=False)
     assert counts["images"] > 0 and counts["objects"] > 0
