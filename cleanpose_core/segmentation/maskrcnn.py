@@ -115,7 +115,8 @@ class MaskRCNNInference:
         return dataclasses.replace(self, min_size=self.min_size or lo, max_size=self.max_size or max(hi, lo))
 
     def validate(self) -> None:
-        lo, hi = self.resolved().min_size, self.resolved().max_size
+        size = self.resolved()
+        lo, hi = size.min_size, size.max_size
         if lo <= 0 or hi < lo:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
         if not 0.0 < self.mask_threshold < 1.0:
