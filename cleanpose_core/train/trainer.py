@@ -248,7 +248,7 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
     logged: dict[str, float] = {}
     window: dict[str, float] = {}
     window_n = 0
-    t_start = time.perf_counter()
+    t_start, first_step = time.perf_counter(), step
     try:
         while step < cfg.iterations:
             batches = [s.next_batch() for s in streams]
@@ -275,6 +275,10 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
 
             if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
                 _save(cfg, out_dir, info, model, comp, streams, optimizer, scheduler, scaler, step)
+                if main and not progress and logged:  # no bar (batch jobs, nohup): one plain line per checkpoint
+                    rate = (time.perf_counter() - t_start) / (step - first_step)
+                    print(f"[train] step {step}/{cfg.iterations} loss {logged[TOTAL_KEY]:.4f} lr {result.lr:.2e} "
+                          f"{rate:.2f} s/it, eta {rate * (cfg.iterations - step) / 60:.0f} min", flush=True)
     finally:
         bar.close()
         if writer is not None:

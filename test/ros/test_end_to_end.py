@@ -4,7 +4,6 @@ ground truth within tolerances, TF carries one frame per detection stamped with 
 the same from frame to frame.
 """
 
-import os
 import time
 from collections import defaultdict
 
@@ -22,10 +21,6 @@ from cleanpose_ros.msg import ObjectPoseArray
 from node_process import start_process
 
 pytestmark = [pytest.mark.ros,
-              # Passes when run directly with pytest (100 s); under `colcon test` the camera's frames never reach
-              # the pose node (cause not found yet), so it is opt-in until that is fixed.
-              pytest.mark.skipif(os.environ.get("CLEANPOSE_ROS_E2E") != "1",
-                                 reason="opt-in: CLEANPOSE_ROS_E2E=1 (fails under colcon test, under investigation)"),
               pytest.mark.skipif(not (SHIPPED_POSE_MODEL.is_file() and SHIPPED_SEGMENTER.is_file()),
                                  reason="needs the shipped pose and segmentation models in models/")]
 FRAMES = 6
@@ -61,6 +56,7 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
         while len(poses) < FRAMES and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
             assert pose.poll() is None, (tmp_path / "pose.log").read_text()
+            assert camera.poll() is None, (tmp_path / "camera.log").read_text()
         end = time.monotonic() + 1.0  # the last TF and detections
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
@@ -70,7 +66,8 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
         for proc in (camera, pose):
             proc.wait(timeout=20)
         node.destroy_node()
-    assert len(poses) >= FRAMES, (tmp_path / "pose.log").read_text()
+    assert len(poses) >= FRAMES, "\n".join(f"--- {name}\n" + (tmp_path / name).read_text()[-4000:]
+                                            for name in ("camera.log", "pose.log"))
 
     matched, per_frame_ids = [], []
     for msg in poses[:FRAMES]:

@@ -101,9 +101,10 @@ def _tiny_config(path: Path, data_root: Path, iterations: int) -> Path:
 
 
 @needs_stack
-def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root):
+def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root, capsys):
     cfg = _tiny_config(tmp_path / "t.yaml", synthetic_root, 2)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "[train] step 2/2 loss" in capsys.readouterr().out  # without the bar, one line per checkpoint
     for name in ("config.yaml", "checkpoint.pt", "model_final.pt"):
         assert (tmp_path / "run" / name).is_file()
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
