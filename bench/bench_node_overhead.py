@@ -5,11 +5,12 @@
    DDS (camera_info, 16UC1 depth, rgb8), waiting for its `~/poses` answer: end-to-end latency = answer received
    minus frame published, so it covers serialisation, transport, synchronisation, conversion, estimation,
    tracking and publishing every output (detections, TF, markers, debug image).
-3. Stops the node, then times `Estimator.estimate` in this process on the same frames with the node's settings.
+3. After each answer, times `Estimator.estimate` in this process on the same frame with the node's settings
+   (interleaved, so both see the same load on a noisy machine). `--objects` caps both at N detections.
 
 Overhead = (median end-to-end - median Estimator) / median Estimator. Writes bench/results/node_overhead.json.
 
-    python bench/bench_node_overhead.py [--frames 12] [--threads 2]
+    python bench/bench_node_overhead.py [--frames 12] [--threads 2] [--objects 3]
 """
 
 from __future__ import annotations
@@ -52,10 +53,22 @@ def render_frames(context, n: int, seed: int):
         camera.destroy_node()
 
 
-def node_latencies(context, frames, camera_info, threads: int, log_path: Path) -> tuple[list[float], list[dict]]:
+def in_process_estimator(threads: int, objects: int) -> Estimator:
+    """The Estimator with the node's settings (the node is started with the same max_objects)."""
+    torch.set_num_threads(threads)
+    p = PoseNodeParams()
+    return Estimator(EstimatorConfig(device="cpu", score_threshold=p.score_threshold, max_objects=objects,
+                                     min_mask_area=p.min_mask_area, min_points=p.min_points))
+
+
+def measure(context, frames, camera_info, K, threads: int, objects: int, log_path: Path):
+    """Per frame, interleaved so both see the same machine load: the node's end-to-end latency, then the
+    Estimator alone in this process on the same frame. -> (end-to-end ms, Estimator ms, node reports, resent)."""
+    estimator = in_process_estimator(threads, objects)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={NS}",
-                             "-p", "device:=cpu"], stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
+                             "-p", "device:=cpu", "-p", f"max_objects:={objects}"],
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
     node = rclpy.create_node("overhead_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -68,7 +81,7 @@ def node_latencies(context, frames, camera_info, threads: int, log_path: Path) -
         answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (time.perf_counter(), msg)
 
     node.create_subscription(ObjectPoseArray, f"{NS}/pose_node/poses", on_poses, 10)
-    latencies, reported = [], []
+    latencies, estimator_ms, reported, resent = [], [], [], 0
     try:
         deadline = time.monotonic() + 120
         while pubs[2].get_subscription_count() == 0 and proc.poll() is None and time.monotonic() < deadline:
@@ -76,44 +89,43 @@ def node_latencies(context, frames, camera_info, threads: int, log_path: Path) -
         if proc.poll() is not None or pubs[2].get_subscription_count() == 0:
             raise RuntimeError(f"pose node did not come up:\n{log_path.read_text()}")
         for i, (rgb, depth_mm, _) in enumerate([frames[0]] * 2 + frames):  # two warm-up frames
-            header = Header(frame_id="camera_color_optical_frame")
-            header.stamp = node.get_clock().now().to_msg()
-            key = (header.stamp.sec, header.stamp.nanosec)
-            msgs = camera_info(header), numpy_to_image(depth_mm, "16UC1", header), numpy_to_image(rgb, "rgb8", header)
-            sent = time.perf_counter()
-            for pub, msg in zip(pubs, msgs):
-                pub.publish(msg)
-            deadline = time.monotonic() + 30
-            while key not in answers and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.01)
+            # A frame lost in transport (best-effort) is sent again with a new stamp; latency counts from the
+            # send that was answered.
+            for _attempt in range(3):
+                header = Header(frame_id="camera_color_optical_frame")
+                header.stamp = node.get_clock().now().to_msg()
+                key = (header.stamp.sec, header.stamp.nanosec)
+                msgs = (camera_info(header), numpy_to_image(depth_mm, "16UC1", header),
+                        numpy_to_image(rgb, "rgb8", header))
+                sent = time.perf_counter()
+                for pub, msg in zip(pubs, msgs):
+                    pub.publish(msg)
+                deadline = time.monotonic() + 15
+                while key not in answers and time.monotonic() < deadline:
+                    executor.spin_once(timeout_sec=0.01)
+                if key in answers:
+                    break
+                resent += 1
             if key not in answers:
-                raise RuntimeError(f"no answer to frame {i} within 30 s:\n{log_path.read_text()}")
+                raise RuntimeError(f"no answer to frame {i} after 3 sends:\n{log_path.read_text()}")
             received, msg = answers[key]
-            if i >= 2:
-                latencies.append((received - sent) * 1000.0)
-                reported.append({"objects": len(msg.objects), "segmentation_ms": msg.segmentation_ms,
-                                 "pose_ms": msg.pose_ms, "node_total_ms": msg.total_ms})
             time.sleep(0.2)  # let the node go idle: one frame in flight at a time
+            t0 = time.perf_counter()
+            alone = estimator.estimate(rgb, depth_mm, K, "mm")
+            if i >= 2:
+                estimator_ms.append((time.perf_counter() - t0) * 1000.0)
+                latencies.append((received - sent) * 1000.0)
+                reported.append({"objects": len(msg.objects), "objects_in_process": len(alone.detections),
+                                 "in_process_segmentation_ms": alone.timings_ms.get("segmentation", 0.0),
+                                 "in_process_pose_ms": alone.timings_ms.get("preprocess", 0.0)
+                                 + alone.timings_ms.get("pose", 0.0),
+                                 "segmentation_ms": msg.segmentation_ms, "pose_ms": msg.pose_ms,
+                                 "node_total_ms": msg.total_ms})
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         node.destroy_node()
-    return latencies, reported
-
-
-def estimator_times(frames, K, threads: int, repeats: int) -> list[float]:
-    torch.set_num_threads(threads)
-    p = PoseNodeParams()
-    est = Estimator(EstimatorConfig(device="cpu", score_threshold=p.score_threshold, max_objects=p.max_objects,
-                                    min_mask_area=p.min_mask_area, min_points=p.min_points))
-    est.estimate(frames[0][0], frames[0][1], K, "mm")  # warm-up
-    times = []
-    for _ in range(repeats):
-        for rgb, depth_mm, _ in frames:
-            t0 = time.perf_counter()
-            est.estimate(rgb, depth_mm, K, "mm")
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+    return latencies, estimator_ms, reported, resent
 
 
 def main() -> None:
@@ -121,6 +133,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch threads, node and in-process alike")
     parser.add_argument("--seed", type=int, default=11, help="synthetic test scene seed")
+    parser.add_argument("--objects", type=int, default=3, help="max_objects of node and Estimator alike")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "node_overhead.json"))
     args = parser.parse_args()
     context = rclpy.context.Context()
@@ -128,20 +141,26 @@ def main() -> None:
     try:
         K, frames, camera_info = render_frames(context, args.frames, args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            e2e, reported = node_latencies(context, frames, camera_info, args.threads, Path(tmp) / "node.log")
+            e2e, estimator, reported, resent = measure(context, frames, camera_info, K, args.threads, args.objects,
+                                                       Path(tmp) / "node.log")
     finally:
         rclpy.shutdown(context=context)
-    estimator = estimator_times(frames, K, args.threads, repeats=2)
     e2e_ms, est_ms = statistics.median(e2e), statistics.median(estimator)
     report = {
         "benchmark": "pose_node end to end (DDS in, all outputs published) vs Estimator alone, 640x480, CPU",
-        "frames": args.frames, "threads": args.threads,
+        "frames": args.frames, "threads": args.threads, "max_objects": args.objects,
+        "frames_resent_after_loss": resent,
         "objects_per_frame_median": statistics.median(r["objects"] for r in reported),
+        "objects_per_frame_in_process_median": statistics.median(r["objects_in_process"] for r in reported),
         "end_to_end_ms_median": round(e2e_ms, 1),
         "estimator_ms_median": round(est_ms, 1),
         "overhead_ms": round(e2e_ms - est_ms, 1),
         "overhead_fraction": round((e2e_ms - est_ms) / est_ms, 3),
         "node_reported_total_ms_median": round(statistics.median(r["node_total_ms"] for r in reported), 1),
+        # Where the time goes: the Estimator's own stages inside the node vs in this process.
+        **{f"{where}_{stage}_ms_median": round(statistics.median(r[key] for r in reported), 1)
+           for where, prefix in (("node", ""), ("in_process", "in_process_"))
+           for stage, key in (("segmentation", f"{prefix}segmentation_ms"), ("pose", f"{prefix}pose_ms"))},
         "end_to_end_ms": [round(v, 1) for v in e2e],
         "estimator_ms": [round(v, 1) for v in estimator],
         "load_average_before": round(os.getloadavg()[0], 2),

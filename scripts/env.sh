@@ -16,4 +16,7 @@ source "$_CP_ROOT/install/setup.bash"
 # Keep DDS discovery on this machine (tests and the demo must never reach other hosts).
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export ROS_LOCALHOST_ONLY=${ROS_LOCALHOST_ONLY:-1}
+# Fast DDS: images bigger than its default 512 KB shared-memory segment are otherwise lost over best-effort UDP
+# (see the file's comment).
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$_CP_ROOT/config/dds/fastdds_large_images.xml}
 unset _CP_ROOT _CP_VENV _CP_NOUNSET

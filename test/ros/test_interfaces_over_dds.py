@@ -113,3 +113,57 @@ def test_own_and_vision_msgs_cross_processes_intact(ros_context, unique_topic):
     assert det.results[0].hypothesis.score == 0.875
     assert det.bbox.center.position.z == 0.62
     assert (det.bbox.size.x, det.bbox.size.y, det.bbox.size.z) == (0.12, 0.09, 0.08)
+
+
+IMAGE_PUBLISHER = textwrap.dedent(
+    """
+    import sys, time
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    topic, count = sys.argv[1], int(sys.argv[2])
+    rclpy.init()
+    node = rclpy.create_node("image_publisher")
+    pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
+    msg = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=bytes(640 * 480 * 3))
+    deadline = time.monotonic() + 30.0
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the subscription's side of discovery settle too
+    for i in range(count):
+        msg.header.frame_id = str(i)
+        pub.publish(msg)
+        time.sleep(0.1)
+    node.destroy_node()
+    rclpy.shutdown()
+    """
+)
+
+
+def test_full_size_images_arrive_over_best_effort_qos(ros_context, unique_topic):
+    """640x480 rgb8 (900 KB) through sensor-data QoS between processes, as camera -> pose_node. With Fast DDS's
+    default 512 KB shared-memory segment about 70 % of them were lost here; config/dds/fastdds_large_images.xml
+    (exported by scripts/env.sh) fixes that, and this test fails if it is not in effect."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    count = 40
+    node = rclpy.create_node("image_subscriber", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    received = set()
+    node.create_subscription(Image, unique_topic, lambda m: received.add(m.header.frame_id), qos_profile_sensor_data)
+    publisher = subprocess.Popen([sys.executable, "-c", IMAGE_PUBLISHER, unique_topic, str(count)])
+    try:
+        deadline = time.monotonic() + 60.0
+        while publisher.poll() is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        publisher.terminate()
+        publisher.wait(timeout=10)
+        node.destroy_node()
+    assert len(received) >= 0.9 * count, f"{len(received)} of {count} images arrived"
