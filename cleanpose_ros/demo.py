@@ -117,8 +117,10 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 
 def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
     out.mkdir(parents=True, exist_ok=True)
+    # The camera publishes until the node has processed `frames` frames: the node drops frames that arrive
+    # while it is busy (by design), so a camera that stopped after `frames` would leave the demo waiting.
     camera = _start(["-m", "cleanpose_ros.synthetic_camera", "--ros-args", "-r", f"__ns:={CAMERA_NS}",
-                     "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", f"frames:={frames}"],
+                     "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0"],
                     out / "synthetic_camera.log")
     pose = _start(["-m", "cleanpose_ros.pose_node", "--ros-args", "-r", "__ns:=/cleanpose",
                    "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
