@@ -38,6 +38,7 @@ from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
 from cleanpose_ros.image_conversion import numpy_to_image
 from cleanpose_ros.msg import ObjectPoseArray
 from cleanpose_ros.parameters import PoseNodeParams
+from cleanpose_ros.pose_node import Frame, frame_arrays
 from cleanpose_ros.synthetic_camera import SyntheticCamera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def render_frames(context, n: int, seed: int):
     camera = SyntheticCamera(context=context, parameter_overrides=[
         Parameter("seed", value=seed), Parameter("min_objects", value=3), Parameter("motion", value="orbit")])
     try:
-        return camera.K, [camera.render_next() for _ in range(n)], camera.camera_info
+        return [camera.render_next() for _ in range(n)], camera.camera_info
     finally:
         camera.destroy_node()
 
@@ -61,10 +62,10 @@ def in_process_estimator(threads: int, objects: int) -> Estimator:
                                      min_mask_area=p.min_mask_area, min_points=p.min_points))
 
 
-def measure(context, frames, camera_info, K, threads: int, objects: int, log_path: Path):
+def measure(context, frames, camera_info, threads: int, objects: int, log_path: Path):
     """Per frame, interleaved so both see the same machine load: the node's end-to-end latency, then the
     Estimator alone in this process on the same frame. -> (end-to-end ms, Estimator ms, node reports, resent)."""
-    estimator = in_process_estimator(threads, objects)
+    estimator, params = in_process_estimator(threads, objects), PoseNodeParams()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={NS}",
                              "-p", "device:=cpu", "-p", f"max_objects:={objects}"],
@@ -102,7 +103,7 @@ def measure(context, frames, camera_info, K, threads: int, objects: int, log_pat
                     pub.publish(msg)
                 deadline = time.monotonic() + 15
                 while key not in answers and time.monotonic() < deadline:
-                    executor.spin_once(timeout_sec=0.01)
+                    executor.spin_once(timeout_sec=0.5)  # wakes on arrival; a short timeout polls and steals CPU from the node
                 if key in answers:
                     break
                 resent += 1
@@ -110,8 +111,10 @@ def measure(context, frames, camera_info, K, threads: int, objects: int, log_pat
                 raise RuntimeError(f"no answer to frame {i} after 3 sends:\n{log_path.read_text()}")
             received, msg = answers[key]
             time.sleep(0.2)  # let the node go idle: one frame in flight at a time
+            # The same inputs the node gives its Estimator (its own conversion of the messages it was sent).
+            rgb_in, depth_m, K_in = frame_arrays(Frame(msgs[2], msgs[1], msgs[0], 0.0), params)
             t0 = time.perf_counter()
-            alone = estimator.estimate(rgb, depth_mm, K, "mm")
+            alone = estimator.estimate(rgb_in, depth_m, K_in, "m")
             if i >= 2:
                 estimator_ms.append((time.perf_counter() - t0) * 1000.0)
                 latencies.append((received - sent) * 1000.0)
@@ -139,9 +142,9 @@ def main() -> None:
     context = rclpy.context.Context()
     rclpy.init(context=context)
     try:
-        K, frames, camera_info = render_frames(context, args.frames, args.seed)
+        frames, camera_info = render_frames(context, args.frames, args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            e2e, estimator, reported, resent = measure(context, frames, camera_info, K, args.threads, args.objects,
+            e2e, estimator, reported, resent = measure(context, frames, camera_info, args.threads, args.objects,
                                                        Path(tmp) / "node.log")
     finally:
         rclpy.shutdown(context=context)

@@ -7,6 +7,7 @@ before the worker picks it up is counted as dropped. The on-demand service share
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -61,8 +62,21 @@ class Estimate:
     intrinsics: Intrinsics | None = None
 
 
+def frame_arrays(frame: Frame, params: PoseNodeParams) -> tuple[np.ndarray, np.ndarray, Intrinsics]:
+    """The Estimator's inputs from a synchronised frame: RGB uint8, depth in metres with out-of-range depth
+    zeroed, intrinsics. Raises ImageConversionError for images that cannot be read."""
+    rgb = rgb_from_image(frame.rgb)
+    depth = depth_from_image(frame.depth, params.depth_unit)
+    depth[(depth < params.min_depth) | (depth > params.max_depth)] = 0.0
+    return rgb, depth, Intrinsics.from_matrix(np.asarray(frame.info.k, float), rgb.shape[1], rgb.shape[0])
+
+
 class PoseNode(Node):
-    def __init__(self, **kwargs):
+    """worker_thread: process frames in a thread of the node's own (for in-process use); `main()` instead runs
+    `run_worker()` in the main thread and the ROS callbacks in a second one, where torch runs a few percent
+    faster (measured by bench/bench_node_overhead.py)."""
+
+    def __init__(self, worker_thread: bool = True, **kwargs):
         super().__init__("pose_node", **kwargs)
         self.params: PoseNodeParams = declare_and_read(self)
         p = self.params
@@ -111,8 +125,10 @@ class PoseNode(Node):
         self._last_received = dict(self.sync.stats.received)
         self._last_reason = ""
         self._warned: dict[str, float] = {}  # message -> when it was last logged
-        self._worker = threading.Thread(target=self._work, name="cleanpose_worker", daemon=True)
-        self._worker.start()
+        self._worker = None
+        if worker_thread:
+            self._worker = threading.Thread(target=self.run_worker, name="cleanpose_worker", daemon=True)
+            self._worker.start()
         self.create_timer(1.0, self._on_timer, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"ready on {self.estimator.device} (segmentation: {p.segmentation_backend}); waiting for "
@@ -133,12 +149,13 @@ class PoseNode(Node):
             self._last_sync_time = frame.received
             self._mail.notify()
 
-    def _work(self) -> None:
+    def run_worker(self) -> None:
+        """Process the newest synchronised frame, one at a time, until the node is destroyed or ROS shuts down."""
         while True:
             with self._mail:
-                while self._mailbox is None and not self._stop:
+                while self._mailbox is None and not self._stop and self.context.ok():
                     self._mail.wait(timeout=0.5)
-                if self._stop:
+                if self._stop or not self.context.ok():
                     return
                 frame, self._mailbox = self._mailbox, None
             try:
@@ -154,12 +171,9 @@ class PoseNode(Node):
         if problem:
             return Estimate(FrameResult([], reason=problem), header)
         try:
-            rgb = rgb_from_image(frame.rgb)
-            depth = depth_from_image(frame.depth, self.params.depth_unit)
+            rgb, depth, K = frame_arrays(frame, self.params)
         except ImageConversionError as exc:
             return Estimate(FrameResult([], reason=str(exc)), header)
-        depth[(depth < self.params.min_depth) | (depth > self.params.max_depth)] = 0.0
-        K = Intrinsics.from_matrix(np.asarray(frame.info.k, float), rgb.shape[1], rgb.shape[0])
         with self._estimator_lock:
             result = self.estimator.estimate(rgb, depth, K, depth_unit="m")
             if category:
@@ -312,7 +326,8 @@ class PoseNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(PoseNode, lambda: MultiThreadedExecutor(num_threads=3), args=args)
+    run_node(functools.partial(PoseNode, worker_thread=False), lambda: MultiThreadedExecutor(num_threads=3),
+             args=args, foreground=PoseNode.run_worker)
 
 
 if __name__ == "__main__":
