@@ -23,7 +23,7 @@ import imageio.v2 as imageio
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
@@ -147,6 +147,8 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
         deadline = time.monotonic() + 2.0  # let the last debug images and TF arrive
         while time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        print(f"[demo] interrupted after {len(monitor.poses)} frames; writing what there is")
     finally:
         recorder.close()
         for proc in (camera, pose):
@@ -158,7 +160,8 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         node.destroy_node()
-        rclpy.shutdown()
+        if rclpy.ok():
+            rclpy.shutdown()
     return summarise(monitor, frames, out)
 
 
