@@ -17,13 +17,14 @@ __all__ = ["register"]
 
 # Flags that override the config file (or the defaults); None = not given.
 _OVERRIDES = ("data", "split", "out", "iterations", "batch_size", "seed", "backbone", "optimizer", "lr", "min_size",
-              "max_size", "checkpoint_every", "device")
+              "max_size", "checkpoint_every", "device", "init")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-seg", help="train the Mask R-CNN segmenter on NOCS-format data",
-        description="Train (from scratch) or continue training the Mask R-CNN instance segmenter on data in the "
+        description="Train (from scratch), fine-tune (--init) or continue training (--resume) the Mask R-CNN "
+                    "instance segmenter on data in the "
                     "DPDN/NOCS layout: synthetic data from `cleanpose synth`, or REAL275 / CAMERA25 "
                     "(--data data/real, data/camera). Writes OUT (weights), OUT.train.pt (checkpoint) and "
                     "OUT.log.json (config and losses).")
@@ -43,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 250)")
     p.add_argument("--device", help="auto | cpu | cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
+    p.add_argument("--init", help="fine-tune: start from this weights file of the same architecture (e.g. the "
+                                  "shipped segmenter) with a fresh schedule")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_seg)
 

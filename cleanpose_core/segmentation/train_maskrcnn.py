@@ -35,7 +35,7 @@ from tqdm import tqdm
 from cleanpose_core.config import to_dict
 from cleanpose_core.segmentation.dataset import AugmentConfig, NocsSegmentationDataset
 from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn,
-                                                  resolve_device, save_maskrcnn_weights)
+                                                  load_maskrcnn, resolve_device, save_maskrcnn_weights)
 from cleanpose_core.train.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                                              save_checkpoint)
 
@@ -69,6 +69,8 @@ class SegTrainConfig:
     log_every: int = 10           # steps between loss records
     device: str = "auto"
     half_weights: bool = False    # store the deployable weights as float16 (half the file size)
+    init: str | None = None       # fine-tune: start from this weights file (or train-seg checkpoint) of the same
+                                  # architecture instead of random weights; the schedule starts afresh
 
     def validate(self) -> None:
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "min_size", "max_size"):
@@ -129,6 +131,13 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
     _seed_everything(cfg.seed)
     dataset = NocsSegmentationDataset(cfg.data, cfg.split, cfg.augment, seed=cfg.seed)
     model = build_maskrcnn(arch, MaskRCNNInference(min_size=cfg.min_size, max_size=cfg.max_size)).to(device)
+    if cfg.init and not resume:
+        start, start_arch, _ = load_maskrcnn(cfg.init)
+        if to_dict(start_arch) != to_dict(arch):
+            raise ValueError(f"--init {cfg.init} is a {start_arch.backbone} Mask R-CNN ({to_dict(start_arch)}), "
+                             f"this run trains {to_dict(arch)}")
+        model.load_state_dict(start.state_dict())
+        log.info("fine-tuning from %s", cfg.init)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

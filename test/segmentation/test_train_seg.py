@@ -123,3 +123,27 @@ def test_config_file_typos_are_reported_by_name(nocs_fixture, tmp_path, capsys):
     code = _run_cli(["train-seg", "--config", str(tmp_path / "seg.yaml"), "--data", str(root), "--out",
                      str(tmp_path / "s.pt"), "--no-progress"])
     assert code == 2 and "augment.hflip_prop" in capsys.readouterr().err
+
+
+def test_init_fine_tunes_from_a_weights_file_and_rejects_another_architecture(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_nocs_dataset(root, "train", n_images=2, seed=1)
+    torch.set_num_threads(1)
+
+    def cfg(out, **kw):
+        return SegTrainConfig(data=str(root), out=str(out), iterations=1, batch_size=2, min_size=64, max_size=96,
+                              warmup_iterations=1, checkpoint_every=1, log_every=1, device="cpu", **kw)
+
+    train_segmenter(cfg(tmp_path / "first.pt", seed=0), progress=False)
+    # A near-zero learning rate: the fine-tuned weights stay the starting weights, which a different seed's
+    # random initialisation does not reproduce.
+    train_segmenter(cfg(tmp_path / "tuned.pt", seed=5, lr=1e-12, init=str(tmp_path / "first.pt")), progress=False)
+    train_segmenter(cfg(tmp_path / "scratch.pt", seed=5, lr=1e-12), progress=False)
+    first, tuned, scratch = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model"]
+                             for n in ("first", "tuned", "scratch"))
+    key = next(k for k, v in first.items() if v.is_floating_point() and v.dim() == 4)  # a conv weight
+    torch.testing.assert_close(tuned[key], first[key], rtol=0, atol=1e-6)
+    assert not torch.allclose(scratch[key], first[key])
+    code = _run_cli(["train-seg", "--data", str(root), "--out", str(tmp_path / "r50.pt"), "--backbone", "resnet50",
+                     "--init", str(tmp_path / "first.pt"), "--iterations", "1", "--no-progress"])
+    assert code == 2 and "is a mobilenet_v3 Mask R-CNN" in capsys.readouterr().err
