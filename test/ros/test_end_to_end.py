@@ -88,7 +88,7 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
     r_err = np.median([r["rotation_error_deg"] for r in matched])
     s_err = np.median([r["size_error_cm"] for r in matched])
     assert recall >= 0.6, matched
-    # Tolerances of the shipped first-cycle model (measured: 3.8 cm, 9.7 deg, 3.5 cm median on this scene).
+    # Tolerances set from the first shipped model (3.8 cm, 9.7 deg, 3.5 cm median on this scene); later models must hold them.
     assert t_err < 5.0 and r_err < 20.0 and s_err < 5.0, (t_err, r_err, s_err)
     # Static scene: every true object keeps its track id from frame to frame (a flickering false positive may
     # come and go with ids of its own).
