@@ -16,6 +16,7 @@ Overhead = (median end-to-end - median Estimator) / median Estimator. Writes ben
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,11 +35,11 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import Estimator
 from cleanpose_ros.image_conversion import numpy_to_image
 from cleanpose_ros.msg import ObjectPoseArray
 from cleanpose_ros.parameters import PoseNodeParams
-from cleanpose_ros.pose_node import Frame, frame_arrays
+from cleanpose_ros.pose_node import Frame, estimator_config, frame_arrays
 from cleanpose_ros.synthetic_camera import SyntheticCamera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,18 +55,13 @@ def render_frames(context, n: int, seed: int):
         camera.destroy_node()
 
 
-def in_process_estimator(threads: int, objects: int) -> Estimator:
-    """The Estimator with the node's settings (the node is started with the same max_objects)."""
-    torch.set_num_threads(threads)
-    p = PoseNodeParams()
-    return Estimator(EstimatorConfig(device="cpu", score_threshold=p.score_threshold, max_objects=objects,
-                                     min_mask_area=p.min_mask_area, min_points=p.min_points))
-
-
 def measure(context, frames, camera_info, threads: int, objects: int, log_path: Path):
     """Per frame, interleaved so both see the same machine load: the node's end-to-end latency, then the
     Estimator alone in this process on the same frame. -> (end-to-end ms, Estimator ms, node reports, resent)."""
-    estimator, params = in_process_estimator(threads, objects), PoseNodeParams()
+    # The node's own parameters -> Estimator settings, as the node process below is started with.
+    params = dataclasses.replace(PoseNodeParams(), device="cpu", max_objects=objects)
+    torch.set_num_threads(threads)
+    estimator = Estimator(estimator_config(params))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={NS}",
                              "-p", "device:=cpu", "-p", f"max_objects:={objects}"],

@@ -62,6 +62,15 @@ class Estimate:
     intrinsics: Intrinsics | None = None
 
 
+def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
+    """The Estimator settings the node's parameters ask for."""
+    return EstimatorConfig(
+        model_weights=p.model_weights or None, pose_backend=p.pose_backend, device=p.device,
+        segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
+        score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
+        min_points=p.min_points, keep_masks=p.publish_object_points)
+
+
 def frame_arrays(frame: Frame, params: PoseNodeParams) -> tuple[np.ndarray, np.ndarray, Intrinsics]:
     """The Estimator's inputs from a synchronised frame: RGB uint8, depth in metres with out-of-range depth
     zeroed, intrinsics. Raises ImageConversionError for images that cannot be read."""
@@ -76,11 +85,7 @@ class PoseNode(Node):
         super().__init__("pose_node", **kwargs)
         self.params: PoseNodeParams = declare_and_read(self)
         p = self.params
-        self.estimator = Estimator(EstimatorConfig(
-            model_weights=p.model_weights or None, pose_backend=p.pose_backend, device=p.device,
-            segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
-            score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
-            min_points=p.min_points, keep_masks=p.publish_object_points))
+        self.estimator = Estimator(estimator_config(p))
         self.tracker = PoseTracker(p.track_max_distance, p.track_max_missed)
         self.markers = MarkerBuilder()
         self._estimator_lock = threading.Lock()
@@ -320,7 +325,8 @@ class PoseNode(Node):
 
 def main(args=None) -> None:
     # A single-threaded executor: the callbacks are cheap (the worker thread does the estimation), and rclpy's
-    # MultiThreadedExecutor measured 18-20 % node overhead against 7 % for this one (bench_node_overhead.py).
+    # MultiThreadedExecutor measured 18-20 % node overhead against 7-29 % (median 15 %) for this one
+    # (bench_node_overhead.py).
     # The callback groups above still let the node run under a multi-threaded executor of a host process.
     run_node(PoseNode, SingleThreadedExecutor, args=args)
 
