@@ -15,6 +15,8 @@ Overhead = (median end-to-end - median Estimator) / median Estimator. Writes ben
 
 from __future__ import annotations
 
+import cleanpose_ros.openmp_policy  # noqa: F401  (first: the in-process Estimator gets the node's OpenMP policy)
+
 import argparse
 import dataclasses
 import json
@@ -163,6 +165,7 @@ def main() -> None:
         "end_to_end_ms": [round(v, 1) for v in e2e],
         "estimator_ms": [round(v, 1) for v in estimator],
         "load_average_before": round(os.getloadavg()[0], 2),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "torch": torch.__version__,
         "machine": platform.platform(),
     }

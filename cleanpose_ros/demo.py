@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +118,8 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 
 def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
     out.mkdir(parents=True, exist_ok=True)
+    for previous in (out / "bag", out / "frames"):  # a re-run replaces the last run's outputs
+        shutil.rmtree(previous, ignore_errors=True)
     # The camera publishes until the node has processed `frames` frames: the node drops frames that arrive
     # while it is busy (by design), so a camera that stopped after `frames` would leave the demo waiting.
     camera = _start(["-m", "cleanpose_ros.synthetic_camera", "--ros-args", "-r", f"__ns:={CAMERA_NS}",

@@ -2,15 +2,20 @@
 
 Threading: subscription callbacks only feed the synchroniser (cheap); the newest synchronised frame goes into a
 one-slot mailbox that a worker thread drains, so latency never grows under load — a frame that is replaced
-before the worker picks it up is counted as dropped. The on-demand service shares the estimator under a lock
-(under the executable's single-threaded executor, inputs wait while a service call estimates).
+before the worker picks it up is counted as dropped. Every torch call runs on that one worker thread: the
+Estimator is built there and service requests are handed to it (ahead of the next streamed frame), so the model
+and the tracker need no lock and the process has a single OpenMP thread pool (libgomp makes one per thread that
+runs torch ops). OpenMP threads sleep while idle (see openmp_policy).
 """
 
 from __future__ import annotations
 
+import cleanpose_ros.openmp_policy  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
+
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,10 +90,20 @@ class PoseNode(Node):
         super().__init__("pose_node", **kwargs)
         self.params: PoseNodeParams = declare_and_read(self)
         p = self.params
-        self.estimator = Estimator(estimator_config(p))
+        # Mailbox of the newest synchronised frame and queue of calls (service requests), drained by the worker.
+        self._mailbox: Frame | None = None
+        self._calls: deque[tuple[Future, object, tuple]] = deque()
+        self._mail = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="cleanpose_worker", daemon=True)
+        self._worker.start()
+        try:
+            self.estimator = self._on_worker(Estimator, estimator_config(p))
+        except BaseException:
+            self._stop_worker()
+            raise
         self.tracker = PoseTracker(p.track_max_distance, p.track_max_missed)
         self.markers = MarkerBuilder()
-        self._estimator_lock = threading.Lock()
 
         input_qos = QoSProfile(depth=1, history=QoSHistoryPolicy.KEEP_LAST,
                                reliability=QoSReliabilityPolicy.BEST_EFFORT if p.input_reliability == "best_effort"
@@ -113,11 +128,7 @@ class PoseNode(Node):
         self.create_service(EstimatePoses, "~/estimate", self._on_estimate,
                             callback_group=MutuallyExclusiveCallbackGroup())
 
-        # Mailbox of the newest synchronised frame, drained by the worker thread.
-        self._mailbox: Frame | None = None
         self._latest: Frame | None = None
-        self._mail = threading.Condition()
-        self._stop = False
         self.frames_processed = 0
         self.frames_dropped = 0
         self._latency_ms: deque = deque(maxlen=50)
@@ -126,8 +137,6 @@ class PoseNode(Node):
         self._last_received = dict(self.sync.stats.received)
         self._last_reason = ""
         self._warned: dict[str, float] = {}  # message -> when it was last logged
-        self._worker = threading.Thread(target=self._work, name="cleanpose_worker", daemon=True)
-        self._worker.start()
         self.create_timer(1.0, self._on_timer, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"ready on {self.estimator.device} (segmentation: {p.segmentation_backend}); waiting for "
@@ -151,15 +160,44 @@ class PoseNode(Node):
     def _work(self) -> None:
         while True:
             with self._mail:
-                while self._mailbox is None and not self._stop:
+                while self._mailbox is None and not self._calls and not self._stop:
                     self._mail.wait(timeout=0.5)
                 if self._stop:
+                    for future, _, _ in self._calls:
+                        future.set_exception(RuntimeError("pose_node is shutting down"))
                     return
-                frame, self._mailbox = self._mailbox, None
+                call = self._calls.popleft() if self._calls else None
+                if call is None:
+                    frame, self._mailbox = self._mailbox, None
+            if call is not None:
+                future, fn, args = call
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # handed back to the caller
+                    future.set_exception(exc)
+                continue
             try:
                 self._process_and_publish(frame)
             except Exception as exc:  # never let one bad frame kill the worker
                 self.get_logger().error(f"frame skipped: {type(exc).__name__}: {exc}")
+
+    def _on_worker(self, fn, *args):
+        """Run fn(*args) on the worker thread (see the module docstring) and return its result or raise."""
+        if threading.current_thread() is self._worker:
+            return fn(*args)
+        future: Future = Future()
+        with self._mail:
+            if self._stop:
+                raise RuntimeError("pose_node is shutting down")
+            self._calls.append((future, fn, args))
+            self._mail.notify()
+        return future.result()
+
+    def _stop_worker(self) -> None:
+        with self._mail:
+            self._stop = True
+            self._mail.notify()
+        self._worker.join(timeout=5.0)
 
     # ---------------------------------------------------------------- processing
     def estimate_frame(self, frame: Frame, category: str = "") -> Estimate:
@@ -172,11 +210,10 @@ class PoseNode(Node):
             rgb, depth, K = frame_arrays(frame, self.params)
         except ImageConversionError as exc:
             return Estimate(FrameResult([], reason=str(exc)), header)
-        with self._estimator_lock:
-            result = self.estimator.estimate(rgb, depth, K, depth_unit="m")
-            if category:
-                result.detections = [d for d in result.detections if d.category == category]
-            self.tracker.update(result.detections)
+        result = self.estimator.estimate(rgb, depth, K, depth_unit="m")
+        if category:
+            result.detections = [d for d in result.detections if d.category == category]
+        self.tracker.update(result.detections)
         return Estimate(result, header, rgb, depth, K)
 
     def _check_inputs(self, frame: Frame) -> str | None:
@@ -251,7 +288,7 @@ class PoseNode(Node):
                 return response
         else:
             frame = Frame(request.rgb, request.depth, request.camera_info, received=time.monotonic())
-        estimate = self.estimate_frame(frame, request.category)
+        estimate = self._on_worker(self.estimate_frame, frame, request.category)
         result, header = estimate.result, estimate.header
         result.timings_ms["total"] = (time.monotonic() - frame.received) * 1e3
         response.success = result.reason is None
@@ -314,20 +351,15 @@ class PoseNode(Node):
         return array
 
     def destroy_node(self):
-        worker = getattr(self, "_worker", None)  # absent when __init__ failed (rclpy.shutdown still calls this)
-        if worker is not None:
-            with self._mail:
-                self._stop = True
-                self._mail.notify()
-            worker.join(timeout=5.0)
+        if getattr(self, "_worker", None) is not None:  # absent when __init__ failed (rclpy.shutdown still calls this)
+            self._stop_worker()
         return super().destroy_node()
 
 
 def main(args=None) -> None:
-    # A single-threaded executor: the callbacks are cheap (the worker thread does the estimation), and rclpy's
-    # MultiThreadedExecutor measured 18-20 % node overhead against 7-29 % (median 15 %) for this one
-    # (bench_node_overhead.py).
-    # The callback groups above still let the node run under a multi-threaded executor of a host process.
+    # A single-threaded executor: the callbacks are cheap (the worker thread does the estimation) and rclpy's
+    # MultiThreadedExecutor only adds threads competing for the cores. The callback groups above still let the
+    # node run under a multi-threaded executor of a host process.
     run_node(PoseNode, SingleThreadedExecutor, args=args)
 
 
