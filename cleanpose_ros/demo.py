@@ -120,15 +120,6 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for previous in (out / "bag", out / "frames"):  # a re-run replaces the last run's outputs
         shutil.rmtree(previous, ignore_errors=True)
-    # The camera publishes until the node has processed `frames` frames: the node drops frames that arrive
-    # while it is busy (by design), so a camera that stopped after `frames` would leave the demo waiting.
-    camera = _start(["-m", "cleanpose_ros.synthetic_camera", "--ros-args", "-r", f"__ns:={CAMERA_NS}",
-                     "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0"],
-                    out / "synthetic_camera.log")
-    pose = _start(["-m", "cleanpose_ros.pose_node", "--ros-args", "-r", "__ns:=/cleanpose",
-                   "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
-                   "-r", f"depth/image:={CAMERA_NS}/aligned_depth_to_color/image_raw",
-                   "-r", f"rgb/camera_info:={CAMERA_NS}/color/camera_info"], out / "pose_node.log")
     rclpy.init()
     node = rclpy.create_node("cleanpose_demo_monitor")
     executor = SingleThreadedExecutor()
@@ -139,11 +130,23 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
         (f"{CAMERA_NS}/color/camera_info", CameraInfo), (f"{CAMERA_NS}/ground_truth", ObjectPoseArray),
         (f"{POSE_NS}/detections", Detection3DArray), (f"{POSE_NS}/poses", ObjectPoseArray),
         (f"{POSE_NS}/markers", MarkerArray), (f"{POSE_NS}/debug_image", Image), ("/tf", TFMessage)])
-    started = time.monotonic()
+    # The camera publishes until the node has processed `frames` frames: the node drops frames that arrive
+    # while it is busy (by design), so a camera that stopped after `frames` would leave the demo waiting.
+    commands = {
+        "synthetic_camera": ["-m", "cleanpose_ros.synthetic_camera", "--ros-args", "-r", f"__ns:={CAMERA_NS}",
+                             "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0"],
+        "pose_node": ["-m", "cleanpose_ros.pose_node", "--ros-args", "-r", "__ns:=/cleanpose",
+                      "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
+                      "-r", f"depth/image:={CAMERA_NS}/aligned_depth_to_color/image_raw",
+                      "-r", f"rgb/camera_info:={CAMERA_NS}/color/camera_info"]}
+    procs: dict[str, subprocess.Popen] = {}  # started inside the try, so that an error never leaves them running
     try:
+        for name, command in commands.items():
+            procs[name] = _start(command, out / f"{name}.log")
+        started = time.monotonic()
         while len(monitor.poses) < frames and time.monotonic() - started < timeout:
             executor.spin_once(timeout_sec=0.1)
-            for name, proc in (("synthetic_camera", camera), ("pose_node", pose)):
+            for name, proc in procs.items():
                 if proc.poll() is not None and proc.returncode != 0:
                     print(f"[demo] {name} exited with {proc.returncode}; see {out / (name + '.log')}")
                     return 1
@@ -154,10 +157,10 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
         print(f"[demo] interrupted after {len(monitor.poses)} frames; writing what there is")
     finally:
         recorder.close()
-        for proc in (camera, pose):
+        for proc in procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
-        for proc in (camera, pose):
+        for proc in procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
