@@ -25,8 +25,14 @@ step "pose network (ITERATIONS=${ITERATIONS:-6000}: each 3,000-iteration learnin
 cleanpose train --config config/train/synthetic_lite.yaml --out "$RUN" --resume auto --no-progress \
   --iterations "${ITERATIONS:-6000}"
 cp "$RUN/model_final.pt" models/cleanpose_lite.pt
-step "segmenter: Mask R-CNN MobileNetV3 from scratch at 320 px (see models/segmenter_maskrcnn_mobilenet_v3.md)"
 SEG=models/segmenter_maskrcnn_mobilenet_v3.pt
-[ -f "$SEG" ] || cleanpose train-seg --data data/synthetic --out "$SEG" --iterations 1200 --batch-size 4 \
-  --min-size 320 --max-size 427 --seed 0 --no-progress $([ -f "$SEG.train.pt" ] && echo --resume)
+STAGE1=$RUN/segmenter_stage1.pt
+if [ ! -f "$SEG" ]; then
+  step "segmenter stage 1: Mask R-CNN MobileNetV3 from scratch at 320 px (see models/segmenter_maskrcnn_mobilenet_v3.md)"
+  [ -f "$STAGE1" ] || cleanpose train-seg --data data/synthetic --out "$STAGE1" --iterations 1200 --batch-size 4 \
+    --min-size 320 --max-size 427 --seed 0 --no-progress $([ -f "$STAGE1.train.pt" ] && echo --resume)
+  step "segmenter stage 2: fine-tune from stage 1 at a lower learning rate"
+  cleanpose train-seg --data data/synthetic --init "$STAGE1" --out "$SEG" --iterations 1000 --batch-size 4 \
+    --min-size 320 --max-size 427 --lr 5e-4 --seed 3 --no-progress $([ -f "$SEG.train.pt" ] && echo --resume)
+fi
 step "done: models/cleanpose_lite.pt, models/segmenter_maskrcnn_mobilenet_v3.pt"

@@ -53,6 +53,7 @@ class EstimatorConfig:
     max_objects: int = 10              # per frame (bounds the batch)
     min_mask_area: int = 64            # pixels
     min_points: int = 32               # valid depth pixels in a mask
+    max_mask_overlap: float = 0.7      # drop a mask lying this much inside higher-scoring ones (duplicates); 1 = off
     keep_masks: bool = False           # attach each object's mask to its Detection
     mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
     queue_seed: int = 0                # seed of test-time confounder-queue sampling
@@ -114,7 +115,9 @@ class Estimator:
         self.torch_device = resolve_device(cfg.device)
         self.device = str(self.torch_device)
         self.categories = NOCS_CATEGORIES
-        self.filter = SegmentationFilter(cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points)
+        self.filter = SegmentationFilter(cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points,
+                                         cfg.max_mask_overlap)
+        self.filter.validate()
         self.model = None
         if cfg.pose_backend == "cleanpose":
             self.model, trained_points = load_pose_model(cfg.model_weights or SHIPPED_POSE_MODEL, self.torch_device)
@@ -130,7 +133,8 @@ class Estimator:
             self.segmenter = segmenter
         else:
             options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
-                           min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
+                           min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
+                           max_mask_overlap=cfg.max_mask_overlap)
             if cfg.segmenter == "maskrcnn":
                 options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
             self.segmenter = build_segmenter(cfg.segmenter, **options)

@@ -90,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # gave IoU25 55.5 / 63.6 / 66.0 at thresholds 0.5 / 0.3 / 0.1 (the node keeps 0.5: it acts on every detection).
     p.add_argument("--score-threshold", type=float, default=0.1,
                    help="segmenter score below which a detection is dropped (--masks model; default 0.1)")
+    p.add_argument("--max-mask-overlap", type=float, default=EstimatorConfig.max_mask_overlap,
+                   help="drop a predicted mask lying more than this fraction inside higher-scoring ones "
+                        f"(duplicates; --masks model; default {EstimatorConfig.max_mask_overlap}, as the node; 1 = off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics (default: REAL275, which the synthetic engine also uses)")
@@ -100,7 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     estimator = Estimator(EstimatorConfig(
         model_weights=args.weights, pose_backend=args.pose_backend, device=args.device,
         segmenter="external" if args.masks == "gt" else "maskrcnn", segmenter_weights=args.segmenter_weights,
-        score_threshold=0.0 if args.masks == "gt" else args.score_threshold))
+        score_threshold=0.0 if args.masks == "gt" else args.score_threshold,
+        max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap))
     counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics))
     print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "
           f"{counts['skipped_objects']} skipped -> {args.out}")

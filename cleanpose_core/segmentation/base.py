@@ -126,10 +126,15 @@ class SegmentationFilter:
     min_points: int = 32          # valid depth pixels (finite, > 0) inside the mask; unchecked without depth.
     #                               The official test loader drops instances with <= 16; we ask a little more
     #                               because the lite model samples fewer points and repeats them otherwise.
+    max_mask_overlap: float = 0.7  # drop an instance when more than this fraction of its mask lies inside
+    #                               higher-scoring kept masks of its category: Mask R-CNN's box NMS lets through
+    #                               duplicates of one object (two TF frames for one bottle)
 
     def validate(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 0.0 < self.max_mask_overlap <= 1.0:
+            raise ValueError(f"max_mask_overlap must be in (0, 1], got {self.max_mask_overlap}")
         for name in ("max_objects", "min_mask_area", "min_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -165,6 +170,20 @@ class SegmentationFilter:
                 keep.append(i)
         # Stable sort on -score: ties keep the backend's order, so results are deterministic.
         keep = sorted(keep, key=lambda i: -float(result.scores[i]))
+        if self.max_mask_overlap < 1.0 and len(keep) > 1:
+            covered: dict[int, np.ndarray] = {}  # per category: a lower-scoring mask of another category is
+            distinct = []                         # the backend's second guess for those pixels, kept for recall
+            for i in keep:
+                mine = covered.setdefault(int(result.class_ids[i]), np.zeros(result.masks.shape[1:], dtype=bool))
+                overlap = float((result.masks[i] & mine).sum()) / max(float(areas[i]), 1.0)
+                if overlap > self.max_mask_overlap:
+                    skipped.append(f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): {overlap:.0%} "
+                                   f"of its mask inside higher-scoring instances (max_mask_overlap "
+                                   f"{self.max_mask_overlap})")
+                else:
+                    distinct.append(i)
+                    mine |= result.masks[i]
+            keep = distinct
         for i in keep[self.max_objects:]:
             skipped.append(f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): beyond max_objects "
                            f"{self.max_objects}")

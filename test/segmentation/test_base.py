@@ -11,10 +11,13 @@ from cleanpose_core.segmentation.external import ExternalSegmenter
 H, W = 40, 60
 
 
-def _instances(areas, scores, class_ids=None):
+def _instances(areas, scores, class_ids=None, disjoint=True):
+    """Masks of the given pixel counts: side by side (disjoint) or all starting at pixel 0."""
     masks = np.zeros((len(areas), H, W), bool)
+    start = 0
     for i, a in enumerate(areas):
-        masks[i].reshape(-1)[:a] = True
+        masks[i].reshape(-1)[start:start + a] = True
+        start += a if disjoint else 0
     ids = np.zeros(len(areas), np.int64) if class_ids is None else np.asarray(class_ids, np.int64)
     return InstanceMasks(masks, ids, np.asarray(scores, np.float32))
 
@@ -39,17 +42,35 @@ def test_filter_drops_masks_below_min_area():
 
 
 def test_filter_counts_only_finite_positive_depth_as_points():
-    inst = _instances([200, 200], [0.9, 0.8])
+    inst = _instances([200, 200], [0.9, 0.8], disjoint=False)
     depth = np.ones((H, W), np.float32)
     flat = depth.reshape(-1)
     flat[:150] = np.nan      # first 150 pixels: invalid for both masks
     flat[150:170] = 0.0      # 20 more invalid
     flat[170:180] = -1.0     # negative: invalid
     # Each mask covers pixels 0..199 -> 20 valid points.
-    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=21).apply(inst, depth)
+    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=21, max_mask_overlap=1.0).apply(inst, depth)
     assert len(out) == 0 and out.reason and "filtered out" in out.reason
-    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=20).apply(inst, depth)
+    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=20, max_mask_overlap=1.0).apply(inst, depth)
     assert len(out) == 2
+
+
+def test_filter_drops_a_mask_mostly_inside_higher_scoring_ones_of_its_category():
+    masks = np.zeros((3, H, W), bool)
+    masks[0, :, :30] = True    # the best-scoring object
+    masks[1, :, 5:25] = True   # a duplicate of it: wholly inside
+    masks[2, :, 20:50] = True  # a neighbour: a third of it overlaps the first
+    out = SegmentationFilter(score_threshold=0, min_mask_area=0, min_points=0).apply(
+        InstanceMasks(masks, np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7], np.float32)))
+    np.testing.assert_allclose(out.scores, [0.9, 0.7])
+    assert any("inside higher-scoring" in s for s in out.skipped)
+    kept_all = SegmentationFilter(score_threshold=0, min_mask_area=0, min_points=0, max_mask_overlap=1.0).apply(
+        InstanceMasks(masks, np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7], np.float32)))
+    assert len(kept_all) == 3
+    # Only within a category: another category's mask over the same pixels is the backend's second guess.
+    other = SegmentationFilter(score_threshold=0, min_mask_area=0, min_points=0).apply(
+        InstanceMasks(masks, np.array([0, 1, 0]), np.array([0.9, 0.8, 0.7], np.float32)))
+    np.testing.assert_allclose(other.scores, [0.9, 0.8, 0.7])
 
 
 def test_filter_fills_in_mask_boxes_with_exclusive_ends():
@@ -61,7 +82,8 @@ def test_filter_fills_in_mask_boxes_with_exclusive_ends():
     np.testing.assert_array_equal(out.boxes, [[20, 5, 31, 10]])
 
 
-@pytest.mark.parametrize("bad", [dict(score_threshold=1.5), dict(max_objects=-1), dict(min_mask_area=-2)])
+@pytest.mark.parametrize("bad", [dict(score_threshold=1.5), dict(max_objects=-1), dict(min_mask_area=-2),
+                                 dict(max_mask_overlap=0.0)])
 def test_filter_rejects_invalid_settings(bad):
     with pytest.raises(ValueError):
         SegmentationFilter(**bad).validate()
