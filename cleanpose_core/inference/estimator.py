@@ -53,7 +53,7 @@ class EstimatorConfig:
     max_objects: int = 10              # per frame (bounds the batch)
     min_mask_area: int = 64            # pixels
     min_points: int = 32               # valid depth pixels in a mask
-    max_mask_overlap: float = 0.7      # drop a mask lying this much inside higher-scoring ones (duplicates); 1 = off
+    max_mask_overlap: float = 0.7      # drop a mask this much inside higher-scoring ones of its category; 1 = off
     keep_masks: bool = False           # attach each object's mask to its Detection
     mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
     queue_seed: int = 0                # seed of test-time confounder-queue sampling

@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.1,
                    help="segmenter score below which a detection is dropped (--masks model; default 0.1)")
     p.add_argument("--max-mask-overlap", type=float, default=EstimatorConfig.max_mask_overlap,
-                   help="drop a predicted mask lying more than this fraction inside higher-scoring ones "
+                   help="drop a predicted mask lying more than this fraction inside higher-scoring ones of its category "
                         f"(duplicates; --masks model; default {EstimatorConfig.max_mask_overlap}, as the node; 1 = off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
