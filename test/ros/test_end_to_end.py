@@ -5,7 +5,7 @@ the same from frame to frame.
 """
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -101,10 +101,16 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
     assert recall >= 0.6, matched
     # Tolerances set from the first shipped model (3.8 cm, 9.7 deg, 3.5 cm median on this scene); later models must hold them.
     assert t_err < 5.0 and r_err < 20.0 and s_err < 5.0, (t_err, r_err, s_err)
-    # Static scene: every true object keeps its track id from frame to frame (a flickering false positive may
-    # come and go with ids of its own).
-    ids_per_object = defaultdict(set)
+    # Static scene: every true object keeps its track id from frame to frame. Its track is the id it is matched
+    # to most often; that id must be published in every frame (an id switch would end it). A flickering false
+    # positive or duplicate beside an object may come and go with an id of its own, and in some frames take the
+    # object's ground-truth match.
+    ids_per_object = defaultdict(Counter)
     for frame_ids in per_frame_ids:
         for gt_instance, track_id in frame_ids.items():
-            ids_per_object[gt_instance].add(track_id)
-    assert ids_per_object and all(len(ids) == 1 for ids in ids_per_object.values()), per_frame_ids
+            ids_per_object[gt_instance][track_id] += 1
+    assert ids_per_object, per_frame_ids
+    for gt_instance, counts in ids_per_object.items():
+        track_id, n = counts.most_common(1)[0]
+        assert n >= FRAMES // 2, (gt_instance, counts, per_frame_ids)
+        assert all(track_id in {o.id for o in msg.objects} for msg in frames), (gt_instance, track_id, per_frame_ids)
