@@ -161,7 +161,7 @@ class PoseNode(Node):
         while True:
             with self._mail:
                 while self._mailbox is None and not self._calls and not self._stop:
-                    self._mail.wait(timeout=0.5)
+                    self._mail.wait()  # every change of these three notifies
                 if self._stop:
                     for future, _, _ in self._calls:
                         future.set_exception(RuntimeError("pose_node is shutting down"))

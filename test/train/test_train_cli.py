@@ -196,14 +196,15 @@ def test_teacher_cli_rejects_arch_that_disagrees_with_config(tmp_path, dpdn_root
 @needs_stack
 @pytest.mark.skipif(not (REPO / "models/segmenter_maskrcnn_mobilenet_v3.pt").is_file(), reason="needs the shipped segmenter")
 def test_cli_predict_with_model_masks_keeps_only_scores_above_the_threshold(tmp_path, synthetic_root):
-    import pickle
+    from cleanpose_core import NOCS_CATEGORIES
+    from cleanpose_core.eval.results import load_results
 
     kept = {}
     for threshold in (0.05, 0.9):
         out = tmp_path / f"t{threshold}"
         assert main(["predict", "--data", str(synthetic_root), "--out", str(out), "--masks", "model",
                      "--pose-backend", "box_fit", "--device", "cpu", "--score-threshold", str(threshold)]) == 0
-        scores = np.concatenate([pickle.load(open(p, "rb"))["pred_scores"] for p in sorted(out.glob("*.pkl"))])
+        scores = np.concatenate([r.pred_scores for r in load_results(str(out), len(NOCS_CATEGORIES))])
         assert (scores >= threshold).all()
         kept[threshold] = len(scores)
     assert kept[0.05] > kept[0.9]
