@@ -18,7 +18,7 @@ COMMAND_MODULES = (
     "cleanpose_core.train.cli",  # train, teacher, queue-init
     "cleanpose_core.data.synthetic.cli",  # synth
     "cleanpose_core.inference.predict",  # predict
-    "cleanpose_core.segmentation.cli",  # train-seg
+    "cleanpose_core.segmentation.cli",  # train-seg, train-classifier
 )
 
 

@@ -73,7 +73,8 @@ def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
         model_weights=p.model_weights or None, pose_backend=p.pose_backend, device=p.device,
         segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
         score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
-        min_points=p.min_points, keep_masks=p.publish_object_points)
+        min_points=p.min_points, keep_masks=p.publish_object_points,
+        category_classifier=p.category_classifier or None, category_weight=p.category_weight)
 
 
 def frame_arrays(frame: Frame, params: PoseNodeParams) -> tuple[np.ndarray, np.ndarray, Intrinsics]:

@@ -33,12 +33,14 @@ from cleanpose_core.models.weights import WeightsError, read_weights_file
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
 from cleanpose_core.segmentation.external import external_instances
 from cleanpose_core.segmentation.factory import build_segmenter
+from cleanpose_core.segmentation.point_classifier import CategoryRescorer
 from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
 SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
+SHIPPED_CLASSIFIER = shipped_file("point_classifier.pt")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 
 
@@ -54,6 +56,9 @@ class EstimatorConfig:
     min_mask_area: int = 64            # pixels
     min_points: int = 32               # valid depth pixels in a mask
     max_mask_overlap: float = 0.7      # drop a mask this much inside higher-scoring ones of its category; 1 = off
+    category_classifier: str | None = None  # point-cloud classifier that relabels Mask R-CNN detections (and
+    #                                         names depth-tabletop ones); None = the shipped one when present
+    category_weight: float = 0.5       # w of the fused score s^(1-w) q^w (segmentation/point_classifier.py); 0 = off
     keep_masks: bool = False           # attach each object's mask to its Detection
     mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
     queue_seed: int = 0                # seed of test-time confounder-queue sampling
@@ -63,6 +68,8 @@ class EstimatorConfig:
     def validate(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not 0.0 <= self.category_weight < 1.0:
+            raise ValueError(f"category_weight must be in [0, 1), got {self.category_weight}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -129,15 +136,34 @@ class Estimator:
             self.n_points, self.image_size = cfg.n_points or 1024, 32
         else:
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
+        self.rescorer = None  # relabels the detections of the Mask R-CNN built here (not a caller's segmenter)
         if segmenter is not None or cfg.segmenter == "external":
             self.segmenter = segmenter
         else:
             options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
                            min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
                            max_mask_overlap=cfg.max_mask_overlap)
+            rescorer = self._category_rescorer(cfg) if cfg.segmenter in ("maskrcnn", "depth_tabletop") else None
             if cfg.segmenter == "maskrcnn":
                 options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
+                if rescorer is not None:
+                    # Candidates for re-scoring: every detection whose fused score could reach the threshold,
+                    # duplicates included (they may change label); `self.filter` then runs on the fused result.
+                    options.update(score_threshold=rescorer.candidate_threshold(cfg.score_threshold),
+                                   max_objects=100, max_mask_overlap=1.0)
+                    self.rescorer = rescorer
+            elif rescorer is not None:
+                options.update(classifier=rescorer)
             self.segmenter = build_segmenter(cfg.segmenter, **options)
+
+    def _category_rescorer(self, cfg: EstimatorConfig) -> CategoryRescorer | None:
+        if cfg.category_weight == 0.0:
+            return None
+        if cfg.category_classifier is None and not SHIPPED_CLASSIFIER.is_file():
+            log.info("no shipped point classifier (%s): segmenter categories are used as they are", SHIPPED_CLASSIFIER)
+            return None
+        return CategoryRescorer.from_file(cfg.category_classifier or SHIPPED_CLASSIFIER, cfg.category_weight,
+                                          self.torch_device)
 
     # ------------------------------------------------------------------------------------------------ API
     def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: Intrinsics, depth_unit: DepthUnit,
@@ -159,7 +185,7 @@ class Estimator:
             depth_m = depth_to_metres(depth, depth_unit)
             if not (depth_m > 0).any():
                 return FrameResult([], reason="depth has no valid pixel (all zero, negative or NaN)")
-            instances = self._segment(rgb, depth_m, masks, labels, scores)
+            instances = self._segment(rgb, depth_m, K, masks, labels, scores)
             t1 = time.perf_counter()
             timings = {"segmentation": (t1 - t0) * 1e3}
             if len(instances) == 0:
@@ -193,7 +219,7 @@ class Estimator:
             return f"intrinsics must be an Intrinsics, got {type(K).__name__}"
         return K.problem()
 
-    def _segment(self, rgb, depth_m, masks, labels, scores) -> InstanceMasks:
+    def _segment(self, rgb, depth_m, K, masks, labels, scores) -> InstanceMasks:
         if masks is not None:
             supplied = external_instances(masks, labels, scores)
             if supplied.reason is not None:
@@ -203,7 +229,10 @@ class Estimator:
             return self.filter.apply(supplied, depth_m)
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
-        return self.segmenter.segment(rgb, depth_m)
+        found = self.segmenter.segment(rgb, depth_m)
+        if self.rescorer is None or len(found) == 0:
+            return found
+        return self.filter.apply(self.rescorer.rescore(found, depth_m, K), depth_m)
 
     def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
         t0 = time.perf_counter()

@@ -93,6 +93,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mask-overlap", type=float, default=EstimatorConfig.max_mask_overlap,
                    help="drop a predicted mask lying more than this fraction inside higher-scoring ones of its category "
                         f"(duplicates; --masks model; default {EstimatorConfig.max_mask_overlap}, as the node; 1 = off)")
+    p.add_argument("--category-classifier", default=None,
+                   help="point classifier relabelling the segmenter's detections (--masks model; default: the shipped one)")
+    p.add_argument("--category-weight", type=float, default=EstimatorConfig.category_weight,
+                   help="weight w of the point classifier in the fused score s^(1-w) q^w (--masks model; "
+                        f"default {EstimatorConfig.category_weight}; 0 = segmenter categories as they are)")
     p.add_argument("--device", default="auto")
     p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics (default: REAL275, which the synthetic engine also uses)")
@@ -104,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         model_weights=args.weights, pose_backend=args.pose_backend, device=args.device,
         segmenter="external" if args.masks == "gt" else "maskrcnn", segmenter_weights=args.segmenter_weights,
         score_threshold=0.0 if args.masks == "gt" else args.score_threshold,
-        max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap))
+        max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap,
+        category_classifier=args.category_classifier, category_weight=args.category_weight))
     counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics))
     print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "
           f"{counts['skipped_objects']} skipped -> {args.out}")

@@ -1,4 +1,5 @@
-"""`cleanpose train-seg`: argument parsing only; `train_maskrcnn.train_segmenter` does the work.
+"""`cleanpose train-seg` and `cleanpose train-classifier`: argument parsing only; `train_maskrcnn.train_segmenter`
+and `point_classifier.train_point_classifier` do the work.
 
 Exit codes: 0 success, 1 training diverged (non-finite loss), 2 bad configuration, data or checkpoint.
 """
@@ -8,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
-
 
 from cleanpose_core.config import ConfigError, from_dict, read_yaml_mapping
 
@@ -49,6 +48,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_seg)
 
+    c = subparsers.add_parser(
+        "train-classifier", help="train the point-cloud category classifier that relabels detections",
+        description="Train the PointNet category classifier (segmentation/point_classifier.py) on the ground-truth "
+                    "instances of NOCS-format data (synthetic, or --source camera / real for CAMERA25 / REAL275). "
+                    "The Estimator fuses its probabilities with Mask R-CNN's scores. Prints the metrics as JSON.")
+    c.add_argument("--data", required=True, help="dataset root (as for `cleanpose train`)")
+    c.add_argument("--out", required=True, help="file to write, e.g. models/point_classifier.pt")
+    c.add_argument("--config", help="PointClassifierConfig YAML; flags override it")
+    c.add_argument("--source", choices=["synthetic", "camera", "real"], help="layout of --data (default synthetic)")
+    c.add_argument("--split", help="default train")
+    c.add_argument("--iterations", type=int, help="default 2000")
+    c.add_argument("--batch-size", type=int, help="default 64")
+    c.add_argument("--seed", type=int, help="default 0")
+    c.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_train_classifier)
+
 
 def _train_seg(args: argparse.Namespace) -> int:
     from cleanpose_core.models.weights import WeightsError
@@ -73,4 +89,23 @@ def _train_seg(args: argparse.Namespace) -> int:
     last = summary["losses"][-1] if summary["losses"] else None
     print(json.dumps({"weights": summary["weights"], "checkpoint": summary["checkpoint"],
                       "final_step": last[0] if last else None, "final_loss": last[1] if last else None}))
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from .point_classifier import PointClassifierConfig, train_point_classifier
+
+    try:
+        options = read_yaml_mapping(args.config) if args.config else {}
+        options.update({k: getattr(args, k) for k in ("source", "split", "iterations", "batch_size", "seed", "device")
+                        if getattr(args, k) is not None})
+        cfg = from_dict(PointClassifierConfig, options)
+        metrics = train_point_classifier(cfg, args.data, args.out, progress=not args.no_progress)
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(args.out), **metrics}))
     return 0

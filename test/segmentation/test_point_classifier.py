@@ -1,0 +1,147 @@
+"""The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, Estimator use."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from seg_fixtures import write_nocs_dataset
+
+from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core.config import to_dict
+from cleanpose_core.geometry.camera import Intrinsics, depth_to_points
+from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter
+from cleanpose_core.segmentation.point_classifier import (CLASSIFIER_FORMAT, CategoryRescorer, PointClassifierConfig,
+                                                          PointNetClassifier, crop_intrinsics, load_point_classifier,
+                                                          mask_points, train_point_classifier)
+
+REPO = Path(__file__).resolve().parents[2]
+K = Intrinsics(500.0, 500.0, 80.0, 60.0, 160, 120)
+
+
+def forced_classifier_file(path: Path, category: str) -> Path:
+    """A classifier file whose network answers `category` for every input (a huge bias on that logit)."""
+    cfg = PointClassifierConfig(widths=(8,), head=(8,), points=64)
+    model = PointNetClassifier(cfg)
+    with torch.no_grad():
+        model.head[-1].bias.zero_()
+        model.head[-1].bias[NOCS_CATEGORIES.index(category)] = 50.0
+        model.head[-1].weight.zero_()
+    torch.save({"format": CLASSIFIER_FORMAT, "config": to_dict(cfg), "state_dict": model.state_dict(),
+                "categories": list(NOCS_CATEGORIES), "metrics": {}, "source": "test"}, path)
+    return path
+
+
+def test_points_of_a_crop_equal_those_of_the_full_image():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 1.5, (120, 160)).astype(np.float32)
+    mask = np.zeros((120, 160), bool)
+    mask[30:70, 50:90] = True
+    full = mask_points(depth, mask, K, np.random.default_rng(1), 2000)
+    crop = mask_points(depth[25:80, 45:100], mask[25:80, 45:100], crop_intrinsics(K, 25, 45, 55, 55),
+                       np.random.default_rng(1), 2000)
+    expected = depth_to_points(depth, K)[mask]
+    np.testing.assert_allclose(np.sort(full, axis=0), np.sort(crop, axis=0), atol=1e-6)
+    assert {tuple(p) for p in np.round(full, 5)} <= {tuple(p) for p in np.round(expected, 5)}
+
+
+def test_too_few_valid_points_give_none():
+    depth = np.zeros((120, 160), np.float32)
+    depth[0, :10] = 1.0
+    assert mask_points(depth, np.ones((120, 160), bool), K, np.random.default_rng(0), 64) is None
+
+
+def test_rescore_relabels_fuses_scores_and_leaves_pointless_instances_alone(tmp_path):
+    rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "mug"), weight=0.5)
+    depth = np.full((120, 160), 0.8, np.float32)
+    depth[:, 120:] = 0.0  # the third instance has no depth
+    masks = np.zeros((3, 120, 160), bool)
+    masks[0, 10:40, 10:40] = masks[1, 12:42, 12:42] = masks[2, 50:90, 125:155] = True
+    found = InstanceMasks(masks, np.array([0, 3, 1]), np.array([0.64, 0.36, 0.9], np.float32))
+    out = rescorer.rescore(found, depth, K)
+    assert out.class_ids.tolist() == [5, 5, 1]  # mug, mug, unchanged
+    np.testing.assert_allclose(out.scores, [0.8, 0.6, 0.9], atol=1e-5)  # sqrt(s * 1)
+    # the two relabelled masks are now same-category duplicates, which the filter collapses
+    kept = SegmentationFilter(score_threshold=0.5, min_points=0).apply(out, None)
+    assert sorted(kept.class_ids.tolist()) == [1, 5] and len(kept) == 2
+    # no candidate below the bound can reach the threshold; one at the bound just can
+    assert rescorer.candidate_threshold(0.5) == pytest.approx(0.25)
+    assert found.scores.tolist() == pytest.approx([0.64, 0.36, 0.9])  # the input is not modified
+
+
+def test_weight_zero_is_identity_and_bad_weights_are_rejected(tmp_path):
+    path = forced_classifier_file(tmp_path / "c.pt", "can")
+    found = InstanceMasks(np.ones((1, 120, 160), bool), np.array([0]), np.array([0.7], np.float32))
+    out = CategoryRescorer.from_file(path, weight=0.0).rescore(found, np.full((120, 160), 1.0, np.float32), K)
+    assert out.class_ids.tolist() == [0] and out.scores.tolist() == pytest.approx([0.7])
+    with pytest.raises(ValueError, match="category weight"):
+        CategoryRescorer.from_file(path, weight=1.0)
+
+
+def test_classifier_slot_of_the_tabletop_backend(tmp_path):
+    rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "bowl"))
+    cls, score = rescorer(np.random.default_rng(0).normal(0, 0.05, (500, 3)).astype(np.float32))
+    assert (cls, round(score, 3)) == (1, 1.0)
+    assert rescorer(np.zeros((3, 3), np.float32))[0] == -1  # too few points: unknown
+
+
+def test_training_learns_the_fixture_and_the_file_round_trips(tmp_path):
+    root = tmp_path / "data"
+    write_nocs_dataset(root, "train", n_images=12, seed=3)
+    cfg = PointClassifierConfig(widths=(32, 64), head=(32,), points=64, iterations=60, batch_size=16,
+                                lr=3e-3, val_fraction=0.0, mask_jitter_px=1)
+    metrics = train_point_classifier(cfg, root, tmp_path / "pc.pt", progress=False)
+    assert metrics["train_instances"] == 36 and metrics["train_loss"] < np.log(6)  # below chance
+    model, loaded_cfg, meta = load_point_classifier(tmp_path / "pc.pt")
+    assert loaded_cfg.points == 64 and meta["metrics"]["train_instances"] == 36
+    assert not model.training
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_point_classifier(tmp_path / "missing.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a point-classifier file"):
+        load_point_classifier(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError):
+        load_point_classifier(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="image list"):
+        train_point_classifier(PointClassifierConfig(iterations=1), tmp_path / "nowhere", tmp_path / "x.pt",
+                               progress=False)
+
+
+def rendered_test_frame():
+    """A 640x480 synthetic test frame with at least 3 objects: (rgb, depth m, K)."""
+    pytest.importorskip("open3d")
+    from cleanpose_core.data.synthetic.config import SynthConfig
+    from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
+    from cleanpose_core.data.synthetic.render import SceneRenderer
+    from cleanpose_core.data.synthetic.scene import compose_scene
+
+    cfg = SynthConfig()
+    for seed in range(50):
+        rng = scene_rng(seed, "test", 0)
+        scene = compose_scene(rng, "test", cfg.scene, cfg.camera, cfg.render, 1)
+        if len(scene.objects) >= 3:
+            break
+    K_frame = intrinsics_of(cfg)
+    frame = SceneRenderer(scene, K_frame, 1, False).render(*scene.camera_poses[0], rng, 0.0)
+    return frame.rgb, frame.depth.astype(np.float32), K_frame
+
+
+@pytest.mark.skipif(not all((REPO / "models" / f).is_file() for f in ("segmenter_maskrcnn_mobilenet_v3.pt",
+                                                                      "cleanpose_lite.pt")),
+                    reason="needs the shipped segmenter and pose model")
+def test_estimator_relabels_mask_rcnn_detections(tmp_path):
+    from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+
+    rgb, depth, K_frame = rendered_test_frame()
+    forced = forced_classifier_file(tmp_path / "laptop.pt", "laptop")
+    base = dict(device="cpu", score_threshold=0.3)
+    plain = Estimator(EstimatorConfig(**base, category_weight=0.0)).estimate(rgb, depth, K_frame, "m")
+    relabelled = Estimator(EstimatorConfig(**base, category_classifier=str(forced))).estimate(rgb, depth, K_frame, "m")
+    assert {d.category for d in plain.detections} - {"laptop"}, "the segmenter alone finds other categories"
+    assert relabelled.detections and {d.category for d in relabelled.detections} == {"laptop"}
+    assert all(d.score >= 0.3 for d in relabelled.detections)
