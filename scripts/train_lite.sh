@@ -35,4 +35,7 @@ if [ ! -f "$SEG" ]; then
   cleanpose train-seg --data data/synthetic --init "$STAGE1" --out "$SEG" --iterations 1000 --batch-size 4 \
     --min-size 320 --max-size 427 --lr 5e-4 --seed 3 --no-progress $([ -f "$SEG.train.pt" ] && echo --resume)
 fi
-step "done: models/cleanpose_lite.pt, models/segmenter_maskrcnn_mobilenet_v3.pt"
+step "point-cloud category classifier (re-scores the segmenter's detections)"
+[ -f models/point_classifier.pt ] || cleanpose train-classifier --data data/synthetic --out models/point_classifier.pt \
+  --iterations 2000 --seed 0 --no-progress
+step "done: models/cleanpose_lite.pt, models/segmenter_maskrcnn_mobilenet_v3.pt, models/point_classifier.pt"

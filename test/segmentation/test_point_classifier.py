@@ -52,22 +52,21 @@ def test_too_few_valid_points_give_none():
     assert mask_points(depth, np.ones((120, 160), bool), K, np.random.default_rng(0), 64) is None
 
 
-def test_rescore_relabels_fuses_scores_and_leaves_pointless_instances_alone(tmp_path):
+def test_rescore_fuses_scores_and_leaves_pointless_instances_alone(tmp_path):
     rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "mug"), weight=0.5)
     depth = np.full((120, 160), 0.8, np.float32)
     depth[:, 120:] = 0.0  # the third instance has no depth
-    masks = np.zeros((3, 120, 160), bool)
-    masks[0, 10:40, 10:40] = masks[1, 12:42, 12:42] = masks[2, 50:90, 125:155] = True
-    found = InstanceMasks(masks, np.array([0, 3, 1]), np.array([0.64, 0.36, 0.9], np.float32))
+    masks = np.zeros((4, 120, 160), bool)
+    masks[0, 10:40, 10:40] = masks[1, 12:42, 12:42] = masks[2, 50:90, 125:155] = masks[3, 60:90, 40:70] = True
+    # one region twice (as a bottle and as a mug), an instance without depth, one of unknown category
+    found = InstanceMasks(masks, np.array([0, 5, 1, -1]), np.array([0.64, 0.36, 0.9, 0.49], np.float32))
     out = rescorer.rescore(found, depth, K)
-    assert out.class_ids.tolist() == [5, 5, 1]  # mug, mug, unchanged
-    np.testing.assert_allclose(out.scores, [0.8, 0.6, 0.9], atol=1e-5)  # sqrt(s * 1)
-    # the two relabelled masks are now same-category duplicates, which the filter collapses
+    assert out.class_ids.tolist() == [0, 5, 1, 5]  # labels kept; the unknown one is named by the classifier
+    np.testing.assert_allclose(out.scores, [0.0, 0.6, 0.9, 0.7], atol=1e-5)  # sqrt(s * q_label)
     kept = SegmentationFilter(score_threshold=0.5, min_points=0).apply(out, None)
-    assert sorted(kept.class_ids.tolist()) == [1, 5] and len(kept) == 2
-    # no candidate below the bound can reach the threshold; one at the bound just can
+    assert kept.class_ids.tolist() == [1, 5, 5]  # the mug copy now outranks the bottle one, which is gone
     assert rescorer.candidate_threshold(0.5) == pytest.approx(0.25)
-    assert found.scores.tolist() == pytest.approx([0.64, 0.36, 0.9])  # the input is not modified
+    assert found.scores.tolist() == pytest.approx([0.64, 0.36, 0.9, 0.49])  # the input is not modified
 
 
 def test_weight_zero_is_identity_and_bad_weights_are_rejected(tmp_path):
@@ -134,14 +133,27 @@ def rendered_test_frame():
 @pytest.mark.skipif(not all((REPO / "models" / f).is_file() for f in ("segmenter_maskrcnn_mobilenet_v3.pt",
                                                                       "cleanpose_lite.pt")),
                     reason="needs the shipped segmenter and pose model")
-def test_estimator_relabels_mask_rcnn_detections(tmp_path):
+def test_estimator_rescores_mask_rcnn_detections(tmp_path):
     from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
 
     rgb, depth, K_frame = rendered_test_frame()
     forced = forced_classifier_file(tmp_path / "laptop.pt", "laptop")
     base = dict(device="cpu", score_threshold=0.3)
     plain = Estimator(EstimatorConfig(**base, category_weight=0.0)).estimate(rgb, depth, K_frame, "m")
-    relabelled = Estimator(EstimatorConfig(**base, category_classifier=str(forced))).estimate(rgb, depth, K_frame, "m")
+    fused = Estimator(EstimatorConfig(**base, category_classifier=str(forced))).estimate(rgb, depth, K_frame, "m")
     assert {d.category for d in plain.detections} - {"laptop"}, "the segmenter alone finds other categories"
-    assert relabelled.detections and {d.category for d in relabelled.detections} == {"laptop"}
-    assert all(d.score >= 0.3 for d in relabelled.detections)
+    # a classifier sure that everything is a laptop sends every other detection's score to ~0
+    assert {d.category for d in fused.detections} <= {"laptop"}
+    assert len(fused.detections) < len(plain.detections)
+
+
+def test_cli_trains_and_reports_bad_data(tmp_path, capsys):
+    from cleanpose_core.cli import main
+
+    write_nocs_dataset(tmp_path / "data", "train", n_images=2)
+    rc = main(["train-classifier", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "pc.pt"),
+               "--iterations", "3", "--batch-size", "4", "--no-progress"])
+    assert rc == 0 and (tmp_path / "pc.pt").is_file()
+    assert '"train_instances"' in capsys.readouterr().out
+    assert main(["train-classifier", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "image list not found" in capsys.readouterr().err
