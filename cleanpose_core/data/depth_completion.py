@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["fill_missing"]
+__all__ = ["fill_missing", "fill_missing_in_columns", "REACH_PX"]
 
 _FULL_5 = np.ones((5, 5), np.uint8)
 _FULL_9 = np.ones((9, 9), np.uint8)
@@ -38,6 +38,9 @@ def _cross(size: int) -> np.ndarray:
 
 
 _CROSS_3, _CROSS_5, _CROSS_7 = _cross(3), _cross(5), _cross(7)
+# How far (px) across columns an output pixel of `fill_missing` depends on its input: the kernel half-widths of
+# steps 2-7 (3 + 4 + 2 + 4 + 6 x 2 + 2 + 2). The top-of-column mask looks along whole columns, never across.
+REACH_PX = 29
 _VALID = 0.01  # metres (inverted depth): IP-Basic's "is this pixel filled" threshold
 
 
@@ -120,4 +123,22 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
     filled = s7 > _VALID
     out[filled] = max_depth - s7[filled]
     out[out < 0] = 0.0
+    return out
+
+
+def fill_missing_in_columns(depth_m: np.ndarray, c0: int, c1: int, **options) -> np.ndarray:
+    """`fill_missing` for the columns [c0, c1) only; other columns are returned as they were (unfilled).
+
+    The values in [c0, c1) are identical to those of the whole-frame `fill_missing`: it runs on that column band
+    widened by more than `REACH_PX` on each side, over the full height (each column's topmost measurement
+    matters). The Estimator fills only the columns its objects' crop windows use.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32)
+    width = depth.shape[1] if depth.ndim == 2 else 0
+    c0, c1 = max(int(c0), 0), min(int(c1), width)
+    lo, hi = max(c0 - REACH_PX - 3, 0), min(c1 + REACH_PX + 3, width)
+    if c1 <= c0 or (lo == 0 and hi == width):
+        return fill_missing(depth, **options) if c1 > c0 else depth.copy()
+    out = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0)).astype(np.float32)
+    out[:, c0:c1] = fill_missing(depth[:, lo:hi], **options)[:, c0 - lo:c1 - lo]
     return out

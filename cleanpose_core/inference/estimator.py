@@ -25,7 +25,7 @@ import torch
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict
 from cleanpose_core.data import instance as instance_prep
-from cleanpose_core.data.depth_completion import fill_missing
+from cleanpose_core.data.depth_completion import fill_missing_in_columns
 from cleanpose_core.geometry.camera import DepthUnit, Intrinsics, depth_to_metres
 from cleanpose_core.inference.box_fit import fit_oriented_box
 from cleanpose_core.inference.types import Detection, FrameResult
@@ -236,8 +236,11 @@ class Estimator:
 
     def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
         t0 = time.perf_counter()
-        if self.config.fill_depth:
-            depth_m = fill_missing(depth_m)
+        if self.config.fill_depth:  # only the columns the objects' crop windows use (the same values there)
+            windows = [instance_prep.get_bbox(box, *depth_m.shape) for box in map(instance_prep.bbox_from_mask,
+                                                                                  instances.masks) if box]
+            if windows:
+                depth_m = fill_missing_in_columns(depth_m, min(w.cmin for w in windows), max(w.cmax for w in windows))
         rng = np.random.default_rng(self.config.queue_seed)  # same frame -> same points -> same result
         prepared, skipped = [], []
         for i in range(len(instances)):

@@ -6,7 +6,7 @@ import pytest
 from data_fixtures import default_objects, render
 
 from cleanpose_core.data.augment import ColorAugmentConfig, augment_rgb, color_jitter, point_noise, rgb_add_noise
-from cleanpose_core.data.depth_completion import fill_missing
+from cleanpose_core.data.depth_completion import fill_missing, fill_missing_in_columns
 from cleanpose_core.data.files import SampleError, decode_depth_mm
 from cleanpose_core.data.instance import (IMAGENET_MEAN, IMAGENET_STD, CropWindow, bbox_from_mask, get_bbox,
                                           prepare_instance, remap_choose)
@@ -193,6 +193,28 @@ def test_fill_missing_fills_holes_and_keeps_valid_pixels():
     top = np.zeros_like(depth)
     top[50:, :] = 1.0
     assert (fill_missing(top)[:47] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_filling_a_column_band_equals_filling_the_whole_frame_there(seed):
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:240, 0:320]
+    depth = (0.6 + 0.004 * rows + 0.3 * np.sin(cols / 17.0) + rng.normal(0, 0.003, rows.shape)).astype(np.float32)
+    depth[rng.uniform(size=depth.shape) < 0.05] = 0  # speckle
+    for _ in range(12):  # holes from pixels to tens of pixels, a few columns empty from the top
+        r, c = rng.integers(0, 240), rng.integers(0, 320)
+        depth[r:r + rng.integers(2, 40), c:c + rng.integers(2, 40)] = 0
+    depth[:rng.integers(20, 120), rng.integers(0, 300):][:, :15] = 0
+    depth[rng.uniform(size=depth.shape) < 0.01] = np.nan
+    whole = fill_missing(depth)
+    c0 = int(rng.integers(0, 200))
+    c1 = int(c0 + rng.integers(1, 120))
+    band = fill_missing_in_columns(depth, c0, c1)
+    np.testing.assert_array_equal(band[:, c0:c1], whole[:, c0:c1])
+    outside = np.ones(320, bool)
+    outside[c0:c1] = False
+    np.testing.assert_array_equal(band[:, outside], np.nan_to_num(depth[:, outside], nan=0.0))
+    np.testing.assert_array_equal(fill_missing_in_columns(depth, 0, 320), whole)
 
 
 def test_fill_missing_drops_depth_beyond_max_and_survives_all_zero_and_nan():
