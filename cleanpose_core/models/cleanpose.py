@@ -283,13 +283,14 @@ class CleanPose(nn.Module):
         if self.fd_encoder is not None:
             kpt_feat = self.fd_encoder(kpt_feat, samples.to(kpt_feat.dtype))
 
-        recon, delta = self.reconstructor(kpt_3d, kpt_feat)
         kpt_nocs = self.nocs_predictor(kpt_feat, cls)
         rot, trans, size = self.estimator(kpt_3d, kpt_nocs.detach(), kpt_feat)
 
         if not training:
             return {"pred_rotation": rot, "pred_translation": trans + centre[:, 0], "pred_size": size,
                     "pred_kpt_3d": kpt_3d + centre, "kpt_nocs": kpt_nocs}
+
+        recon, delta = self.reconstructor(kpt_3d, kpt_feat)  # training only: the reconstruction loss's input
 
         if augment:
             rot = dr @ rot
