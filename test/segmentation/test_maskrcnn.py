@@ -114,8 +114,8 @@ def test_factory_rejects_unknown_kinds_and_options():
 
 def test_factory_passes_flat_inference_settings_and_filter():
     seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", min_size=240, max_size=320,
-                          rpn_post_nms_top_n_test=50, score_threshold=0.7)
-    assert seg.model.transform.min_size == (240,) and seg.model.rpn._post_nms_top_n["testing"] == 50
+                          rpn_post_nms_top_n_test=40, score_threshold=0.7)
+    assert seg.model.transform.min_size == (240,) and seg.model.rpn._post_nms_top_n["testing"] == 40
     assert seg.model.roi_heads.score_thresh == 0.7 and seg.filter == SegmentationFilter(score_threshold=0.7)
 
 
