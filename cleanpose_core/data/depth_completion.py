@@ -81,27 +81,27 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
     # 1. Invert (and offset).
     inv = depth.copy()
     valid = inv > _VALID
-    inv[valid] = max_depth - inv[valid]
+    np.copyto(inv, max_depth - inv, where=valid)
 
     # 2. Multi-scale dilation, pasted from far to near so that nearer surfaces win.
     s2 = inv.copy()
     for bin_mask, kernel in ((far, _CROSS_3), (med, _CROSS_5), (near, _CROSS_7)):
         dilated = cv2.dilate(inv * bin_mask, kernel)
         filled = dilated > _VALID
-        s2[filled] = dilated[filled]
+        np.copyto(s2, dilated, where=filled)
 
     # 3. Small hole closure; 4. median blur of the valid pixels (outlier removal).
     s3 = cv2.morphologyEx(s2, cv2.MORPH_CLOSE, _FULL_5)
     s4 = s3.copy()
     blurred = cv2.medianBlur(s3, 5)
     valid = s3 > _VALID
-    s4[valid] = blurred[valid]
+    np.copyto(s4, blurred, where=valid)
 
     # 5. Hole fill below each column's top measurement.
     empty = ~(s4 > _VALID) & _below_top_valid(s4 > _VALID)
     dilated = cv2.dilate(s4, _FULL_9)
     s5 = s4.copy()
-    s5[empty] = dilated[empty]
+    np.copyto(s5, dilated, where=empty)
 
     # 6. Large holes: repeated masked dilations (the top mask is recomputed after step 5, as in IP-Basic).
     top_mask = _below_top_valid(s5 > _VALID)
@@ -109,19 +109,19 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
     for _ in range(6):
         empty = (s7 < _VALID) & top_mask
         dilated = cv2.dilate(s7, _FULL_5)
-        s7[empty] = dilated[empty]
+        np.copyto(s7, dilated, where=empty)
 
     # 7. Median, then bilateral blur of the valid pixels (the same mask for both, as in IP-Basic).
     valid = (s7 > _VALID) & top_mask
     blurred = cv2.medianBlur(s7, 5)
-    s7[valid] = blurred[valid]
+    np.copyto(s7, blurred, where=valid)
     blurred = cv2.bilateralFilter(s7, 5, 0.5, 2.0)
-    s7[valid] = blurred[valid]
+    np.copyto(s7, blurred, where=valid)
 
     # 8. Invert back; anything that was never filled (or lay beyond max_depth) is 0.
     out = np.zeros_like(s7)
     filled = s7 > _VALID
-    out[filled] = max_depth - s7[filled]
+    np.copyto(out, max_depth - s7, where=filled)
     out[out < 0] = 0.0
     return out
 
