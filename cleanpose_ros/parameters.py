@@ -17,7 +17,7 @@ class PoseNodeParams:
     segmentation_backend: str = "maskrcnn"  # maskrcnn (learned; gives categories)
     segmentation_weights: str = ""  # "" = the shipped segmenter
     score_threshold: float = 0.5    # minimum segmentation score [0, 1]
-    category_classifier: str = ""   # point classifier relabelling detections; "" = the shipped one
+    category_classifier: str = ""   # point classifier re-scoring detections; "" = the shipped one
     category_weight: float = 0.5    # its weight w in the fused score s^(1-w) q^w; 0 = off
     max_objects: int = 10           # per frame, highest scores first
     min_mask_area: int = 100        # pixels
@@ -59,7 +59,7 @@ _DESCRIPTIONS = {
     "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object)",
     "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",
     "score_threshold": "Minimum segmentation score, in [0, 1]",
-    "category_classifier": "Point-cloud classifier (.pt of `cleanpose train-classifier`) that relabels Mask R-CNN "
+    "category_classifier": "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores Mask R-CNN "
                            "detections; empty = the shipped one",
     "category_weight": "Weight w of the point classifier in the detection score s^(1-w) q^w, in [0, 0.95]; 0 = off",
     "max_objects": "Maximum objects per frame (highest scores kept), >= 1",

@@ -56,7 +56,7 @@ class EstimatorConfig:
     min_mask_area: int = 64            # pixels
     min_points: int = 32               # valid depth pixels in a mask
     max_mask_overlap: float = 0.7      # drop a mask this much inside higher-scoring ones of its category; 1 = off
-    category_classifier: str | None = None  # point-cloud classifier that relabels Mask R-CNN detections (and
+    category_classifier: str | None = None  # point-cloud classifier that re-scores Mask R-CNN detections (and
     #                                         names depth-tabletop ones); None = the shipped one when present
     category_weight: float = 0.5       # w of the fused score s^(1-w) q^w (segmentation/point_classifier.py); 0 = off
     keep_masks: bool = False           # attach each object's mask to its Detection
@@ -136,7 +136,7 @@ class Estimator:
             self.n_points, self.image_size = cfg.n_points or 1024, 32
         else:
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
-        self.rescorer = None  # relabels the detections of the Mask R-CNN built here (not a caller's segmenter)
+        self.rescorer = None  # re-scores the detections of the Mask R-CNN built here (not a caller's segmenter)
         if segmenter is not None or cfg.segmenter == "external":
             self.segmenter = segmenter
         else:
@@ -148,7 +148,7 @@ class Estimator:
                 options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
                 if rescorer is not None:
                     # Candidates for re-scoring: every detection whose fused score could reach the threshold,
-                    # duplicates included (they may change label); `self.filter` then runs on the fused result.
+                    # duplicates included (the points re-rank them); `self.filter` then runs on the fused result.
                     options.update(score_threshold=rescorer.candidate_threshold(cfg.score_threshold),
                                    max_objects=100, max_mask_overlap=1.0)
                     self.rescorer = rescorer

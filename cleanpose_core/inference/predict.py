@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop a predicted mask lying more than this fraction inside higher-scoring ones of its category "
                         f"(duplicates; --masks model; default {EstimatorConfig.max_mask_overlap}, as the node; 1 = off)")
     p.add_argument("--category-classifier", default=None,
-                   help="point classifier relabelling the segmenter's detections (--masks model; default: the shipped one)")
+                   help="point classifier re-scoring the segmenter's detections (--masks model; default: the shipped one)")
     p.add_argument("--category-weight", type=float, default=EstimatorConfig.category_weight,
                    help="weight w of the point classifier in the fused score s^(1-w) q^w (--masks model; "
                         f"default {EstimatorConfig.category_weight}; 0 = segmenter categories as they are)")

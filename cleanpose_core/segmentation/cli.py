@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_seg)
 
     c = subparsers.add_parser(
-        "train-classifier", help="train the point-cloud category classifier that relabels detections",
+        "train-classifier", help="train the point-cloud category classifier that re-scores detections",
         description="Train the PointNet category classifier (segmentation/point_classifier.py) on the ground-truth "
                     "instances of NOCS-format data (synthetic, or --source camera / real for CAMERA25 / REAL275). "
                     "The Estimator fuses its probabilities with Mask R-CNN's scores. Prints the metrics as JSON.")

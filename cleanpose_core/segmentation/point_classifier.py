@@ -1,7 +1,7 @@
 """Category re-scoring of detections by a point-cloud classifier: an object's depth points vote on its category.
 
 Why: our Mask R-CNN, trained from scratch on 2,400 synthetic frames, finds objects better than it names them.
-On the seed-2 test split, for 40 % of the ground-truth mugs (and 15-35 % of bottles, bowls and cans) the
+On the seed-2 test split, for 40 % of the ground-truth mugs (and 20-35 % of the other categories) the
 detection overlapping them best carried another category, so the IoU25 AP of the full pipeline stayed 20 points
 below the ground-truth-mask one. Shape and metric size, which the RGB network never sees, tell these categories
 apart. A small PointNet [Qi et al. 2017] (shared per-point MLP, max-pool, MLP head) on the mask's back-projected
