@@ -188,6 +188,9 @@ def load_instances(root: str | Path, cfg: PointClassifierConfig) -> tuple[list[_
             if box is None or not 1 <= int(cid) <= len(NOCS_CATEGORIES):
                 skipped["empty mask or bad class"] = skipped.get("empty mask or bad class", 0) + 1
                 continue
+            if int((mask[box] & (depth[box] > 0)).sum()) < MIN_POINTS:
+                skipped["too few valid depth pixels"] = skipped.get("too few valid depth pixels", 0) + 1
+                continue
             r, c = box
             K = crop_intrinsics(layout.intrinsics, r.start, c.start, r.stop - r.start, c.stop - c.start)
             instances.append(_Instance(np.ascontiguousarray(depth[box]), np.ascontiguousarray(mask[box]), K,

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -95,6 +96,20 @@ def test_training_learns_the_fixture_and_the_file_round_trips(tmp_path):
     model, loaded_cfg, meta = load_point_classifier(tmp_path / "pc.pt")
     assert loaded_cfg.points == 64 and meta["metrics"]["train_instances"] == 36
     assert not model.training
+
+
+def test_unreadable_frames_and_pointless_instances_are_skipped_and_counted(tmp_path):
+    from cleanpose_core.segmentation.point_classifier import load_instances
+
+    root = tmp_path / "data"
+    records = write_nocs_dataset(root, "train", n_images=3, seed=1)
+    (root / f"{records[0]['prefix']}_depth.png").write_bytes(b"not a png")
+    depth = (records[1]["depth_m"] * 1000).astype(np.uint16)
+    depth[records[1]["instance_map"] == records[1]["instance_ids"][0]] = 0  # one object without depth
+    cv2.imwrite(str(root / f"{records[1]['prefix']}_depth.png"), depth)
+    instances, skipped = load_instances(root, PointClassifierConfig())
+    assert len(instances) == 5
+    assert skipped == {"unreadable file": 1, "too few valid depth pixels": 1}
 
 
 def test_bad_files_raise_clear_errors(tmp_path):
