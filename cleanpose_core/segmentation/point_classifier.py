@@ -220,12 +220,6 @@ def _batch(instances: list[_Instance], idx, cfg, rng) -> tuple[torch.Tensor, tor
 
 
 # --------------------------------------------------------------------------------------------- training
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def _evaluate(model: PointNetClassifier, instances: list[_Instance], cfg, device, seed: int) -> dict[str, Any]:
     """Accuracy (percent) on one jittered draw per instance, overall and per category."""
@@ -251,10 +245,11 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
     """Train the classifier on the ground-truth instances of `data_root` and save it to `out`; returns metrics."""
     from tqdm import tqdm
 
+    from cleanpose_core.segmentation.maskrcnn import resolve_device
     from cleanpose_core.train.checkpoint import atomic_save
 
     cfg.validate()
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
@@ -317,7 +312,7 @@ def load_point_classifier(path: str | Path, device: str | torch.device = "cpu"
 # -------------------------------------------------------------------------------------------- inference
 @dataclass
 class CategoryRescorer:
-    """Relabels and re-scores segmenter instances with the point classifier (see the module docstring)."""
+    """Re-scores segmenter instances with the point classifier, and names unknown-category ones (module docstring)."""
 
     model: PointNetClassifier
     points: int
