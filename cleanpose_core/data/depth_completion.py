@@ -127,7 +127,7 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
 
 
 def fill_missing_in_columns(depth_m: np.ndarray, c0: int, c1: int, **options) -> np.ndarray:
-    """`fill_missing` for the columns [c0, c1) only; other columns are returned as they were (unfilled).
+    """`fill_missing` for the columns [c0, c1); other columns may be left unfilled (missing depth as 0).
 
     The values in [c0, c1) are identical to those of the whole-frame `fill_missing`: it runs on that column band
     widened by more than `REACH_PX` on each side, over the full height (each column's topmost measurement

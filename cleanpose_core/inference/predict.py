@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="point classifier re-scoring the segmenter's detections (--masks model; default: the shipped one)")
     p.add_argument("--category-weight", type=float, default=EstimatorConfig.category_weight,
                    help="weight w of the point classifier in the fused score s^(1-w) q^w (--masks model; "
-                        f"default {EstimatorConfig.category_weight}; 0 = segmenter categories as they are)")
+                        f"default {EstimatorConfig.category_weight}; 0 = the segmenter's scores as they are)")
     p.add_argument("--device", default="auto")
     p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics (default: REAL275, which the synthetic engine also uses)")
