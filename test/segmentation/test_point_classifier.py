@@ -126,32 +126,13 @@ def test_bad_files_raise_clear_errors(tmp_path):
                                progress=False)
 
 
-def rendered_test_frame():
-    """A 640x480 synthetic test frame with at least 3 objects: (rgb, depth m, K)."""
-    pytest.importorskip("open3d")
-    from cleanpose_core.data.synthetic.config import SynthConfig
-    from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
-    from cleanpose_core.data.synthetic.render import SceneRenderer
-    from cleanpose_core.data.synthetic.scene import compose_scene
-
-    cfg = SynthConfig()
-    for seed in range(50):
-        rng = scene_rng(seed, "test", 0)
-        scene = compose_scene(rng, "test", cfg.scene, cfg.camera, cfg.render, 1)
-        if len(scene.objects) >= 3:
-            break
-    K_frame = intrinsics_of(cfg)
-    frame = SceneRenderer(scene, K_frame, 1, False).render(*scene.camera_poses[0], rng, 0.0)
-    return frame.rgb, frame.depth.astype(np.float32), K_frame
-
-
 @pytest.mark.skipif(not all((REPO / "models" / f).is_file() for f in ("segmenter_maskrcnn_mobilenet_v3.pt",
                                                                       "cleanpose_lite.pt")),
                     reason="needs the shipped segmenter and pose model")
-def test_estimator_rescores_mask_rcnn_detections(tmp_path):
+def test_estimator_rescores_mask_rcnn_detections(tmp_path, synthetic_frame):
     from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
 
-    rgb, depth, K_frame = rendered_test_frame()
+    rgb, depth, K_frame = synthetic_frame["rgb"], synthetic_frame["depth"], synthetic_frame["K"]
     forced = forced_classifier_file(tmp_path / "laptop.pt", "laptop")
     base = dict(device="cpu", score_threshold=0.3)
     plain = Estimator(EstimatorConfig(**base, category_weight=0.0)).estimate(rgb, depth, K_frame, "m")
