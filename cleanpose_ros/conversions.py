@@ -60,6 +60,7 @@ def object_pose_array_msg(detections: Iterable[Detection], header: Header, timin
         obj.id = det.track_id or ""
         obj.category = det.category
         obj.score = float(det.score)
+        obj.pose_confidence = float(det.pose_confidence)
         obj.pose = pose_msg(det.rotation, det.translation)
         obj.size = Vector3(x=float(det.size[0]), y=float(det.size[1]), z=float(det.size[2]))
         obj.symmetric = bool(det.symmetric)

@@ -13,6 +13,7 @@ from rclpy.node import Node
 class PoseNodeParams:
     model_weights: str = ""         # pose model file (model_final.pt of `cleanpose train`); "" = shipped lite model
     pose_backend: str = "cleanpose"  # cleanpose (the network) | box_fit (non-learned baseline)
+    pose_solver: str = "keypoints"   # keypoints (fit of the keypoint NOCS) | regression (the pose head, official)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     segmentation_backend: str = "maskrcnn"  # maskrcnn (learned; gives categories)
     segmentation_weights: str = ""  # "" = the shipped segmenter
@@ -46,6 +47,8 @@ class PoseNodeParams:
             raise ValueError(f"segmentation_backend must be maskrcnn, got {self.segmentation_backend!r}")
         if self.pose_backend not in ("cleanpose", "box_fit"):
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
+        if self.pose_solver not in ("keypoints", "regression"):
+            raise ValueError(f"pose_solver must be keypoints or regression, got {self.pose_solver!r}")
         if self.depth_unit not in ("auto", "mm", "m"):
             raise ValueError(f"depth_unit must be auto, mm or m, got {self.depth_unit!r}")
         if not 0.0 < self.min_depth < self.max_depth:
@@ -57,6 +60,8 @@ class PoseNodeParams:
 _DESCRIPTIONS = {
     "model_weights": "Pose model file (model_final.pt of `cleanpose train`); empty = the shipped lite model",
     "pose_backend": "Pose estimator: cleanpose (the network) or box_fit (non-learned baseline)",
+    "pose_solver": "How the network's pose is read out: keypoints (similarity fit of the predicted keypoint NOCS "
+                   "to the predicted keypoints) or regression (the pose head's output, as the official code)",
     "device": "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
     "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object)",
     "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",

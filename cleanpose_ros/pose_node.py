@@ -70,7 +70,7 @@ class Estimate:
 def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
     """The Estimator settings the node's parameters ask for."""
     return EstimatorConfig(
-        model_weights=p.model_weights or None, pose_backend=p.pose_backend, device=p.device,
+        model_weights=p.model_weights or None, pose_backend=p.pose_backend, pose_solver=p.pose_solver, device=p.device,
         segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
         score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
         min_points=p.min_points, keep_masks=p.publish_object_points,

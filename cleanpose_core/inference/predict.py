@@ -5,6 +5,11 @@ official test scripts do), each naming its image by `image_path` ('data/<split>/
 stripping the 'data/' prefix) and carrying the ground truth. With `--masks gt` the masks, classes and scores of
 those pickles are used (pose model alone); with `--masks model` the configured segmenter runs on the image
 (the full pipeline). Output: one standard result pickle per image, which `cleanpose eval` scores.
+
+Scores: the NOCS APs rank every category's predictions by score, so the score says which poses to trust first.
+`--score combined` (default) writes each detection's score x pose_confidence (the agreement of the network's two
+pose estimates, see `Estimator`); `--score detection` writes the segmentation score alone (with ground-truth masks
+every score is then 1, and the AP ranking is the file order).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
-            progress: bool = True) -> dict[str, int]:
+            progress: bool = True, score: str = "combined") -> dict[str, int]:
     """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split`; returns counts."""
     files = sorted((root / "segmentation_results" / split).glob("results_*.pkl"))
     if not files:
@@ -68,7 +73,7 @@ def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str,
             "gt_scales": seg["gt_scales"], "gt_handle_visibility": seg["gt_handle_visibility"],
             "pred_class_ids": np.array([d.category_id + 1 for d in dets], dtype=np.int64),
             "pred_RTs": rts, "pred_scales": scales,
-            "pred_scores": np.array([d.score for d in dets], dtype=np.float32),
+            "pred_scores": np.array([d.confidence if score == "combined" else d.score for d in dets], dtype=np.float32),
             "pred_bboxes": np.array([[d.mask_bbox[1], d.mask_bbox[0], d.mask_bbox[3] + 1, d.mask_bbox[2] + 1]
                                      for d in dets], dtype=np.int32).reshape(-1, 4),
         }, num_categories=len(estimator.categories))
@@ -84,6 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", choices=("gt", "model"), default="gt",
                    help="gt: masks of the segmentation pickles (pose model alone); model: run the segmenter")
     p.add_argument("--pose-backend", choices=("cleanpose", "box_fit"), default="cleanpose")
+    p.add_argument("--pose-solver", choices=("keypoints", "regression"), default=EstimatorConfig.pose_solver,
+                   help="keypoints: fit the predicted keypoint NOCS; regression: the pose head's output, as the "
+                        f"official code (default {EstimatorConfig.pose_solver})")
+    p.add_argument("--score", choices=("combined", "detection"), default="combined",
+                   help="result score: detection score x pose confidence (default) or the detection score alone")
     p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
     p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")
     # AP ranks detections by score, so low-score ones only add recall: on the seed-2 split the shipped segmenter
@@ -106,12 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     estimator = Estimator(EstimatorConfig(
-        model_weights=args.weights, pose_backend=args.pose_backend, device=args.device,
+        model_weights=args.weights, pose_backend=args.pose_backend, pose_solver=args.pose_solver, device=args.device,
         segmenter="external" if args.masks == "gt" else "maskrcnn", segmenter_weights=args.segmenter_weights,
         score_threshold=0.0 if args.masks == "gt" else args.score_threshold,
         max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap,
         category_classifier=args.category_classifier, category_weight=args.category_weight))
-    counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics))
+    counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics),
+                     score=args.score)
     print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "
           f"{counts['skipped_objects']} skipped -> {args.out}")
     return 0 if counts["images"] else 1

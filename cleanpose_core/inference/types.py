@@ -24,9 +24,17 @@ class Detection:
     mask_bbox: tuple[int, int, int, int]  # x_min, y_min, x_max, y_max of the mask (pixels, inclusive)
     num_points: int               # valid depth pixels inside the mask
     symmetric: bool = False       # rotation about the object's y axis is unobservable
+    # exp(-angle / 10°) between the pose head's rotation and the keypoint fit's (about the y axis ignored when
+    # symmetric): 1 when the network's two pose estimates agree; 1 for the box-fit baseline, which has one.
+    pose_confidence: float = 1.0
     keypoints: np.ndarray | None = None   # (K, 3) camera-frame keypoints (m)
     mask: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, when kept
     track_id: str | None = None   # assigned by a tracker across frames
+
+    @property
+    def confidence(self) -> float:
+        """score x pose_confidence: how a result list ranks this detection (result pickles' pred_scores)."""
+        return self.score * self.pose_confidence
 
     @property
     def pose(self) -> np.ndarray:

@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleanpose_core.geometry.camera import Intrinsics
-from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+from cleanpose_core.geometry.rotations import rotation_error_deg
+from cleanpose_core.geometry.similarity import fit_similarity
+from cleanpose_core.inference.estimator import POSE_AGREEMENT_DEG, Estimator, EstimatorConfig
 from cleanpose_core.models.weights import WeightsError
 
 
@@ -47,7 +49,11 @@ def test_same_frame_gives_identical_results(estimator, synthetic_frame):
         np.testing.assert_array_equal(da.translation, db.translation)
 
 
-def test_millimetre_depth_gives_the_same_points(estimator, synthetic_frame):
+def test_millimetre_depth_gives_the_same_points(lite_model_file, synthetic_frame):
+    # The head's translation follows the points' centre; the keypoint fit of a random-weight network amplifies
+    # the 0.5 mm rounding into centimetres, so the comparison uses the head.
+    estimator = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
+                                          pose_solver="regression"))
     f = synthetic_frame
     mm = np.round(f["depth"] * 1000).astype(np.uint16)
     a = estimator.estimate(f["rgb"], (mm / 1000).astype(np.float32), f["K"], "m", masks=f["masks"], labels=f["labels"])
@@ -123,6 +129,7 @@ def test_box_fit_backend_recovers_translation_from_ground_truth_masks(synthetic_
     assert len(result.detections) == len(f["masks"])
     errors = [np.linalg.norm(d.translation - t) for d, (_, t) in zip(result.detections, f["poses"])]
     assert np.median(errors) < 0.05
+    assert all(d.pose_confidence == 1.0 for d in result.detections)  # one pose, nothing to compare it with
 
 
 def test_missing_or_corrupt_model_file_is_a_clear_error(tmp_path):
@@ -136,3 +143,62 @@ def test_missing_or_corrupt_model_file_is_a_clear_error(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(WeightsError, match="not a CleanPose model file"):
         Estimator(EstimatorConfig(model_weights=str(foreign), segmenter="external"))
+
+
+def _capture_outputs(estimator):
+    outputs = []
+    handle = estimator.model.register_forward_hook(lambda m, i, o: outputs.append({k: v.double() for k, v in o.items()}))
+    return outputs, handle
+
+
+def test_pose_solvers_and_their_agreement_as_pose_confidence(lite_model_file, synthetic_frame):
+    f = synthetic_frame
+    results, heads = {}, None
+    for solver in ("keypoints", "regression"):
+        est = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
+                                        pose_solver=solver))
+        outputs, handle = _capture_outputs(est)
+        try:
+            results[solver] = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+        finally:
+            handle.remove()
+        heads = outputs[0]
+    kp, reg = results["keypoints"].detections, results["regression"].detections
+    assert len(kp) == len(reg) == len(f["masks"])
+    for b, (a, r) in enumerate(zip(kp, reg)):
+        # regression: the head's pose as it is; keypoints: the similarity fit of the keypoint NOCS to the keypoints
+        np.testing.assert_allclose(r.rotation, heads["pred_rotation"][b].numpy(), atol=1e-9)
+        fit = fit_similarity(heads["kpt_nocs"][b].numpy(), heads["pred_kpt_3d"][b].numpy())
+        np.testing.assert_allclose(a.rotation, fit.rotation, atol=1e-9)
+        np.testing.assert_allclose(a.translation, fit.translation, atol=1e-9)
+        np.testing.assert_array_equal(a.size, r.size)  # both take the size from the head
+        expected = np.exp(-rotation_error_deg(a.rotation, r.rotation, a.symmetric) / POSE_AGREEMENT_DEG)
+        assert a.pose_confidence == pytest.approx(expected) == pytest.approx(r.pose_confidence)
+        assert a.confidence == pytest.approx(a.score * a.pose_confidence)
+    assert min(d.pose_confidence for d in kp) < 0.99  # random weights: the two solvers disagree
+
+
+def test_degenerate_keypoints_fall_back_to_the_head_with_zero_confidence(lite_model_file, synthetic_frame):
+    f = synthetic_frame
+    est = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu"))
+
+    def collapse(module, inputs, out):
+        out["kpt_nocs"] = torch.zeros_like(out["kpt_nocs"])  # every keypoint at one NOCS point: no fit exists
+        out_head.append(out["pred_rotation"].double().clone())
+        return out
+
+    out_head = []
+    handle = est.model.register_forward_hook(collapse)
+    try:
+        result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    finally:
+        handle.remove()
+    assert len(result.detections) == len(f["masks"])
+    for b, det in enumerate(result.detections):
+        assert det.pose_confidence == 0.0
+        np.testing.assert_allclose(det.rotation, out_head[0][b].numpy(), atol=1e-9)
+
+
+def test_unknown_pose_solver_is_rejected():
+    with pytest.raises(ValueError, match="pose_solver"):
+        EstimatorConfig(pose_solver="icp").validate()

@@ -15,7 +15,7 @@ def make_det(track_id="3", category="mug"):
     R = Rotation.from_euler("xyz", [0.1, -0.7, 0.3]).as_matrix()
     return Detection(category=category, category_id=5, score=0.9, rotation=R, translation=np.array([0.1, -0.2, 0.8]),
                      size=np.array([0.12, 0.1, 0.09]), mask_bbox=(10, 20, 30, 40), num_points=321,
-                     keypoints=np.zeros((4, 3)), track_id=track_id)
+                     keypoints=np.zeros((4, 3)), track_id=track_id, pose_confidence=0.625)
 
 
 def header():
@@ -44,6 +44,7 @@ def test_object_pose_array_and_tf_names():
                                 "cpu")
     assert own.objects[0].num_points == 321 and list(own.objects[0].bbox_2d) == [10, 20, 30, 40]
     assert len(own.objects[0].keypoints) == 4 and own.pose_ms == pytest.approx(10.0)
+    assert own.objects[0].score == pytest.approx(0.9) and own.objects[0].pose_confidence == pytest.approx(0.625)
     tfs = transform_msgs([det, make_det("4", "can")], header(), "cleanpose/")
     assert [t.child_frame_id for t in tfs] == ["cleanpose/mug_3", "cleanpose/can_4"]
     assert all((t.header.stamp.sec, t.header.stamp.nanosec) == (42, 7) for t in tfs)

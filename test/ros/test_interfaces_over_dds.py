@@ -42,6 +42,7 @@ PUBLISHER = textwrap.dedent(
     obj.size.x, obj.size.y, obj.size.z = 0.12, 0.09, 0.08
     obj.keypoints = [Point(x=0.1 * i, y=0.2, z=0.3) for i in range(3)]
     obj.bbox_2d = [10, 20, 110, 220]
+    obj.pose_confidence = 0.25
     poses.objects = [obj]
     poses.segmentation_ms, poses.pose_ms, poses.total_ms, poses.device = 12.5, 80.25, 99.0, "cpu"
 
@@ -96,7 +97,7 @@ def test_own_and_vision_msgs_cross_processes_intact(ros_context, unique_topic):
     obj = own.objects[0]
     assert isinstance(obj, ObjectPose)
     assert (obj.id, obj.category, obj.num_points, obj.symmetric) == ("7", "mug", 512, False)
-    assert obj.score == pytest.approx(0.875)
+    assert obj.score == pytest.approx(0.875) and obj.pose_confidence == 0.25
     assert (obj.pose.position.x, obj.pose.position.y, obj.pose.position.z) == (0.1, -0.05, 0.62)
     assert obj.pose.orientation.y == pytest.approx(0.7071067811865476)
     assert (obj.size.x, obj.size.y, obj.size.z) == (0.12, 0.09, 0.08)

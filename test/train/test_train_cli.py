@@ -131,6 +131,15 @@ def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root, capsys):
                      progress=False)
     assert counts["images"] > 0 and counts["objects"] > 0
     assert main(["eval", "--results", str(tmp_path / "results"), "--json", str(tmp_path / "eval.json")]) == 0
+    # The result score: ground-truth masks score 1, times the pose confidence unless `--score detection`.
+    from cleanpose_core import NOCS_CATEGORIES
+    from cleanpose_core.eval.results import load_results
+
+    predict(synthetic_root, "test", tmp_path / "plain", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
+            progress=False, score="detection")
+    combined, plain = (np.concatenate([r.pred_scores for r in load_results(str(tmp_path / d), len(NOCS_CATEGORIES))])
+                       for d in ("results", "plain"))
+    assert (plain == 1.0).all() and ((combined > 0) & (combined <= 1)).all() and (combined < 1).any()
 
 
 @needs_stack
