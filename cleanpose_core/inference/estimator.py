@@ -56,7 +56,7 @@ class EstimatorConfig:
     pose_backend: Literal["cleanpose", "box_fit"] = "cleanpose"
     # keypoints: R, t from fitting the predicted keypoint NOCS to the predicted keypoints (size from the head);
     # regression: the pose head's R, t, as the official code outputs. On the seed-7 validation split the keypoint
-    # fit gave 10°5cm 53.4 against 46.1 (docs/results/pose_solver_s7.json), so it is the default.
+    # fit gave 10°5cm 54.3 against 46.1 (61.5 against 54.7 ranked by pose confidence; docs/results/pose_solver_s7.json).
     pose_solver: Literal["keypoints", "regression"] = "keypoints"
     device: str = "auto"               # auto (CUDA when available) | cpu | cuda | cuda:N
     segmenter: str = "maskrcnn"        # maskrcnn | depth_tabletop | ground_truth | external (masks per call)
