@@ -60,6 +60,7 @@ def match_to_ground_truth(pred: ObjectPoseArray, gt: ObjectPoseArray) -> list[di
             if d < best_d:
                 best, best_d = j, d
         row = {"id": obj.id, "category": obj.category, "score": round(obj.score, 4),
+               "pose_confidence": round(obj.pose_confidence, 4),
                "translation_m": t.round(4).tolist(), "size_m": [obj.size.x, obj.size.y, obj.size.z]}
         if best is not None:
             used.add(best)
