@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from cleanpose_core.inference.estimator import POSE_SOLVERS
+
 
 @dataclass(frozen=True)
 class PoseNodeParams:
@@ -47,8 +49,8 @@ class PoseNodeParams:
             raise ValueError(f"segmentation_backend must be maskrcnn, got {self.segmentation_backend!r}")
         if self.pose_backend not in ("cleanpose", "box_fit"):
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
-        if self.pose_solver not in ("keypoints", "regression"):
-            raise ValueError(f"pose_solver must be keypoints or regression, got {self.pose_solver!r}")
+        if self.pose_solver not in POSE_SOLVERS:
+            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
         if self.depth_unit not in ("auto", "mm", "m"):
             raise ValueError(f"depth_unit must be auto, mm or m, got {self.depth_unit!r}")
         if not 0.0 < self.min_depth < self.max_depth:

@@ -47,6 +47,7 @@ SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
 SHIPPED_CLASSIFIER = shipped_file("point_classifier.pt")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
+POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
 
 
@@ -78,8 +79,8 @@ class EstimatorConfig:
     def validate(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.pose_solver not in ("keypoints", "regression"):
-            raise ValueError(f"pose_solver must be keypoints or regression, got {self.pose_solver!r}")
+        if self.pose_solver not in POSE_SOLVERS:
+            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
         if not 0.0 <= self.category_weight < 1.0:
             raise ValueError(f"category_weight must be in [0, 1), got {self.category_weight}")
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from cleanpose_core.eval.results import poses_to_rts, save_result
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
-from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import POSE_SOLVERS, Estimator, EstimatorConfig
 
 
 def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", choices=("gt", "model"), default="gt",
                    help="gt: masks of the segmentation pickles (pose model alone); model: run the segmenter")
     p.add_argument("--pose-backend", choices=("cleanpose", "box_fit"), default="cleanpose")
-    p.add_argument("--pose-solver", choices=("keypoints", "regression"), default=EstimatorConfig.pose_solver,
+    p.add_argument("--pose-solver", choices=POSE_SOLVERS, default=EstimatorConfig.pose_solver,
                    help="keypoints: fit the predicted keypoint NOCS; regression: the pose head's output, as the "
                         f"official code (default {EstimatorConfig.pose_solver})")
     p.add_argument("--score", choices=("combined", "detection"), default="combined",
