@@ -29,6 +29,7 @@ from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict
 from cleanpose_core.data import instance as instance_prep
 from cleanpose_core.data.depth_completion import fill_missing_in_columns
+from cleanpose_core.device import resolve_device
 from cleanpose_core.geometry.camera import DepthUnit, Intrinsics, depth_to_metres
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
@@ -85,16 +86,6 @@ class EstimatorConfig:
             raise ValueError(f"category_weight must be in [0, 1), got {self.category_weight}")
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; an unavailable CUDA request falls back to CPU with a warning."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("device %s requested but CUDA is not available: using the CPU", device)
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def load_pose_model(path: str | Path, device: torch.device):
     """A trained CleanPose network from a `cleanpose train` model file (`model_final.pt`) or training checkpoint
     (`checkpoint.pt`, to evaluate a run midway), in eval mode on `device`, and the number of points per object
@@ -132,7 +123,7 @@ class Estimator:
     def __init__(self, config: EstimatorConfig | None = None, segmenter: Segmenter | None = None):
         self.config = cfg = config or EstimatorConfig()
         cfg.validate()
-        self.torch_device = resolve_device(cfg.device)
+        self.torch_device = resolve_device(cfg.device, fallback_to_cpu=True)
         self.device = str(self.torch_device)
         self.categories = NOCS_CATEGORIES
         self.filter = SegmentationFilter(cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points,

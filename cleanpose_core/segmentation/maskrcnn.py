@@ -46,13 +46,14 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict, to_dict
+from cleanpose_core.device import resolve_device
 from cleanpose_core.models.weights import WeightsError, load_strict, read_weights_file
 from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter, Segmenter
 from cleanpose_core.shipped import shipped_file
 
 __all__ = ["MaskRCNNArch", "MaskRCNNInference", "MASKRCNN_PRESETS", "WEIGHTS_FORMAT", "DEFAULT_WEIGHTS",
            "build_maskrcnn", "apply_inference_settings", "fuse_conv_bn_", "save_maskrcnn_weights", "load_maskrcnn",
-           "resolve_device", "MaskRCNNSegmenter"]
+           "MaskRCNNSegmenter"]
 
 WEIGHTS_FORMAT = "cleanpose-maskrcnn-1"
 # The shipped segmenter (trained on synthetic data with `cleanpose train-seg`, see its model card).
@@ -284,16 +285,6 @@ def fuse_conv_bn_(model: nn.Module) -> int:
     return folded
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; other strings are checked (e.g. 'cuda' without a GPU)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
-    return dev
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The segmentation backend
 
@@ -323,7 +314,7 @@ class MaskRCNNSegmenter(Segmenter):
         super().__init__(post_filter)
         self.config = config or MaskRCNNSegmenterConfig()
         self.config.validate()
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device, fallback_to_cpu=True)
         thr = self.filter.score_threshold
         if self.config.random_weights:
             self.arch = MASKRCNN_PRESETS[self.config.backbone]

@@ -245,7 +245,7 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
     """Train the classifier on the ground-truth instances of `data_root` and save it to `out`; returns metrics."""
     from tqdm import tqdm
 
-    from cleanpose_core.segmentation.maskrcnn import resolve_device
+    from cleanpose_core.device import resolve_device
     from cleanpose_core.train.checkpoint import atomic_save
 
     cfg.validate()

@@ -33,9 +33,10 @@ import torch
 from tqdm import tqdm
 
 from cleanpose_core.config import to_dict
+from cleanpose_core.device import resolve_device
 from cleanpose_core.segmentation.dataset import AugmentConfig, NocsSegmentationDataset
 from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn,
-                                                  load_maskrcnn, resolve_device, save_maskrcnn_weights)
+                                                  load_maskrcnn, save_maskrcnn_weights)
 from cleanpose_core.train.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                                              save_checkpoint)
 

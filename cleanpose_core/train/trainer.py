@@ -36,6 +36,7 @@ import yaml
 from torch import nn
 
 from ..config import ConfigError, to_dict
+from ..device import resolve_device
 from .checkpoint import (
     CheckpointError,
     atomic_save,
@@ -52,7 +53,7 @@ from .engine import LossFn, TOTAL_KEY, train_one_step
 from .loader import SourceStream, TrainDataset
 from .schedules import build_scheduler
 
-__all__ = ["Components", "TrainResult", "train", "seed_everything", "resolve_device", "CHECKPOINT_NAME",
+__all__ = ["Components", "TrainResult", "train", "seed_everything", "CHECKPOINT_NAME",
            "FINAL_NAME", "MODEL_FORMAT"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -85,14 +86,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but CUDA is not available")
-    return torch.device(name)
 
 
 def _gather_rng(info: DistInfo, generators: dict[str, torch.Generator]) -> list[dict[str, Any]]:
@@ -135,7 +128,10 @@ def train(
         CheckpointError: the resume checkpoint is missing, corrupt, or from a different model config.
     """
     out_dir = Path(out_dir)
-    device = resolve_device(cfg.device)
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as exc:
+        raise ConfigError(f"device: {exc}") from exc
     if cfg.deterministic:
         # cuBLAS needs this before its first use to be deterministic; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
