@@ -6,9 +6,10 @@ synthetic test frames where the segmenter finds at least n objects, with `max_ob
 `--random-weights` (or no shipped models): random lite pose and Mask R-CNN weights; random masks do not cover n
 real objects, so a frame's time is measured as its two halves: the segmenter asked for n detections (score
 threshold 0, at most n), plus preprocessing and the batched pose forward on n ground-truth object masks.
-Writes bench/results/estimator.json.
+`--segmenter depth_tabletop`: the cheaper backend (plane + regions above it, named by the point classifier) in
+place of Mask R-CNN. Writes bench/results/estimator.json (estimator_depth_tabletop.json).
 
-    python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights]
+    python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter depth_tabletop]
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def frames_with_detections(est: Estimator, n: int, seeds=range(300)):
     raise RuntimeError(f"no synthetic test frame with {n} detected objects")
 
 
-def shipped_end_to_end(repeats: int) -> dict:
+def shipped_end_to_end(repeats: int, segmenter: str) -> dict:
     results = {}
     for n in (1, 3, 6):
-        est = Estimator(EstimatorConfig(device="cpu", max_objects=n))
+        est = Estimator(EstimatorConfig(device="cpu", max_objects=n, segmenter=segmenter))
         rgb, depth, K = frames_with_detections(est, n)
         results[f"{n}_objects"] = timed(lambda: est.estimate(rgb, depth, K, "m"), repeats)
         results[f"{n}_objects"]["end_to_end_ms"] = results[f"{n}_objects"]["total_ms_median"]
@@ -111,15 +112,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--random-weights", action="store_true", help="time untrained models (two halves)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "estimator.json"))
+    parser.add_argument("--segmenter", choices=("maskrcnn", "depth_tabletop"), default="maskrcnn",
+                        help="segmentation backend of the shipped pipeline (depth_tabletop: named by the point "
+                             "classifier)")
+    parser.add_argument("--out", default=None,
+                        help="default bench/results/estimator.json (estimator_depth_tabletop.json for that backend)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shipped = SHIPPED_POSE_MODEL.is_file() and SHIPPED_SEGMENTER.is_file() and not args.random_weights
-    results = shipped_end_to_end(args.repeats) if shipped else random_weight_halves(args.repeats)
+    if args.segmenter != "maskrcnn" and not shipped:
+        parser.error("--segmenter depth_tabletop times the shipped models (drop --random-weights)")
+    suffix = "" if args.segmenter == "maskrcnn" else f"_{args.segmenter}"
+    out = Path(args.out or REPO / "bench" / "results" / f"estimator{suffix}.json")
+    results = shipped_end_to_end(args.repeats, args.segmenter) if shipped else random_weight_halves(args.repeats)
     e2e = {n: results[f"{n}_objects"]["end_to_end_ms"] for n in (1, 3, 6)}
     report = {
         "benchmark": ("Estimator.estimate per 640x480 frame, shipped lite pose model + Mask R-CNN MobileNetV3 + "
-                      "point classifier re-scoring, one pass, CPU" if shipped else
+                      "point classifier re-scoring, one pass, CPU" if shipped and args.segmenter == "maskrcnn" else
+                      "Estimator.estimate per 640x480 frame, shipped lite pose model + depth-tabletop segmentation "
+                      "named by the point classifier, one pass, CPU" if shipped else
                       "Estimator per 640x480 frame, lite pose model + Mask R-CNN MobileNetV3, random weights "
                       "(segmentation + pose measured separately), CPU"),
         "threads": args.threads,
@@ -131,7 +142,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.platform(),
     }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2))
 
 

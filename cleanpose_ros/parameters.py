@@ -17,7 +17,7 @@ class PoseNodeParams:
     pose_backend: str = "cleanpose"  # cleanpose (the network) | box_fit (non-learned baseline)
     pose_solver: str = "keypoints"   # keypoints (fit of the keypoint NOCS) | regression (the pose head, official)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned; gives categories)
+    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned) | depth_tabletop (plane + regions; cheaper)
     segmentation_weights: str = ""  # "" = the shipped segmenter
     score_threshold: float = 0.4    # minimum detection score [0, 1], after the point classifier's re-scoring
     #                                 (validation split: recall 0.80 / precision 0.76 at 0.4; 0.75 / 0.81 at 0.5;
@@ -45,8 +45,8 @@ class PoseNodeParams:
     def validate(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.segmentation_backend != "maskrcnn":
-            raise ValueError(f"segmentation_backend must be maskrcnn, got {self.segmentation_backend!r}")
+        if self.segmentation_backend not in ("maskrcnn", "depth_tabletop"):
+            raise ValueError(f"segmentation_backend must be maskrcnn or depth_tabletop, got {self.segmentation_backend!r}")
         if self.pose_backend not in ("cleanpose", "box_fit"):
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
         if self.pose_solver not in POSE_SOLVERS:
@@ -65,7 +65,9 @@ _DESCRIPTIONS = {
     "pose_solver": "How the network's pose is read out: keypoints (similarity fit of the predicted keypoint NOCS "
                    "to the predicted keypoints) or regression (the pose head's output, as the official code)",
     "device": "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
-    "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object)",
+    "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object) or "
+                            "depth_tabletop (supporting plane + regions above it, named by the point classifier; "
+                            "cheaper on CPU, for uncluttered tables)",
     "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",
     "score_threshold": "Minimum detection score (segmenter score re-weighted by the point classifier), in [0, 1]",
     "category_classifier": "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores Mask R-CNN "

@@ -84,6 +84,9 @@ class EstimatorConfig:
             raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
         if not 0.0 <= self.category_weight < 1.0:
             raise ValueError(f"category_weight must be in [0, 1), got {self.category_weight}")
+        if self.segmenter == "depth_tabletop" and self.category_weight == 0.0:
+            raise ValueError("segmenter depth_tabletop has no categories of its own: the point classifier names its "
+                             "objects, so category_weight must be > 0")
 
 
 def load_pose_model(path: str | Path, device: torch.device):
@@ -233,6 +236,8 @@ class Estimator:
             return self.filter.apply(supplied, depth_m)
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
+        if hasattr(self.segmenter, "set_intrinsics"):  # depth-only backends back-project with this frame's K
+            self.segmenter.set_intrinsics(K)
         found = self.segmenter.segment(rgb, depth_m)
         if self.rescorer is None or len(found) == 0:
             return found

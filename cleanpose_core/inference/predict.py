@@ -95,6 +95,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score", choices=("combined", "detection"), default="combined",
                    help="result score: detection score x pose confidence (default) or the detection score alone")
     p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
+    p.add_argument("--segmenter", choices=("maskrcnn", "depth_tabletop"), default="maskrcnn",
+                   help="segmentation backend for --masks model: maskrcnn (default) or depth_tabletop (plane + "
+                        "connected regions, named by the point classifier; cheaper, for uncluttered tables)")
     p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")
     # AP ranks detections by score, so low-score ones only add recall: on the seed-2 split the shipped segmenter
     # gave IoU25 55.5 / 63.6 / 66.0 at thresholds 0.5 / 0.3 / 0.1 (the node keeps 0.5: it acts on every detection).
@@ -117,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     estimator = Estimator(EstimatorConfig(
         model_weights=args.weights, pose_backend=args.pose_backend, pose_solver=args.pose_solver, device=args.device,
-        segmenter="external" if args.masks == "gt" else "maskrcnn", segmenter_weights=args.segmenter_weights,
+        segmenter="external" if args.masks == "gt" else args.segmenter, segmenter_weights=args.segmenter_weights,
         score_threshold=0.0 if args.masks == "gt" else args.score_threshold,
         max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap,
         category_classifier=args.category_classifier, category_weight=args.category_weight))

@@ -202,3 +202,9 @@ def test_degenerate_keypoints_fall_back_to_the_head_with_zero_confidence(lite_mo
 def test_unknown_pose_solver_is_rejected():
     with pytest.raises(ValueError, match="pose_solver"):
         EstimatorConfig(pose_solver="icp").validate()
+
+
+def test_tabletop_segmenter_needs_the_point_classifier_for_categories():
+    EstimatorConfig(segmenter="depth_tabletop").validate()
+    with pytest.raises(ValueError, match="category_weight must be > 0"):
+        EstimatorConfig(segmenter="depth_tabletop", category_weight=0.0).validate()

@@ -115,3 +115,20 @@ def test_empty_or_invalid_depth_returns_empty_without_raising():
     for depth in (np.zeros((H, W), np.float32), np.full((H, W), np.nan, np.float32)):
         out = seg.segment(rgb, depth)
         assert len(out) == 0 and "no plane" in out.reason
+
+
+def test_estimator_hands_each_frames_intrinsics_to_the_backend(scene):
+    """A cropped frame moves the principal point; the backend must back-project with the frame's K."""
+    from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
+    from cleanpose_core.segmentation.point_classifier import crop_intrinsics
+
+    depth, gt = scene
+    r0, c0 = 60, 100
+    crop, K_crop = depth[r0:, c0:], crop_intrinsics(K, r0, c0, H - r0, W - c0)
+    seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50), classifier=lambda pts: (5, 0.9))
+    est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="external", keep_masks=True), segmenter=seg)
+    result = est.estimate(np.zeros((*crop.shape, 3), np.uint8), crop, K_crop, "m")
+    assert seg.intrinsics == K_crop
+    assert len(result.detections) == 2 and {d.category for d in result.detections} == {"mug"}
+    ious = [max(_iou(d.mask, g[r0:, c0:]) for g in gt) for d in result.detections]
+    assert min(ious) > 0.9, ious
