@@ -103,6 +103,8 @@ def timed(fn, repeats: int) -> dict[str, float]:
     for key in ("segmentation", "preprocess", "pose", "total"):
         values = [r.timings_ms.get(key, 0.0) for r in runs]
         out[f"{key}_ms_median"] = round(statistics.median(values), 1)
+    # On a shared machine the minimum is the best estimate of the uncontended latency; the median shows the load.
+    out["total_ms_min"] = round(min(r.timings_ms.get("total", 0.0) for r in runs), 1)
     out["objects"] = int(statistics.median([len(r.detections) for r in runs]))
     return out
 
@@ -137,6 +139,8 @@ def main() -> None:
         "results": results,
         "end_to_end_fps_3_objects": round(1000.0 / e2e[3], 2),
         "end_to_end_ratio_6_over_1": round(e2e[6] / e2e[1], 2),
+        "end_to_end_fps_3_objects_best_run": (round(1000.0 / results["3_objects"]["total_ms_min"], 2)
+                                              if shipped else None),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average_before": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,

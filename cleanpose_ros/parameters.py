@@ -46,7 +46,8 @@ class PoseNodeParams:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.segmentation_backend not in ("maskrcnn", "depth_tabletop"):
-            raise ValueError(f"segmentation_backend must be maskrcnn or depth_tabletop, got {self.segmentation_backend!r}")
+            raise ValueError("segmentation_backend must be maskrcnn or depth_tabletop, "
+                             f"got {self.segmentation_backend!r}")
         if self.pose_backend not in ("cleanpose", "box_fit"):
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
         if self.pose_solver not in POSE_SOLVERS:
