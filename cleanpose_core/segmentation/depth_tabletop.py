@@ -39,6 +39,7 @@ from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks, Segme
 __all__ = ["TabletopConfig", "fit_plane_ransac", "DepthTabletopSegmenter"]
 
 Classifier = Callable[[np.ndarray], tuple[int, float]]
+_SCORE_POINTS = 2048  # points that rank the RANSAC hypotheses
 
 
 @dataclass
@@ -93,7 +94,10 @@ def fit_plane_ransac(points: np.ndarray, threshold: float, iterations: int, rng:
         return None
     normals = normals[ok] / norms[ok, None]
     offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
-    counts = (np.abs(points @ normals.T + offsets) < threshold).sum(axis=0)  # (I,)
+    # Hypotheses are ranked on a random subset: the inlier fraction of the dominant plane is estimated to about
+    # 1 % from 2,048 points, at a tenth of the cost of scoring all of a 640x480 frame's subsample.
+    scored = points if n_pts <= _SCORE_POINTS else points[rng.choice(n_pts, _SCORE_POINTS, replace=False)]
+    counts = (np.abs(scored @ normals.T + offsets) < threshold).sum(axis=0)  # (I,)
     best = int(np.argmax(counts))
     inliers = np.abs(points @ normals[best] + offsets[best]) < threshold
     # Least-squares refit: the normal is the direction of least variance of the inliers.
