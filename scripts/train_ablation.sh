@@ -3,15 +3,15 @@
 # shipped recipe without the causal module and without KD) with seeds 1 and 2, and the shipped recipe with a
 # second seed, all at the shipped model's budget; then every model on the seed-2 and seed-5 test splits with
 # ground-truth masks, and the table. Seed 1 of CleanPose lite is the shipped model itself.
-# Usage: [ITERATIONS=9000] bash scripts/train_ablation.sh   (ITERATIONS must be the shipped model's step)
+# Usage: [ITERATIONS=12000] bash scripts/train_ablation.sh   (ITERATIONS must be the shipped model's step)
 # Needs what scripts/train_lite.sh makes first: data/synthetic, the teachers, the confounder queue.
-# Cost on 2 CPU cores: about 5 h per run; the two AG-Pose runs go side by side (1 thread each), then CleanPose
+# Cost on 2 CPU cores: about 8 h per run; the two AG-Pose runs go side by side (1 thread each), then CleanPose
 # seed 2. Interrupt at will: every run resumes from its last checkpoint.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 set +u; source scripts/env.sh; set -u
-IT=${ITERATIONS:-9000}
+IT=${ITERATIONS:-12000}
 step() { echo "[train_ablation] $(date -u +%H:%M:%S) $*"; }
 run() {  # CONFIG SEED OUT
   mkdir -p "$3"

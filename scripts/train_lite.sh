@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full recipe that produces the shipped lite models (see config/train/synthetic_lite.yaml), resumable:
 # every step skips itself when its output exists, and training resumes from its last checkpoint.
-# Usage: [ITERATIONS=N] bash scripts/train_lite.sh [RUN_DIR]   (default runs/synthetic_lite, 9000 iterations = the shipped model)
+# Usage: [ITERATIONS=N] bash scripts/train_lite.sh [RUN_DIR]   (default runs/synthetic_lite, 12000 iterations = the shipped model)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -21,9 +21,9 @@ step "teacher: PointNet++ SSG (queue initialisation)"
 step "confounder queue initialisation"
 [ -f models/queue_synthetic_lite.pt ] || cleanpose queue-init --teacher models/teacher_pn2ssg_lite.pt \
   --config config/train/synthetic_lite.yaml --n-q 40 --out models/queue_synthetic_lite.pt
-step "pose network (ITERATIONS=${ITERATIONS:-9000}: each 3,000-iteration learning-rate cycle ends at the base lr)"
+step "pose network (ITERATIONS=${ITERATIONS:-12000}: each 3,000-iteration learning-rate cycle ends at the base lr)"
 cleanpose train --config config/train/synthetic_lite.yaml --out "$RUN" --resume auto --no-progress \
-  --iterations "${ITERATIONS:-9000}"
+  --iterations "${ITERATIONS:-12000}"
 cp "$RUN/model_final.pt" models/cleanpose_lite.pt
 SEG=models/segmenter_maskrcnn_mobilenet_v3.pt
 STAGE1=$RUN/segmenter_stage1.pt
