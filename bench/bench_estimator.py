@@ -6,7 +6,7 @@ synthetic test frames where the segmenter finds at least n objects, with `max_ob
 `--random-weights` (or no shipped models): random lite pose and Mask R-CNN weights; random masks do not cover n
 real objects, so a frame's time is measured as its two halves: the segmenter asked for n detections (score
 threshold 0, at most n), plus preprocessing and the batched pose forward on n ground-truth object masks.
-`--segmenter depth_tabletop`: the cheaper backend (plane + regions above it, named by the point classifier) in
+`--segmenter depth_tabletop`: the depth-only backend (plane + regions above it, named by the point classifier) in
 place of Mask R-CNN. Writes bench/results/estimator.json (estimator_depth_tabletop.json).
 
     python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter depth_tabletop]

@@ -17,7 +17,7 @@ class PoseNodeParams:
     pose_backend: str = "cleanpose"  # cleanpose (the network) | box_fit (non-learned baseline)
     pose_solver: str = "keypoints"   # keypoints (fit of the keypoint NOCS) | regression (the pose head, official)
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned) | depth_tabletop (plane + regions; cheaper)
+    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned) | depth_tabletop (plane + regions)
     segmentation_weights: str = ""  # "" = the shipped segmenter
     score_threshold: float = 0.4    # minimum detection score [0, 1], after the point classifier's re-scoring
     #                                 (validation split: recall 0.80 / precision 0.76 at 0.4; 0.75 / 0.81 at 0.5;
@@ -68,7 +68,7 @@ _DESCRIPTIONS = {
     "device": "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
     "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object) or "
                             "depth_tabletop (supporting plane + regions above it, named by the point classifier; "
-                            "cheaper on CPU, for uncluttered tables)",
+                            "no trained segmenter needed, for uncluttered tables)",
     "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",
     "score_threshold": "Minimum detection score (segmenter score re-weighted by the point classifier), in [0, 1]",
     "category_classifier": "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores Mask R-CNN "

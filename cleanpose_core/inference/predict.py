@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
     p.add_argument("--segmenter", choices=("maskrcnn", "depth_tabletop"), default="maskrcnn",
                    help="segmentation backend for --masks model: maskrcnn (default) or depth_tabletop (plane + "
-                        "connected regions, named by the point classifier; cheaper, for uncluttered tables)")
+                        "connected regions, named by the point classifier; no trained segmenter, uncluttered tables)")
     p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")
     # AP ranks detections by score, so low-score ones only add recall: on the seed-2 split the shipped segmenter
     # gave IoU25 55.5 / 63.6 / 66.0 at thresholds 0.5 / 0.3 / 0.1 (the node keeps 0.5: it acts on every detection).
