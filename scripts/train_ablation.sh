@@ -9,8 +9,8 @@
 #   longer one: ITERATIONS=3000 first, then ITERATIONS=12000 resumes the same runs. Results of each budget go
 #   to results/synthetic_s<SEED>/ablation_<ITERATIONS>/.
 # Needs what scripts/train_lite.sh makes first: data/synthetic, the teachers, the confounder queue.
-# Cost on 2 CPU cores: about 2.9 h per pair of 3,000-iteration runs side by side (1 thread each, 3.5 s per
-# iteration), i.e. about 12 h per pair at 12,000. Interrupt at will: every run resumes from its last checkpoint.
+# Cost on 2 CPU cores: about 3.5 h per pair of 3,000-iteration runs side by side (1 thread each, 4.2 s per
+# iteration), i.e. about 14 h per pair at 12,000. Interrupt at will: every run resumes from its last checkpoint.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
