@@ -33,13 +33,15 @@ from cleanpose_core.data.synthetic.config import SynthConfig
 from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
 from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.scene import compose_scene
-from cleanpose_core.inference.estimator import SHIPPED_POSE_MODEL, Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, SHIPPED_POSE_MODEL, Estimator, EstimatorConfig
 from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
 from cleanpose_core.segmentation import build_segmenter
 from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS as SHIPPED_SEGMENTER
 from cleanpose_core.train.checkpoint import trainable_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
+SEGMENTATION = {"maskrcnn": "Mask R-CNN MobileNetV3 + point classifier re-scoring",
+                "depth_tabletop": "depth-tabletop segmentation named by the point classifier"}
 
 
 def scene_with_objects(n: int):
@@ -114,7 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--random-weights", action="store_true", help="time untrained models (two halves)")
-    parser.add_argument("--segmenter", choices=("maskrcnn", "depth_tabletop"), default="maskrcnn",
+    parser.add_argument("--segmenter", choices=FRAME_SEGMENTERS, default="maskrcnn",
                         help="segmentation backend of the shipped pipeline (depth_tabletop: named by the point "
                              "classifier)")
     parser.add_argument("--out", default=None,
@@ -129,10 +131,8 @@ def main() -> None:
     results = shipped_end_to_end(args.repeats, args.segmenter) if shipped else random_weight_halves(args.repeats)
     e2e = {n: results[f"{n}_objects"]["end_to_end_ms"] for n in (1, 3, 6)}
     report = {
-        "benchmark": ("Estimator.estimate per 640x480 frame, shipped lite pose model + Mask R-CNN MobileNetV3 + "
-                      "point classifier re-scoring, one pass, CPU" if shipped and args.segmenter == "maskrcnn" else
-                      "Estimator.estimate per 640x480 frame, shipped lite pose model + depth-tabletop segmentation "
-                      "named by the point classifier, one pass, CPU" if shipped else
+        "benchmark": (f"Estimator.estimate per 640x480 frame, shipped lite pose model + "
+                      f"{SEGMENTATION[args.segmenter]}, one pass, CPU" if shipped else
                       "Estimator per 640x480 frame, lite pose model + Mask R-CNN MobileNetV3, random weights "
                       "(segmentation + pose measured separately), CPU"),
         "threads": args.threads,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-from cleanpose_core.inference.estimator import POSE_SOLVERS
+from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class PoseNodeParams:
     def validate(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.segmentation_backend not in ("maskrcnn", "depth_tabletop"):
-            raise ValueError("segmentation_backend must be maskrcnn or depth_tabletop, "
+        if self.segmentation_backend not in FRAME_SEGMENTERS:
+            raise ValueError(f"segmentation_backend must be {' or '.join(FRAME_SEGMENTERS)}, "
                              f"got {self.segmentation_backend!r}")
         if self.pose_backend not in ("cleanpose", "box_fit"):
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")

@@ -49,6 +49,7 @@ SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
 SHIPPED_CLASSIFIER = shipped_file("point_classifier.pt")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
+FRAME_SEGMENTERS = ("maskrcnn", "depth_tabletop")  # segmenters that run on the frame itself (no masks given)
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
 
 
@@ -236,8 +237,7 @@ class Estimator:
             return self.filter.apply(supplied, depth_m)
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
-        if hasattr(self.segmenter, "set_intrinsics"):  # depth-only backends back-project with this frame's K
-            self.segmenter.set_intrinsics(K)
+        self.segmenter.set_intrinsics(K)
         found = self.segmenter.segment(rgb, depth_m)
         if self.rescorer is None or len(found) == 0:
             return found

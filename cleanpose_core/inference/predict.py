@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from cleanpose_core.eval.results import poses_to_rts, save_result
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
-from cleanpose_core.inference.estimator import POSE_SOLVERS, Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS, Estimator, EstimatorConfig
 
 
 def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score", choices=("combined", "detection"), default="combined",
                    help="result score: detection score x pose confidence (default) or the detection score alone")
     p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
-    p.add_argument("--segmenter", choices=("maskrcnn", "depth_tabletop"), default="maskrcnn",
+    p.add_argument("--segmenter", choices=FRAME_SEGMENTERS, default="maskrcnn",
                    help="segmentation backend for --masks model: maskrcnn (default) or depth_tabletop (plane + "
                         "connected regions, named by the point classifier; no trained segmenter, uncluttered tables)")
     p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core.geometry.camera import Intrinsics
 
 __all__ = ["UNKNOWN_CLASS", "InstanceMasks", "SegmentationFilter", "Segmenter", "check_frame", "masks_to_boxes"]
 
@@ -235,6 +236,10 @@ class Segmenter(abc.ABC):
     def __init__(self, post_filter: SegmentationFilter | None = None):
         self.filter = post_filter if post_filter is not None else SegmentationFilter()
         self.filter.validate()
+
+    def set_intrinsics(self, K: Intrinsics) -> None:
+        """The intrinsics of the frames that follow; the Estimator calls this before every `segment()`.
+        Image-only backends ignore them; depth-only ones back-project with them."""
 
     def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> InstanceMasks:
         """Instances in one frame.
