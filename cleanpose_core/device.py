@@ -9,6 +9,19 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def check_device_name(name: str | torch.device) -> None:
+    """Raise ValueError unless `name` is auto, cpu, cuda or cuda:N (checked without touching any GPU)."""
+    name = str(name)
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
 def resolve_device(name: str | torch.device, *, fallback_to_cpu: bool = False) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda' and 'cuda:N' are taken as given.
 
@@ -16,13 +29,11 @@ def resolve_device(name: str | torch.device, *, fallback_to_cpu: bool = False) -
     turn an hour into a day) or, with `fallback_to_cpu`, logs a warning and returns the CPU (inference: a robot
     node should keep running on a machine without a GPU).
     """
+    check_device_name(name)
     name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from exc
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         if not fallback_to_cpu:
             raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from cleanpose_core.device import check_device_name
 from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS
 
 
@@ -43,8 +44,7 @@ class PoseNodeParams:
     track_max_missed: int = 5         # frames a track survives unseen
 
     def validate(self) -> None:
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device_name(self.device)
         if self.segmentation_backend not in FRAME_SEGMENTERS:
             raise ValueError(f"segmentation_backend must be {' or '.join(FRAME_SEGMENTERS)}, "
                              f"got {self.segmentation_backend!r}")

@@ -3,7 +3,7 @@ import logging
 import pytest
 import torch
 
-from cleanpose_core.device import resolve_device
+from cleanpose_core.device import check_device_name, resolve_device
 
 
 def test_auto_picks_cuda_only_when_present():
@@ -29,3 +29,14 @@ def test_missing_cuda_raises_or_falls_back(name, caplog):
     with caplog.at_level(logging.WARNING, logger="cleanpose_core.device"):
         assert resolve_device(name, fallback_to_cpu=True) == torch.device("cpu")
     assert "using the CPU" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu", "cuda", "cuda:0", "cuda:3"])
+def test_check_accepts_the_documented_names_without_a_gpu(name):
+    check_device_name(name)  # no CUDA here: the name check must not need one
+
+
+@pytest.mark.parametrize("name", ["gpu0", "cudax", "meta", "mps", ""])
+def test_check_rejects_other_names(name):
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N"):
+        check_device_name(name)

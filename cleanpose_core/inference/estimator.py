@@ -29,7 +29,7 @@ from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict
 from cleanpose_core.data import instance as instance_prep
 from cleanpose_core.data.depth_completion import fill_missing_in_columns
-from cleanpose_core.device import resolve_device
+from cleanpose_core.device import check_device_name, resolve_device
 from cleanpose_core.geometry.camera import DepthUnit, Intrinsics, depth_to_metres
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
@@ -79,8 +79,7 @@ class EstimatorConfig:
     fill_depth: bool = True            # IP-Basic hole filling of the depth, as the official test pipeline does
 
     def validate(self) -> None:
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device_name(self.device)
         if self.pose_solver not in POSE_SOLVERS:
             raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
         if not 0.0 <= self.category_weight < 1.0:
