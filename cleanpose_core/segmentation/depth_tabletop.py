@@ -18,8 +18,8 @@ and copes with clutter. Steps:
    a wall that the table touches lies on the hull's edge and is only partly removed.
 
 Categories: this backend has no classifier of its own. Every instance gets class -1 (unknown) unless a
-`classifier` callable is given, mapping an instance's (N, 3) camera-frame points (m) to (0-based class id,
-score). The Estimator needs a category per object, so callers either supply one or use Mask R-CNN.
+`classifier` callable is given, mapping a frame's list of instance point clouds ((N, 3) camera-frame points,
+m) to a list of (0-based class id, score), all regions in one call so a network classifies them in one batch. The Estimator needs a category per object, so callers either supply one or use Mask R-CNN.
 The largest plane is assumed to be the table; a scene dominated by a wall or the floor needs `max_depth`
 lowered so the table is the largest surface left.
 """
@@ -39,7 +39,7 @@ from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks, Segme
 
 __all__ = ["TabletopConfig", "fit_plane_ransac", "DepthTabletopSegmenter"]
 
-Classifier = Callable[[np.ndarray], tuple[int, float]]
+Classifier = Callable[[list[np.ndarray]], list[tuple[int, float]]]
 _SCORE_POINTS = 2048  # points that rank the RANSAC hypotheses
 
 
@@ -190,7 +190,7 @@ class DepthTabletopSegmenter(Segmenter):
         _, patch, patch_stats, _ = cv2.connectedComponentsWithStats(inlier_img, connectivity=8)
         table_patch = 1 + int(np.argmax(patch_stats[1:, cv2.CC_STAT_AREA])) if len(patch_stats) > 1 else 0
         hull = self._table_hull(sample[inliers & (patch[sub_valid] == table_patch)], normal)
-        masks, class_ids, scores = [], [], []
+        masks, clouds = [], []
         basis = _plane_basis(normal)
         for k in range(1, big.size + 1):
             mask = labels == k
@@ -199,12 +199,13 @@ class DepthTabletopSegmenter(Segmenter):
                 supported = hull.find_simplex(pts.astype(np.float64) @ basis.T) >= 0
                 if supported.mean() < cfg.min_support:
                     continue
-            cls, score = (UNKNOWN_CLASS, 1.0) if self.classifier is None else self.classifier(pts)
             masks.append(mask)
-            class_ids.append(int(cls))
-            scores.append(float(score))
+            clouds.append(pts)
         if not masks:
             return InstanceMasks.empty(None, h, w)
+        named = [(UNKNOWN_CLASS, 1.0)] * len(masks) if self.classifier is None else self.classifier(clouds)
+        class_ids = [int(cls) for cls, _ in named]
+        scores = [float(score) for _, score in named]
         return InstanceMasks(np.stack(masks), np.asarray(class_ids, np.int64), np.asarray(scores, np.float32))
 
     @staticmethod

@@ -341,13 +341,17 @@ class CategoryRescorer:
         logits = self.model(torch.from_numpy(np.stack(clouds)).to(self.device))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def __call__(self, points: np.ndarray) -> tuple[int, float]:
-        """The depth-tabletop backend's classifier slot: (N, 3) points -> (0-based class, probability)."""
-        if len(points) < MIN_POINTS:
-            return UNKNOWN_CLASS, 0.0
-        rng = np.random.default_rng(self.seed)
-        q = self.probabilities([points[sample_choose(len(points), self.points, rng)].astype(np.float32)])[0]
-        return int(q.argmax()), float(q.max())
+    def __call__(self, clouds: list[np.ndarray]) -> list[tuple[int, float]]:
+        """The depth-tabletop backend's classifier slot: M (N, 3) clouds -> M (0-based class, probability), in one
+        forward. Each cloud's points are drawn with a fresh generator, so a region's category does not depend
+        on which other regions share the frame. Clouds with too few points are (unknown, 0)."""
+        out: list[tuple[int, float]] = [(UNKNOWN_CLASS, 0.0)] * len(clouds)
+        usable = [i for i, pts in enumerate(clouds) if len(pts) >= MIN_POINTS]
+        draws = [clouds[i][sample_choose(len(clouds[i]), self.points, np.random.default_rng(self.seed))]
+                 .astype(np.float32) for i in usable]
+        for i, q in zip(usable, self.probabilities(draws)):
+            out[i] = (int(q.argmax()), float(q.max()))
+        return out
 
     def rescore(self, instances: InstanceMasks, depth_m: np.ndarray, K: Intrinsics) -> InstanceMasks:
         """Instances with fused scores (unsorted; run the filter after). Too few points: unchanged."""

@@ -99,7 +99,7 @@ def test_wall_is_kept_when_support_is_not_required(scene):
 
 def test_classifier_hook_assigns_categories(scene):
     depth, _ = scene
-    seg = DepthTabletopSegmenter(classifier=lambda pts: (5, 0.9))
+    seg = DepthTabletopSegmenter(classifier=lambda clouds: [(5, 0.9)] * len(clouds))
     out = seg.segment(np.zeros((H, W, 3), np.uint8), depth)
     assert out.category_names == ["mug", "mug"] and np.allclose(out.scores, 0.9)
 
@@ -125,7 +125,7 @@ def test_estimator_hands_each_frames_intrinsics_to_the_backend(scene):
     depth, gt = scene
     r0, c0 = 60, 100
     crop, K_crop = depth[r0:, c0:], crop_intrinsics(K, r0, c0, H - r0, W - c0)
-    seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50), classifier=lambda pts: (5, 0.9))
+    seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50), classifier=lambda clouds: [(5, 0.9)] * len(clouds))
     est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="external", keep_masks=True), segmenter=seg)
     result = est.estimate(np.zeros((*crop.shape, 3), np.uint8), crop, K_crop, "m")
     assert seg.intrinsics == K_crop

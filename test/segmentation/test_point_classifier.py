@@ -81,9 +81,20 @@ def test_weight_zero_is_identity_and_bad_weights_are_rejected(tmp_path):
 
 def test_classifier_slot_of_the_tabletop_backend(tmp_path):
     rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "bowl"))
-    cls, score = rescorer(np.random.default_rng(0).normal(0, 0.05, (500, 3)).astype(np.float32))
-    assert (cls, round(score, 3)) == (1, 1.0)
-    assert rescorer(np.zeros((3, 3), np.float32))[0] == -1  # too few points: unknown
+    cloud = np.random.default_rng(0).normal(0, 0.05, (500, 3)).astype(np.float32)
+    named = rescorer([cloud, np.zeros((3, 3), np.float32), cloud])  # one forward for the frame's regions
+    assert [(cls, round(score, 3)) for cls, score in named] == [(1, 1.0), (-1, 0.0), (1, 1.0)]  # too few: unknown
+    assert rescorer([]) == []
+
+
+def test_a_regions_category_does_not_depend_on_the_other_regions():
+    torch.manual_seed(0)
+    rescorer = CategoryRescorer(PointNetClassifier(PointClassifierConfig(widths=(16, 32), head=(16,))).eval(), 64)
+    rng = np.random.default_rng(1)
+    a, b = (rng.normal(0, s, (300, 3)).astype(np.float32) for s in (0.03, 0.2))
+    alone = rescorer([a])[0]
+    assert rescorer([b, a])[1] == pytest.approx(alone)
+    assert rescorer([a])[0] == pytest.approx(alone)  # deterministic
 
 
 def test_training_learns_the_fixture_and_the_file_round_trips(tmp_path):
