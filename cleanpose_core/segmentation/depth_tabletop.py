@@ -19,7 +19,8 @@ and copes with clutter. Steps:
 
 Categories: this backend has no classifier of its own. Every instance gets class -1 (unknown) unless a
 `classifier` callable is given, mapping a frame's list of instance point clouds ((N, 3) camera-frame points,
-m) to a list of (0-based class id, score), all regions in one call so a network classifies them in one batch. The Estimator needs a category per object, so callers either supply one or use Mask R-CNN.
+m) to a list of (0-based class id, score): all regions in one call, so a network classifies them in one batch.
+The Estimator needs a category per object, so callers either supply one or use Mask R-CNN.
 The largest plane is assumed to be the table; a scene dominated by a wall or the floor needs `max_depth`
 lowered so the table is the largest surface left.
 """

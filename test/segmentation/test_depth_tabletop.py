@@ -125,7 +125,8 @@ def test_estimator_hands_each_frames_intrinsics_to_the_backend(scene):
     depth, gt = scene
     r0, c0 = 60, 100
     crop, K_crop = depth[r0:, c0:], crop_intrinsics(K, r0, c0, H - r0, W - c0)
-    seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50), classifier=lambda clouds: [(5, 0.9)] * len(clouds))
+    seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50),
+                                 classifier=lambda clouds: [(5, 0.9)] * len(clouds))
     est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="external", keep_masks=True), segmenter=seg)
     result = est.estimate(np.zeros((*crop.shape, 3), np.uint8), crop, K_crop, "m")
     assert seg.intrinsics == K_crop
