@@ -150,7 +150,7 @@ class Estimator:
             options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
                            min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
                            max_mask_overlap=cfg.max_mask_overlap)
-            rescorer = self._category_rescorer(cfg) if cfg.segmenter in ("maskrcnn", "depth_tabletop") else None
+            rescorer = self._category_rescorer(cfg) if cfg.segmenter in FRAME_SEGMENTERS else None
             if cfg.segmenter == "maskrcnn":
                 options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
                 if rescorer is not None:
