@@ -31,21 +31,33 @@ class ImageConversionError(ValueError):
     """The image message cannot be interpreted; the message says why."""
 
 
-def image_to_numpy(msg: Image) -> np.ndarray:
-    """Image message -> (H, W) or (H, W, C) array in the message's own encoding and dtype (a copy)."""
-    if msg.encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported encoding {msg.encoding!r}; accepted: {', '.join(ENCODINGS)}")
+def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
+    """Why the message cannot be read as an image of one of the `accepted` encodings, or None. Cheap (no copy):
+    the node checks every arriving message with it, so a malformed one never displaces a good one."""
+    if msg.encoding not in accepted:
+        return f"unsupported encoding {msg.encoding!r}; accepted: {', '.join(accepted)}"
     dtype, channels = ENCODINGS[msg.encoding]
     h, w = int(msg.height), int(msg.width)
     if h <= 0 or w <= 0:
-        raise ImageConversionError(f"empty image ({w}x{h})")
+        return f"empty image ({w}x{h})"
+    row_bytes = w * channels * np.dtype(dtype).itemsize
+    if msg.step < row_bytes:
+        return f"step {msg.step} is smaller than width*channels*bytes = {row_bytes}"
+    if len(msg.data) < msg.step * h:
+        return f"buffer holds {len(msg.data)} bytes, step*height needs {msg.step * h}"
+    return None
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """Image message -> (H, W) or (H, W, C) array in the message's own encoding and dtype (a copy)."""
+    problem = image_problem(msg)
+    if problem is not None:
+        raise ImageConversionError(problem)
+    dtype, channels = ENCODINGS[msg.encoding]
+    h, w = int(msg.height), int(msg.width)
     itemsize = np.dtype(dtype).itemsize
     row_bytes = w * channels * itemsize
-    if msg.step < row_bytes:
-        raise ImageConversionError(f"step {msg.step} is smaller than width*channels*bytes = {row_bytes}")
     data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data, np.uint8)
-    if data.size < msg.step * h:
-        raise ImageConversionError(f"buffer holds {data.size} bytes, step*height needs {msg.step * h}")
     rows = data[: msg.step * h].reshape(h, msg.step)[:, :row_bytes]
     big_endian_data = bool(msg.is_bigendian)
     order = ">" if big_endian_data else "<"

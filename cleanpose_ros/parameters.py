@@ -1,124 +1,168 @@
-"""The pose node's parameters: declared up front with descriptions (unit, range), read once into a typed
-dataclass, validated at start-up with errors that name the parameter."""
+"""The pose node's parameters, each defined once: default, description, range and whether it may change while
+the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them.
+
+- Integers are accepted for double parameters (a launch argument `rate:=10` or `score_threshold: 1` in a params
+  file arrives as an INTEGER); any other type, or a value out of range, is a ValueError naming the parameter, which
+  `node_main.run_node` turns into exit code 2.
+- Run-time changes (`ros2 param set`) are validated the same way and rejected with the reason; parameters that need
+  a reload are read-only and say so in their description.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from cleanpose_core.device import check_device_name
 from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS
 
 
+def _p(default, description: str, bounds: tuple | None = None, runtime: bool = False):
+    """A parameter: its default, description, (low, high) bounds and whether `ros2 param set` may change it."""
+    return field(default=default, metadata={"description": description, "bounds": bounds, "runtime": runtime})
+
+
 @dataclass(frozen=True)
 class PoseNodeParams:
-    model_weights: str = ""         # pose model file (model_final.pt of `cleanpose train`); "" = shipped lite model
-    pose_backend: str = "cleanpose"  # cleanpose (the network) | box_fit (non-learned baseline)
-    pose_solver: str = "keypoints"   # keypoints (fit of the keypoint NOCS) | regression (the pose head, official)
-    device: str = "auto"            # auto | cpu | cuda | cuda:N
-    segmentation_backend: str = "maskrcnn"  # maskrcnn (learned) | depth_tabletop (plane + regions)
-    segmentation_weights: str = ""  # "" = the shipped segmenter
-    score_threshold: float = 0.4    # minimum detection score [0, 1], after the point classifier's re-scoring
-    #                                 (validation split: recall 0.80 / precision 0.76 at 0.4; 0.75 / 0.81 at 0.5;
-    #                                 Mask R-CNN's own score at 0.5: 0.76 / 0.69)
-    category_classifier: str = ""   # point classifier re-scoring detections; "" = the shipped one
-    category_weight: float = 0.5    # its weight w in the fused score s^(1-w) q^w; 0 = off
-    max_objects: int = 10           # per frame, highest scores first
-    min_mask_area: int = 100        # pixels
-    min_points: int = 32            # valid depth pixels inside a mask
-    depth_unit: str = "auto"        # auto (16UC1 = mm, 32FC1 = m) | mm | m
-    min_depth: float = 0.1          # m; nearer depth is treated as invalid
-    max_depth: float = 3.0          # m; farther depth is treated as invalid
-    sync_slop: float = 0.02         # s; max stamp difference between rgb, depth and camera_info
-    sync_queue_size: int = 5        # messages kept per input while waiting for a match
-    sync_warn_after: float = 5.0    # s without a synchronised frame before warning
-    input_reliability: str = "best_effort"  # best_effort (sensor data, matches any publisher) | reliable
-    tf_prefix: str = "cleanpose/"   # TF child frame = <tf_prefix><category>_<id>
-    publish_tf: bool = True
-    publish_markers: bool = True
-    publish_debug_image: bool = True
-    publish_object_points: bool = False
-    track_max_distance: float = 0.10  # m a tracked object may move between frames
-    track_max_missed: int = 5         # frames a track survives unseen
+    # --- models (read-only: changing them means loading other weights) ---
+    model_weights: str = _p("", "Pose model file (model_final.pt of `cleanpose train`); empty = the shipped lite model")
+    pose_backend: str = _p("cleanpose", "Pose estimator: cleanpose (the network) or box_fit (non-learned baseline)")
+    pose_solver: str = _p("keypoints", "How the network's pose is read out: keypoints (similarity fit of the predicted "
+                          "keypoint NOCS to the predicted keypoints) or regression (the pose head, as the official code)")
+    device: str = _p("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    segmentation_backend: str = _p("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
+                                   "depth_tabletop (plane + regions above it, named by the point classifier; "
+                                   "uncluttered tables, no trained segmenter)")
+    segmentation_weights: str = _p("", "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter")
+    category_classifier: str = _p("", "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores "
+                                  "Mask R-CNN detections; empty = the shipped one")
+    # --- detection (settable at run time) ---
+    score_threshold: float = _p(0.4, "Minimum detection score (segmenter score re-weighted by the point classifier)",
+                                (0.0, 1.0), runtime=True)
+    # (validation split: recall 0.80 / precision 0.76 at 0.4; 0.75 / 0.81 at 0.5; Mask R-CNN's own score at 0.5:
+    # 0.76 / 0.69)
+    category_weight: float = _p(0.5, "Weight w of the point classifier in the detection score s^(1-w) q^w; 0 = off "
+                                "(raising it from 0 at run time needs a restart)", (0.0, 0.95), runtime=True)
+    max_objects: int = _p(10, "Maximum objects per frame (highest scores kept)", (1, 100), runtime=True)
+    min_mask_area: int = _p(100, "Minimum mask area in pixels", (1, 1_000_000), runtime=True)
+    min_points: int = _p(32, "Minimum valid depth pixels inside a mask", (4, 1_000_000), runtime=True)
+    # --- input ---
+    depth_unit: str = _p("auto", "Depth units: auto (16UC1 = mm, 32FC1 = m), or force mm / m", runtime=True)
+    min_depth: float = _p(0.1, "Depth below this (m) is invalid; < max_depth", (0.0, 100.0), runtime=True)
+    max_depth: float = _p(3.0, "Depth beyond this (m) is invalid; > min_depth", (0.0, 100.0), runtime=True)
+    images_rectified: bool = _p(False, "The images are already undistorted (image_rect topics, ZED): use the "
+                                "projection matrix P and never undistort", runtime=True)
+    sync_slop: float = _p(0.02, "Maximum stamp difference (s) between rgb and depth", (0.0, 10.0))
+    sync_queue_size: int = _p(5, "Messages kept per image topic while waiting for a match", (1, 100))
+    camera_info_tolerance: float = _p(1.0, "Maximum age difference (s) between the newest camera_info of the rgb "
+                                      "frame and an image; 0 = any", (0.0, 3600.0), runtime=True)
+    sync_warn_after: float = _p(5.0, "Seconds without a synchronised frame before a warning with per-topic counts",
+                                (0.1, 3600.0), runtime=True)
+    input_reliability: str = _p("best_effort", "Input QoS reliability: best_effort (sensor data; matches any "
+                                "publisher) or reliable")
+    # --- frames and tracking ---
+    target_frame: str = _p("", "Frame of the published detections and object TF frames; empty = the camera's "
+                           "optical frame (needs TF from that frame when set)", runtime=True)
+    tracking_frame: str = _p("", "Fixed frame (odom, map, world) in which objects are tracked, so ids survive "
+                             "camera motion; empty = track in the camera frame with a motion model")
+    tf_timeout: float = _p(0.05, "Seconds to wait for a transform at an image's stamp before using the latest",
+                           (0.0, 1.0), runtime=True)
+    track_max_distance: float = _p(0.10, "Metres a tracked object may move between frames and keep its id",
+                                   (0.001, 10.0), runtime=True)
+    track_max_missed: int = _p(5, "Frames a track survives without a detection", (0, 10_000), runtime=True)
+    # --- outputs ---
+    tf_prefix: str = _p("cleanpose/", "Prefix of object TF frames: <tf_prefix><category>_<id>", runtime=True)
+    publish_tf: bool = _p(True, "Publish one TF frame per object on /tf", runtime=True)
+    publish_markers: bool = _p(True, "Publish ~/markers (oriented boxes, axes, labels)", runtime=True)
+    publish_debug_image: bool = _p(True, "Publish ~/debug_image (boxes and axes drawn over the RGB image)",
+                                   runtime=True)
+    publish_object_points: bool = _p(False, "Publish ~/object_points (segmented points of each estimate), "
+                                     "PointCloud2", runtime=True)
 
     def validate(self) -> None:
+        """Raise ValueError naming the parameter for a value that is not allowed."""
+        for f in fields(self):
+            bounds, value = f.metadata["bounds"], getattr(self, f.name)
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise ValueError(f"parameter {f.name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
         check_device_name(self.device)
-        if self.segmentation_backend not in FRAME_SEGMENTERS:
-            raise ValueError(f"segmentation_backend must be {' or '.join(FRAME_SEGMENTERS)}, "
-                             f"got {self.segmentation_backend!r}")
-        if self.pose_backend not in ("cleanpose", "box_fit"):
-            raise ValueError(f"pose_backend must be cleanpose or box_fit, got {self.pose_backend!r}")
-        if self.pose_solver not in POSE_SOLVERS:
-            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
-        if self.depth_unit not in ("auto", "mm", "m"):
-            raise ValueError(f"depth_unit must be auto, mm or m, got {self.depth_unit!r}")
-        if not 0.0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
-        if self.input_reliability not in ("best_effort", "reliable"):
-            raise ValueError(f"input_reliability must be best_effort or reliable, got {self.input_reliability!r}")
+        choices = {"segmentation_backend": FRAME_SEGMENTERS, "pose_backend": ("cleanpose", "box_fit"),
+                   "pose_solver": POSE_SOLVERS, "depth_unit": ("auto", "mm", "m"),
+                   "input_reliability": ("best_effort", "reliable")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"parameter {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not self.min_depth < self.max_depth:
+            raise ValueError(f"parameters min_depth and max_depth: need min_depth < max_depth, got {self.min_depth}, "
+                             f"{self.max_depth}")
+        if self.segmentation_backend == "depth_tabletop" and self.category_weight == 0.0:
+            raise ValueError("parameter category_weight must be > 0 with segmentation_backend depth_tabletop (the "
+                             "point classifier names its objects)")
 
 
-_DESCRIPTIONS = {
-    "model_weights": "Pose model file (model_final.pt of `cleanpose train`); empty = the shipped lite model",
-    "pose_backend": "Pose estimator: cleanpose (the network) or box_fit (non-learned baseline)",
-    "pose_solver": "How the network's pose is read out: keypoints (similarity fit of the predicted keypoint NOCS "
-                   "to the predicted keypoints) or regression (the pose head's output, as the official code)",
-    "device": "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N",
-    "segmentation_backend": "Instance segmentation: maskrcnn (learned, gives the category of each object) or "
-                            "depth_tabletop (supporting plane + regions above it, named by the point classifier; "
-                            "no trained segmenter needed, for uncluttered tables)",
-    "segmentation_weights": "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter",
-    "score_threshold": "Minimum detection score (segmenter score re-weighted by the point classifier), in [0, 1]",
-    "category_classifier": "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores Mask R-CNN "
-                           "detections; empty = the shipped one",
-    "category_weight": "Weight w of the point classifier in the detection score s^(1-w) q^w, in [0, 0.95]; 0 = off",
-    "max_objects": "Maximum objects per frame (highest scores kept), >= 1",
-    "min_mask_area": "Minimum mask area in pixels, >= 1",
-    "min_points": "Minimum valid depth pixels inside a mask, >= 4",
-    "depth_unit": "Depth units: auto (16UC1 = mm, 32FC1 = m), or force mm / m",
-    "min_depth": "Depth below this (m) is invalid, > 0",
-    "max_depth": "Depth beyond this (m) is invalid, > min_depth",
-    "sync_slop": "Maximum stamp difference (s) between rgb, depth and camera_info, >= 0",
-    "sync_queue_size": "Messages kept per input while waiting for a match, >= 1",
-    "sync_warn_after": "Seconds without a synchronised frame before a warning with per-topic counts",
-    "input_reliability": "Input QoS reliability: best_effort (sensor data; matches any publisher) or reliable",
-    "tf_prefix": "Prefix of object TF frames: <tf_prefix><category>_<id>",
-    "publish_tf": "Publish one TF frame per object on /tf",
-    "publish_markers": "Publish ~/markers (oriented boxes, axes, labels)",
-    "publish_debug_image": "Publish ~/debug_image (boxes and axes drawn over the RGB image)",
-    "publish_object_points": "Publish ~/object_points (segmented points used by each estimate), PointCloud2",
-    "track_max_distance": "Metres a tracked object may move between frames and keep its id, > 0",
-    "track_max_missed": "Frames a track survives without a detection, >= 0",
-}
-_RANGES = {
-    "score_threshold": FloatingPointRange(from_value=0.0, to_value=1.0),
-    "category_weight": FloatingPointRange(from_value=0.0, to_value=0.95),
-    "max_objects": IntegerRange(from_value=1, to_value=100),
-    "min_mask_area": IntegerRange(from_value=1, to_value=1_000_000),
-    "min_points": IntegerRange(from_value=4, to_value=1_000_000),
-    "min_depth": FloatingPointRange(from_value=0.0, to_value=100.0),
-    "max_depth": FloatingPointRange(from_value=0.0, to_value=100.0),
-    "sync_slop": FloatingPointRange(from_value=0.0, to_value=10.0),
-    "sync_queue_size": IntegerRange(from_value=1, to_value=100),
-    "sync_warn_after": FloatingPointRange(from_value=0.1, to_value=3600.0),
-    "track_max_distance": FloatingPointRange(from_value=0.001, to_value=10.0),
-    "track_max_missed": IntegerRange(from_value=0, to_value=10_000),
-}
+FIELDS = {f.name: f for f in fields(PoseNodeParams)}
+RUNTIME = tuple(name for name, f in FIELDS.items() if f.metadata["runtime"])
+
+
+def descriptor(name: str) -> ParameterDescriptor:
+    """The ROS descriptor of a parameter, from its field metadata."""
+    f = FIELDS[name]
+    text = f.metadata["description"] + ("" if f.metadata["runtime"] else " (read-only: restart the node to change)")
+    # Doubles use dynamic typing so that an INTEGER value is accepted; `coerce` checks the type instead.
+    d = ParameterDescriptor(description=text, read_only=not f.metadata["runtime"], dynamic_typing=f.type == "float")
+    bounds = f.metadata["bounds"]
+    if bounds is not None and f.type == "float":
+        d.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]))]
+    elif bounds is not None:
+        d.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]))]
+    return d
+
+
+def coerce(name: str, value: Any) -> Any:
+    """`value` as the parameter's Python type (int -> float for doubles); ValueError naming the parameter."""
+    kind = FIELDS[name].type
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    expected = {"float": float, "int": int, "bool": bool, "str": str}[kind]
+    if type(value) is not expected:
+        raise ValueError(f"parameter {name} must be a {'double' if kind == 'float' else kind}, got "
+                         f"{type(value).__name__} {value!r}")
+    return value
 
 
 def declare_and_read(node: Node) -> PoseNodeParams:
-    """Declare every parameter with its description and range, read them, validate (ValueError names the key)."""
+    """Declare every parameter with its descriptor, read and validate them (ValueError names the parameter)."""
     values = {}
-    for field in fields(PoseNodeParams):
-        descriptor = ParameterDescriptor(description=_DESCRIPTIONS[field.name], read_only=True)
-        bound = _RANGES.get(field.name)
-        if isinstance(bound, FloatingPointRange):
-            descriptor.floating_point_range = [bound]
-        elif isinstance(bound, IntegerRange):
-            descriptor.integer_range = [bound]
-        values[field.name] = node.declare_parameter(field.name, field.default, descriptor).value
+    for name, f in FIELDS.items():
+        try:
+            value = node.declare_parameter(name, f.default, descriptor(name)).value
+        except ParameterException as exc:  # wrong type or out of range in an override: say which parameter
+            raise ValueError(f"parameter {name}: {exc}") from exc
+        values[name] = coerce(name, value)
     params = PoseNodeParams(**values)
     params.validate()
     return params
+
+
+def watch_changes(node: Node, current: Callable[[], PoseNodeParams],
+                  apply: Callable[[PoseNodeParams], None]) -> None:
+    """Validate run-time parameter changes as a whole (`ros2 param set` is refused with the reason) and hand the
+    accepted set to `apply`. Read-only parameters are refused by rclpy itself before this runs."""
+
+    def on_set(changed: list[Parameter]) -> SetParametersResult:
+        try:
+            updates = {p.name: coerce(p.name, p.value) for p in changed if p.name in FIELDS}
+            params = dataclasses.replace(current(), **updates)
+            params.validate()
+            apply(params)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)

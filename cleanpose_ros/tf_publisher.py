@@ -32,6 +32,11 @@ class ObjectTfBroadcaster:
             self._broadcaster = None
             self.backend = "tf2_msgs"
 
+    @property
+    def publishers(self) -> list:
+        """The publisher(s) this broadcaster made (for a lifecycle cleanup)."""
+        return [self._publisher] if self._broadcaster is None else [self._broadcaster.pub_tf]
+
     def send(self, transforms: list[TransformStamped]) -> None:
         if not transforms:
             return

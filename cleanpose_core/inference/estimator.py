@@ -16,6 +16,7 @@ not depend on what was estimated before it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ SHIPPED_CLASSIFIER = shipped_file("point_classifier.pt")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
 FRAME_SEGMENTERS = ("maskrcnn", "depth_tabletop")  # segmenters that run on the frame itself (no masks given)
+RETUNABLE = ("score_threshold", "category_weight", "max_objects", "min_mask_area", "min_points")  # Estimator.retune
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
 
 
@@ -171,6 +173,34 @@ class Estimator:
             return None
         return CategoryRescorer.from_file(cfg.category_classifier or SHIPPED_CLASSIFIER, cfg.category_weight,
                                           self.torch_device)
+
+    def retune(self, **changes) -> None:
+        """Change the detection thresholds (`RETUNABLE` fields of the config) without reloading any model: what
+        a node's run-time parameters need. Raises ValueError (nothing changed) on an invalid value or when
+        `category_weight` > 0 asks for a point classifier that was not loaded at construction."""
+        unknown = sorted(set(changes) - set(RETUNABLE))
+        if unknown:
+            raise ValueError(f"cannot retune {unknown}; run-time settings are {list(RETUNABLE)}")
+        cfg = dataclasses.replace(self.config, **changes)
+        cfg.validate()
+        new_filter = dataclasses.replace(self.filter, score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
+                                         min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
+        new_filter.validate()
+        classifier = self.rescorer or getattr(self.segmenter, "classifier", None)
+        if cfg.category_weight > 0 and self.rescorer is None and cfg.segmenter == "maskrcnn":
+            raise ValueError("category_weight > 0 needs the point classifier, which is loaded only when the "
+                             "estimator starts with category_weight > 0; restart with it")
+        if isinstance(classifier, CategoryRescorer):
+            classifier.weight = cfg.category_weight
+        if self.segmenter is not None and cfg.segmenter in FRAME_SEGMENTERS:
+            if self.rescorer is not None:  # candidates for re-scoring: see __init__
+                self.segmenter.set_filter(dataclasses.replace(
+                    self.segmenter.filter, min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
+                    score_threshold=self.rescorer.candidate_threshold(cfg.score_threshold)))
+            else:
+                self.segmenter.set_filter(dataclasses.replace(new_filter, max_mask_overlap=self.segmenter.filter
+                                                              .max_mask_overlap))
+        self.config, self.filter = cfg, new_filter
 
     # ------------------------------------------------------------------------------------------------ API
     def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: Intrinsics, depth_unit: DepthUnit,

@@ -237,6 +237,11 @@ class Segmenter(abc.ABC):
         self.filter = post_filter if post_filter is not None else SegmentationFilter()
         self.filter.validate()
 
+    def set_filter(self, post_filter: SegmentationFilter) -> None:
+        """Replace the post-filter (thresholds changed at run time); backends that cut earlier override this."""
+        post_filter.validate()
+        self.filter = post_filter
+
     def set_intrinsics(self, K: Intrinsics) -> None:
         """The intrinsics of the frames that follow; the Estimator calls this before every `segment()`.
         Image-only backends ignore them; depth-only ones back-project with them."""

@@ -332,6 +332,11 @@ class MaskRCNNSegmenter(Segmenter):
         # NHWC convolutions: the backbone ran 42 instead of 67 ms per 320-px frame on 2 CPU cores (oneDNN).
         self.model.to(memory_format=torch.channels_last)
 
+    def set_filter(self, post_filter: SegmentationFilter) -> None:
+        super().set_filter(post_filter)
+        # The box head drops detections below its own threshold before the masks are made: keep it in step.
+        self.model.roi_heads.score_thresh = float(post_filter.score_threshold)
+
     @torch.inference_mode()
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float().div_(255.0)

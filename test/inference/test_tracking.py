@@ -59,3 +59,68 @@ def test_new_symmetric_track_faces_the_camera_and_asymmetric_rotation_is_untouch
     tracker = PoseTracker()
     asym = Rotation.from_euler("y", 2.0).as_matrix()
     np.testing.assert_array_equal(tracker.update([det("mug", [0, 0, 0.5], asym.copy())])[0].rotation, asym)
+
+
+def orbit_pose(angle, radius=0.6):
+    """(4, 4) pose in the world of a camera on a circle around the origin, looking at it (optical z inward)."""
+    eye = np.array([radius * np.cos(angle), radius * np.sin(angle), 0.4])
+    z = -eye / np.linalg.norm(eye)
+    x = np.cross(z, [0, 0, 1.0])
+    x /= np.linalg.norm(x)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = np.stack([x, np.cross(z, x), z], axis=1), eye
+    return T
+
+
+def in_camera(T, world_points):
+    return [T[:3, :3].T @ (np.asarray(p) - T[:3, 3]) for p in world_points]
+
+
+def test_a_moving_camera_keeps_ids_when_tracking_in_a_fixed_frame_and_not_without():
+    world = [[0.3, 0.0, 0.0], [0.15, 0.25, 0.0], [-0.2, -0.22, 0.0]]
+    fixed, naive = PoseTracker(max_distance=0.05), PoseTracker(max_distance=0.05)
+    fixed_ids, naive_ids = set(), set()
+    for k in range(24):  # 15 degrees per frame: the objects sweep 6-8 cm per frame through the camera frame
+        T = orbit_pose(np.deg2rad(15 * k))
+        cams = in_camera(T, world)
+        fixed_ids |= {d.track_id for d in fixed.update([det("mug", c) for c in cams], camera_pose=T)}
+        naive_ids |= {d.track_id for d in naive.update([det("mug", c) for c in cams])}
+    assert len(fixed_ids) == 3
+    assert len(naive_ids) > 6  # the same scene without the camera's pose loses the objects
+
+
+def test_constant_velocity_model_follows_accelerating_motion_in_the_camera_frame():
+    predicting, plain = PoseTracker(max_distance=0.03), PoseTracker(max_distance=0.03)
+    with_model, without = set(), set()
+    x = 0.0
+    for k in range(15):  # speed grows by 1 cm per frame: soon beyond the gate, but never its change
+        x += 0.01 * k
+        with_model |= {d.track_id for d in predicting.update([det("can", [x, 0, 0.8])], stamp=0.1 * k)}
+        without |= {d.track_id for d in plain.update([det("can", [x, 0, 0.8])])}
+    assert len(with_model) == 1
+    assert len(without) > 8
+
+
+def test_symmetric_alignment_happens_in_the_fixed_frame():
+    tracker = PoseTracker()
+    obj = Rotation.from_euler("x", 0.2).as_matrix()  # world rotation of a can
+    first_world = None
+    for k in range(6):
+        T = orbit_pose(np.deg2rad(5 * k))
+        R_cam = T[:3, :3].T @ obj @ Rotation.from_euler("y", 1.3 * k).as_matrix()  # arbitrary network spin
+        out = tracker.update([det("can", in_camera(T, [[0, 0, 0]])[0], R_cam, symmetric=True)], camera_pose=T)[0]
+        world_R = T[:3, :3] @ out.rotation
+        if first_world is None:
+            first_world = world_R
+        np.testing.assert_allclose(world_R, first_world, atol=1e-9)  # the TF frame does not spin in the world
+
+
+def test_rebase_moves_tracks_between_frames_without_new_ids():
+    tracker = PoseTracker(max_distance=0.02)
+    T = orbit_pose(0.7)
+    cam = in_camera(T, [[0.1, 0.0, 0.0]])[0]
+    first = tracker.update([det("bowl", cam)], camera_pose=T)[0].track_id
+    tracker.rebase(np.linalg.inv(T))  # the transform is gone: continue in the camera frame
+    assert tracker.update([det("bowl", cam)])[0].track_id == first
+    tracker.rebase(T)  # and back
+    assert tracker.update([det("bowl", cam)], camera_pose=T)[0].track_id == first

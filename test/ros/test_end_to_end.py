@@ -47,8 +47,9 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path)
                              lambda m: detections.__setitem__(stamp(m.header), m), 20)
 
     def on_tf(msg):
-        for t in msg.transforms:
-            tf[stamp(t.header)].add((t.header.frame_id, t.child_frame_id))
+        for t in msg.transforms:  # object frames only (the synthetic camera publishes its own pose too)
+            if t.child_frame_id.startswith("cleanpose/"):
+                tf[stamp(t.header)].add((t.header.frame_id, t.child_frame_id))
 
     node.create_subscription(TFMessage, "/tf", on_tf, 50)
     def discovered(msg):

@@ -11,5 +11,5 @@ def test_both_segmentation_backends_are_accepted(backend):
 
 
 def test_unknown_segmentation_backend_is_rejected_by_name():
-    with pytest.raises(ValueError, match="maskrcnn or depth_tabletop, got 'yolo'"):
+    with pytest.raises(ValueError, match="segmentation_backend must be one of .*got 'yolo'"):
         PoseNodeParams(segmentation_backend="yolo").validate()

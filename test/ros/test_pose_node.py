@@ -80,10 +80,9 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         assert det.header.stamp.sec == stamp and det.header.frame_id == "camera_color_optical_frame"
         assert pose.device == "cpu" and pose.header.stamp.sec == stamp
 
-        # 2. Bad messages: wrong depth encoding, size mismatch, all-NaN depth, an empty image, camera_info for
-        #    another size. No crash, and each still produces an (empty) answer stamped like its image.
-        bad = [frame(201, depth_encoding="rgb8"), (frame(202)[0], frame(202, h=60)[1], frame(202)[2]),
-               frame(2021, depth_encoding="32FC1"), frame(2022, h=0, w=0)]
+        # 2. Frame-level problems: size mismatch, all-NaN depth, camera_info for another size. No crash, and each
+        #    still produces an (empty) answer stamped like its image.
+        bad = [(frame(202)[0], frame(202, h=60)[1], frame(202)[2]), frame(2021, depth_encoding="32FC1")]
         rgb, depth, info = frame(2023)
         info.width = 320
         bad.append((rgb, depth, info))
@@ -94,17 +93,26 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
             answers = lambda: [p for p in h.poses[n:] if p.header.stamp.sec == sec]  # noqa: E731
             assert h.spin_until(lambda: bool(answers()), 30), f"no answer to stamp {sec}"
             assert not answers()[0].objects
+        # Malformed messages (wrong depth encoding, an empty image) are rejected on arrival: no answer, counted.
+        for rgb, depth, info in (frame(2030, depth_encoding="rgb8"), frame(2031, h=0, w=0)):
+            n = len(h.poses)
+            h.send(rgb, depth, info)
+            assert not h.spin_until(lambda: any(p.header.stamp.sec >= 2030 for p in h.poses[n:]), 2.0)
         # An out-of-order frame (older than the last one processed) is dropped and counted, not processed.
         n = len(h.poses)
         h.send(*frame(150))
         assert not h.spin_until(lambda: len(h.poses) > n, 3.0)
         assert proc.poll() is None
 
-        # 3. Diagnostics report the device and the counts.
+        # 3. Diagnostics report the device and the counts, problems by kind.
         def diagnostic(key, least):
             return any(any(kv.key == key and int(kv.value) >= least for kv in s.values)
                        for d in h.diagnostics for s in d.status)
-        assert h.spin_until(lambda: diagnostic("frames_processed", 6) and diagnostic("out_of_order_rgb", 1), 10)
+        assert h.spin_until(lambda: diagnostic("frames_processed", 4) and diagnostic("out_of_order_rgb", 1)
+                            and diagnostic("problem size_mismatch", 1) and diagnostic("problem camera_info_invalid", 1)
+                            and diagnostic("rejected depth: unsupported encoding 'rgb8'", 1)
+                            and diagnostic("rejected rgb: empty image", 1)
+                            and diagnostic("rejected depth: empty image", 1), 10)
 
         # 4. The on-demand service on the latest frame.
         assert h.client.wait_for_service(timeout_sec=10)
@@ -112,7 +120,7 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         assert h.spin_until(future.done, 30)
         response = future.result()
         assert response.detections.header.stamp.sec == 2023
-        assert not response.success and "camera_info is for 320x120" in response.message
+        assert not response.success and "describes a 320x120 image but the image is 160x120" in response.message
 
         # 5. Nothing synchronising (only rgb arrives) gives a loud warning with per-topic counts.
         for s in range(300, 330):
@@ -123,10 +131,10 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         proc.wait(timeout=20)
         h.node.destroy_node()
     log = log_path.read_text()
-    assert "depth image has encoding 'rgb8'" in log
+    assert "depth/image rejected: unsupported encoding 'rgb8'" in log
     assert "rgb is 160x120 but depth is 160x60" in log
     assert "empty image (0x0)" in log
-    assert "no synchronised rgb/depth/camera_info" in log and "received so far" in log
+    assert "no synchronised rgb/depth" in log and "received so far" in log
     assert "Traceback" not in log
 
 
@@ -134,4 +142,5 @@ def test_invalid_parameter_stops_the_node_with_a_clear_error(tmp_path):
     log_path = tmp_path / "pose_node.log"
     proc = start_node("/cleanpose_bad_param", "depth_unit:=furlongs", log_path=log_path)
     assert proc.wait(timeout=90) == 2
-    assert "[PoseNode] configuration error: depth_unit must be auto, mm or m" in log_path.read_text()
+    assert "[PoseNode] configuration error: parameter depth_unit must be one of ['auto', 'mm', 'm']" \
+        in log_path.read_text()
