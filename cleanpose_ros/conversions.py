@@ -77,14 +77,17 @@ def object_pose_array_msg(detections: Iterable[Detection], header: Header, timin
 
 
 def child_frame_id(det: Detection, tf_prefix: str) -> str:
-    """TF child frame of a detection: `<tf_prefix><category>_<track id>`."""
-    return f"{tf_prefix}{det.category}_{det.track_id}"
+    """TF child frame of a detection: `<tf_prefix><category>_<track id>` of its confirmed track."""
+    return f"{tf_prefix}{det.track_label}"
 
 
 def transform_msgs(detections: Iterable[Detection], header: Header, tf_prefix: str) -> list[TransformStamped]:
-    """One TransformStamped per detection: parent = image frame, stamp = image stamp."""
+    """One TransformStamped per detection of a confirmed track (tentative ones get no frame yet, so a one-frame
+    false positive never appears in TF): parent = the header's frame, stamp = the image's."""
     out = []
     for det in detections:
+        if not det.track_label:
+            continue
         tf = TransformStamped()
         tf.header = header
         tf.child_frame_id = child_frame_id(det, tf_prefix)

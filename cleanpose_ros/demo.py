@@ -86,7 +86,8 @@ class DemoMonitor:
         self.tf_frames: set[str] = set()
         self.diagnostics: dict[str, str] = {}
         node.create_subscription(ObjectPoseArray, f"{CAMERA_NS}/ground_truth", self._on_gt, 50)
-        node.create_subscription(ObjectPoseArray, f"{POSE_NS}/poses", self.poses.append, 50)
+        self.first_answer = 0.0  # time.monotonic() of the first ~/poses message
+        node.create_subscription(ObjectPoseArray, f"{POSE_NS}/poses", self._on_poses, 50)
         node.create_subscription(Image, f"{POSE_NS}/debug_image", self._on_debug, 50)
         node.create_subscription(TFMessage, "/tf", self._on_tf, 100)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -97,6 +98,11 @@ class DemoMonitor:
 
     def _on_gt(self, msg):
         self.gt[self._stamp(msg.header)] = msg
+
+    def _on_poses(self, msg):
+        if not self.poses:
+            self.first_answer = time.monotonic()
+        self.poses.append(msg)
 
     def _on_debug(self, msg):
         path = self.out / "frames" / f"{len(self.debug_frames):04d}.png"
@@ -117,7 +123,8 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
+def run(frames: int, out: Path, rate: float, seed: int, timeout: float, duration: float = 0.0,
+        min_objects: int = 3, tracking_frame: str = "world") -> int:
     out.mkdir(parents=True, exist_ok=True)
     for previous in (out / "bag", out / "frames"):  # a re-run replaces the last run's outputs
         shutil.rmtree(previous, ignore_errors=True)
@@ -135,8 +142,10 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
     # while it is busy (by design), so a camera that stopped after `frames` would leave the demo waiting.
     commands = {
         "synthetic_camera": ["-m", "cleanpose_ros.synthetic_camera", "--ros-args", "-r", f"__ns:={CAMERA_NS}",
-                             "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0"],
+                             "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0",
+                             "-p", f"min_objects:={min_objects}"],
         "pose_node": ["-m", "cleanpose_ros.pose_node", "--ros-args", "-r", "__ns:=/cleanpose",
+                      "-p", f"tracking_frame:={tracking_frame}",
                       "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
                       "-r", f"depth/image:={CAMERA_NS}/aligned_depth_to_color/image_raw",
                       "-r", f"rgb/camera_info:={CAMERA_NS}/color/camera_info"]}
@@ -145,7 +154,10 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float) -> int:
         for name, command in commands.items():
             procs[name] = _start(command, out / f"{name}.log")
         started = time.monotonic()
-        while len(monitor.poses) < frames and time.monotonic() - started < timeout:
+        # Until `frames` frames are processed, or for `duration` s of processing when that is given.
+        done = ((lambda: monitor.poses and time.monotonic() - monitor.first_answer >= duration) if duration
+                else (lambda: len(monitor.poses) >= frames))
+        while not done() and time.monotonic() - started < timeout:
             executor.spin_once(timeout_sec=0.1)
             for name, proc in procs.items():
                 if proc.poll() is not None and proc.returncode != 0:
@@ -194,6 +206,8 @@ def summarise(monitor: DemoMonitor, frames: int, out: Path) -> int:
         "within_10deg_5cm": (sum(d["rotation_error_deg"] <= 10 and d["translation_error_cm"] <= 5 for d in matched)
                              / n_gt) if n_gt else None,
         "tf_frames": sorted(monitor.tf_frames),
+        "object_tf_frames": len([f for f in monitor.tf_frames if f.startswith("cleanpose/")]),
+        "ground_truth_objects_seen": len({o.id for gt in monitor.gt.values() for o in gt.objects}),
         "diagnostics": monitor.diagnostics,
     }
     (out / "detections.json").write_text(json.dumps({"summary": summary, "frames": records}, indent=2))
@@ -201,7 +215,7 @@ def summarise(monitor: DemoMonitor, frames: int, out: Path) -> int:
         imageio.mimsave(out / "demo.gif", [imageio.imread(p) for p in monitor.debug_frames], duration=0.25, loop=0)
     print(json.dumps(summary, indent=2))
     print(f"[demo] wrote {out}/frames/*.png, demo.gif, bag/ (MCAP), detections.json")
-    return 0 if len(monitor.poses) >= frames else 1
+    return 0 if len(monitor.poses) >= max(frames, 1) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,8 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="synthetic camera rate (Hz)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic scene seed")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="run this many seconds from the first answer instead of counting frames")
+    parser.add_argument("--min-objects", type=int, default=3, help="objects in the synthetic scene, at least")
+    parser.add_argument("--tracking-frame", default="world",
+                        help="the pose node's tracking_frame ('' = track in the camera frame)")
     args = parser.parse_args(argv)
-    return run(args.frames, args.out, args.rate, args.seed, args.timeout)
+    return run(args.frames, args.out, args.rate, args.seed, args.timeout, args.duration, args.min_objects,
+               args.tracking_frame)
 
 
 if __name__ == "__main__":

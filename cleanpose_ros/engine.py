@@ -8,6 +8,7 @@ the node.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter, deque
 
@@ -48,7 +49,7 @@ class PoseEngine:
         self.stage_ms: dict[str, float] = {}
         self._warned: dict[str, float] = {}
         self.cameras = CameraModelCache()
-        self.tracker = PoseTracker(params.track_max_distance, params.track_max_missed)
+        self.tracker = PoseTracker(params.track_max_distance, params.track_max_missed, params.track_min_hits)
         self._camera_pose: np.ndarray | None = None  # last camera pose in tracking_frame; None = camera-frame tracks
         self.worker = Worker(self._process_and_publish, self._on_worker_error)
         try:
@@ -61,7 +62,7 @@ class PoseEngine:
         self.inputs: FrameInputs | None = None
         self.outputs: Outputs | None = None
         self.last_frame: Frame | None = None
-        self.last_sync_time = time.monotonic()
+        self.last_sync_time = self.started = time.monotonic()
 
     # ---------------------------------------------------------------- wiring (the lifecycle node calls these)
     def open_outputs(self) -> None:
@@ -95,11 +96,11 @@ class PoseEngine:
         """Take validated new parameters; ValueError (nothing changed) when the estimator refuses them."""
         changes = {k: getattr(params, k) for k in RETUNABLE if getattr(params, k) != getattr(self.params, k)}
         if changes:
-            self.worker.call(self.estimator.retune, **changes)
+            self.worker.call(functools.partial(self.estimator.retune, **changes))
         if (params.target_frame or params.tracking_frame) and self.transforms is None:
             self.transforms = TransformSource(self.node)
         self.estimator.config.keep_masks = params.publish_object_points
-        self.tracker.configure(params.track_max_distance, params.track_max_missed)
+        self.tracker.configure(params.track_max_distance, params.track_max_missed, params.track_min_hits)
         if self.inputs is not None:
             self.inputs.info_tolerance_s = params.camera_info_tolerance
         if self.outputs is not None:
@@ -123,6 +124,8 @@ class PoseEngine:
         header, p = frame.rgb.header, self.params
         info = frame.info
         if info is None:
+            if not self.inputs.received.get("info") and time.monotonic() - self.started < p.sync_warn_after:
+                return Estimate(FrameResult([], reason="waiting for the first camera_info"), header)  # start-up
             return Estimate(self.problem("camera_info_missing", frame.info_problem or "no camera_info"), header)
         rgb_msg, depth_msg = frame.rgb, frame.depth
         if (rgb_msg.width, rgb_msg.height) != (depth_msg.width, depth_msg.height):

@@ -75,7 +75,9 @@ class PoseNodeParams:
                            (0.0, 1.0), runtime=True)
     track_max_distance: float = _p(0.10, "Metres a tracked object may move between frames and keep its id",
                                    (0.001, 10.0), runtime=True)
-    track_max_missed: int = _p(5, "Frames a track survives without a detection", (0, 10_000), runtime=True)
+    track_max_missed: int = _p(100, "Frames a track survives without a detection", (0, 10_000), runtime=True)
+    track_min_hits: int = _p(4, "Detections in consecutive frames before an object gets its TF "
+                             "frame (sporadic false positives get none)", (1, 1000), runtime=True)
     # --- outputs ---
     tf_prefix: str = _p("cleanpose/", "Prefix of object TF frames: <tf_prefix><category>_<id>", runtime=True)
     publish_tf: bool = _p(True, "Publish one TF frame per object on /tf", runtime=True)
@@ -131,8 +133,9 @@ def coerce(name: str, value: Any) -> Any:
         return float(value)
     expected = {"float": float, "int": int, "bool": bool, "str": str}[kind]
     if type(value) is not expected:
-        raise ValueError(f"parameter {name} must be a {'double' if kind == 'float' else kind}, got "
-                         f"{type(value).__name__} {value!r}")
+        ros_type = {"float": "double", "int": "integer", "bool": "bool", "str": "string"}[kind]
+        article = "an" if ros_type == "integer" else "a"
+        raise ValueError(f"parameter {name} must be {article} {ros_type}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -163,6 +166,8 @@ def watch_changes(node: Node, current: Callable[[], PoseNodeParams],
             apply(params)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        except Exception as exc:  # never let a parameter request take the node down
+            return SetParametersResult(successful=False, reason=f"internal error: {type(exc).__name__}: {exc}")
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

@@ -52,10 +52,11 @@ class SyntheticCamera(Node):
         super().__init__("synthetic_camera", **kwargs)
         self.declare_parameter("seed", 7)             # scene seed (test split: instances never seen in training)
         self.declare_parameter("split", "test")       # instance pool: train | test
-        self.declare_parameter("rate", 5.0)           # Hz
+        # doubles with dynamic typing: a launch argument `rate:=10` arrives as an INTEGER
+        self.declare_parameter("rate", 5.0, ParameterDescriptor(dynamic_typing=True))  # Hz
         self.declare_parameter("frames", 0)           # stop publishing after this many frames; 0 = forever
         self.declare_parameter("motion", "orbit")     # orbit | static
-        self.declare_parameter("orbit_deg_per_frame", 2.0)
+        self.declare_parameter("orbit_deg_per_frame", 2.0, ParameterDescriptor(dynamic_typing=True))
         self.declare_parameter("frame_id", "camera_color_optical_frame")
         self.declare_parameter("config", "")          # synthetic engine YAML; "" = defaults
         self.declare_parameter("min_objects", 3)      # redraw the scene until it has at least this many objects
@@ -66,6 +67,9 @@ class SyntheticCamera(Node):
         self.declare_parameter("publish_tf", True)    # the camera's pose on /tf: world_frame -> frame_id
         self.declare_parameter("world_frame", "world")
         get = lambda name: self.get_parameter(name).value  # noqa: E731
+        for name in ("rate", "orbit_deg_per_frame"):
+            if isinstance(get(name), bool) or not isinstance(get(name), (int, float)):
+                raise ValueError(f"parameter {name} must be a number, got {get(name)!r}")
         cfg_path = get("config")
         self.cfg = load_yaml(SynthConfig, cfg_path) if cfg_path else SynthConfig()
         if get("motion") not in ("orbit", "static") or get("rate") <= 0 or get("split") not in ("train", "test"):

@@ -1,9 +1,12 @@
 """Frame-to-frame identity for detections: stable ids for TF frame names, and stable frames for symmetric objects.
 
-A deliberately simple tracker: per category, detections are matched to live tracks by the Hungarian algorithm
-on centre distance (scipy), gated by `max_distance`; unmatched detections open new tracks; tracks unseen for more
-than `max_missed` frames are dropped. Ids are never reused, so a TF child frame `<prefix><category>_<id>`
-always names the same physical object.
+A deliberately simple tracker: detections are matched to live tracks by the Hungarian algorithm (scipy) on
+centre distance, gated by `max_distance`; a track of another category matches only within half that distance
+and only when no track of the detection's own category is as good (the segmenter sometimes names one object two
+ways: one object must keep one frame). Each track keeps score-weighted category votes; after `min_hits`
+detections in consecutive frames it is confirmed (a sporadic false positive rarely is) and gets its name `<category>_<id>` (`Detection.track_label`, the TF frame), from the
+votes at that moment, and keeps it. Unmatched detections open new tracks; tracks unseen for more than
+`max_missed` frames are dropped. Ids are never reused, so a name always means the same physical object.
 
 Where it tracks: in a fixed frame when the caller gives the camera's pose in it (`camera_pose`, e.g. from TF
 `odom` <- optical frame): objects standing still stay still there however the camera moves. Without a pose it
@@ -19,7 +22,8 @@ the camera, so a symmetric object's TF frame stays still when the object does.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -46,12 +50,19 @@ def align_symmetric_rotation(rotation: np.ndarray, reference: np.ndarray | None)
 @dataclass
 class _Track:
     track_id: str
-    category: str
     translation: np.ndarray  # in the tracking frame
     rotation: np.ndarray
     stamp: float | None = None
     velocity: np.ndarray | None = None  # m/s in the tracking frame, from the last two observations
     missed: int = 0
+    streak: int = 0  # detections in consecutive frames
+    votes: Counter = field(default_factory=Counter)  # category -> summed detection score
+    label: str | None = None  # `<category>_<id>`, fixed when the track is confirmed
+    diagonal: float = 0.0  # metres, of the object's box (latest estimate)
+
+    @property
+    def category(self) -> str:
+        return max(self.votes.items(), key=lambda kv: kv[1])[0]
 
     def predicted(self, stamp: float | None) -> np.ndarray:
         if self.velocity is None or stamp is None or self.stamp is None:
@@ -60,19 +71,20 @@ class _Track:
 
 
 class PoseTracker:
-    """Assigns `track_id` to detections across frames of one camera."""
+    """Assigns `track_id` (and, once confirmed, `track_label`) to detections across frames of one camera."""
 
-    def __init__(self, max_distance: float = 0.10, max_missed: int = 5):
-        self.configure(max_distance, max_missed)
+    def __init__(self, max_distance: float = 0.10, max_missed: int = 100, min_hits: int = 3):
+        self.configure(max_distance, max_missed, min_hits)
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
 
-    def configure(self, max_distance: float, max_missed: int) -> None:
+    def configure(self, max_distance: float, max_missed: int, min_hits: int = 3) -> None:
         """Change the gates (a node's run-time parameters); live tracks are kept."""
-        if max_distance <= 0 or max_missed < 0:
-            raise ValueError("max_distance must be > 0 m and max_missed >= 0")
+        if max_distance <= 0 or max_missed < 0 or min_hits < 1:
+            raise ValueError("max_distance must be > 0 m, max_missed >= 0 and min_hits >= 1")
         self.max_distance = max_distance  # metres between a track's (predicted) centre and a detection
         self.max_missed = max_missed      # frames a track survives without a detection
+        self.min_hits = min_hits          # consecutive detections before a track is confirmed (named)
 
     def reset(self) -> None:
         self._tracks.clear()
@@ -89,58 +101,68 @@ class PoseTracker:
 
     def update(self, detections: list[Detection], camera_pose: np.ndarray | None = None,
                stamp: float | None = None) -> list[Detection]:
-        """Set `track_id` (and, for symmetric objects, a stabilised rotation) on each detection, in place.
+        """Set `track_id`, `track_label` (confirmed tracks) and, for symmetric objects, a stabilised rotation on
+        each detection, in place.
 
         Args:
             detections: this frame's detections, poses in the camera frame.
             camera_pose: (4, 4) pose of the camera in the tracking frame, or None to track in the camera frame.
-                Keep it None or not-None for the whole life of the tracker (the frames must not mix).
+                Keep it None or not-None for the whole life of the tracker, or `rebase` when it changes.
             stamp: the frame's time in seconds (the motion model's clock), or None.
         """
         R_tc, t_tc = (np.eye(3), np.zeros(3)) if camera_pose is None else (camera_pose[:3, :3], camera_pose[:3, 3])
         moving_frame = camera_pose is None
-        matched_tracks: set[int] = set()
-        for category in sorted({d.category for d in detections}):
-            det_idx = [i for i, d in enumerate(detections) if d.category == category]
-            trk_idx = [j for j, t in enumerate(self._tracks) if t.category == category]
-            centres = {i: R_tc @ detections[i].translation + t_tc for i in det_idx}
-            pairs = []
-            if trk_idx:
-                predicted = [self._tracks[j].predicted(stamp if moving_frame else None) for j in trk_idx]
-                cost = np.array([[np.linalg.norm(centres[i] - p) for p in predicted] for i in det_idx])
-                rows, cols = linear_sum_assignment(cost)
-                pairs = [(det_idx[r], trk_idx[c]) for r, c in zip(rows, cols) if cost[r, c] <= self.max_distance]
-            paired = {i for i, _ in pairs}
-            for i, j in pairs:
-                self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp)
-                matched_tracks.add(j)
-            for i in det_idx:
-                if i not in paired:
-                    det = detections[i]
-                    if det.symmetric:
-                        det.rotation = align_symmetric_rotation(det.rotation, None)
-                    track = _Track(str(next(self._ids)), category, centres[i], R_tc @ det.rotation, stamp)
-                    self._tracks.append(track)
-                    matched_tracks.add(len(self._tracks) - 1)
-                    det.track_id = track.track_id
+        centres = [R_tc @ d.translation + t_tc for d in detections]
+        pairs: list[tuple[int, int]] = []
+        if detections and self._tracks:
+            predicted = [t.predicted(stamp if moving_frame else None) for t in self._tracks]
+            dist = np.array([[np.linalg.norm(c - p) for p in predicted] for c in centres])
+            same = np.array([[d.category in t.votes for t in self._tracks] for d in detections])
+            # Another category costs a full gate extra, so a same-category track in the gate always wins.
+            rows, cols = linear_sum_assignment(dist + np.where(same, 0.0, self.max_distance))
+            # A large object's centre moves with what is visible of it (a laptop seen from its edge): the gate
+            # grows to a third of the track's box diagonal.
+            size_gate = np.maximum(self.max_distance, np.array([t.diagonal for t in self._tracks]) / 3.0)[None, :]
+            gate = np.where(same, size_gate, 0.5 * size_gate)
+            pairs = [(r, c) for r, c in zip(rows, cols) if dist[r, c] <= gate[r, c]]
+        matched = {j for _, j in pairs}
+        for i, j in pairs:
+            self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp)
+        for i in sorted(set(range(len(detections))) - {i for i, _ in pairs}):
+            det = detections[i]
+            if det.symmetric:
+                det.rotation = align_symmetric_rotation(det.rotation, None)
+            track = _Track(str(next(self._ids)), centres[i], R_tc @ det.rotation, stamp)
+            self._tracks.append(track)
+            matched.add(len(self._tracks) - 1)
+            self._count(det, track)
         for j, track in enumerate(self._tracks):
-            if j not in matched_tracks:
+            if j not in matched:
                 track.missed += 1
+                track.streak = 0
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return detections
 
-    @staticmethod
-    def _assign(det: Detection, track: _Track, R_tc: np.ndarray, centre: np.ndarray, stamp: float | None) -> None:
+    def _count(self, det: Detection, track: _Track) -> None:
+        track.diagonal = float(np.linalg.norm(det.size))
+        track.streak += 1
+        track.votes[det.category] += max(float(det.score), 1e-3)
+        if track.label is None and track.streak >= self.min_hits:
+            track.label = f"{track.category}_{track.track_id}"
+        det.track_id, det.track_label = track.track_id, track.label
+
+    def _assign(self, det: Detection, track: _Track, R_tc: np.ndarray, centre: np.ndarray,
+                stamp: float | None) -> None:
         rotation = R_tc @ det.rotation  # in the tracking frame
         if det.symmetric:
             rotation = align_symmetric_rotation(rotation, track.rotation)
             det.rotation = R_tc.T @ rotation
-        det.track_id = track.track_id
         if stamp is not None and track.stamp is not None and stamp > track.stamp:
             velocity = (centre - track.translation) / (stamp - track.stamp)
             track.velocity = velocity if track.velocity is None else 0.5 * (track.velocity + velocity)
         track.translation, track.rotation, track.stamp = centre.copy(), rotation, stamp
         track.missed = 0
+        self._count(det, track)
 
     @property
     def live_ids(self) -> list[str]:

@@ -30,6 +30,7 @@ class Detection:
     keypoints: np.ndarray | None = None   # (K, 3) camera-frame keypoints (m)
     mask: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, when kept
     track_id: str | None = None   # assigned by a tracker across frames
+    track_label: str | None = None  # `<category>_<id>` of a confirmed track: the object's TF frame name
 
     @property
     def confidence(self) -> float:

@@ -7,8 +7,8 @@ from cleanpose_core.inference.tracking import PoseTracker, align_symmetric_rotat
 from cleanpose_core.inference.types import Detection
 
 
-def det(category, t, R=None, symmetric=False):
-    return Detection(category=category, category_id=0, score=1.0,
+def det(category, t, R=None, symmetric=False, score=1.0):
+    return Detection(category=category, category_id=0, score=score,
                      rotation=np.eye(3) if R is None else R, translation=np.asarray(t, float),
                      size=np.ones(3) * 0.1, mask_bbox=(0, 0, 1, 1), num_points=100, symmetric=symmetric)
 
@@ -25,11 +25,24 @@ def test_ids_stay_stable_on_a_static_scene_regardless_of_order():
         assert again[0].track_id == ids[(0.0, 0.1, 0.6)]
 
 
-def test_categories_never_share_a_track_and_far_jumps_open_new_tracks():
-    tracker = PoseTracker(max_distance=0.05)
-    a = tracker.update([det("mug", [0, 0, 0.5])])[0].track_id
-    assert tracker.update([det("bowl", [0, 0, 0.5])])[0].track_id != a
-    assert tracker.update([det("mug", [0.3, 0, 0.5])])[0].track_id not in (a,)
+def test_a_relabelled_object_keeps_its_track_but_another_category_nearby_does_not():
+    tracker = PoseTracker(max_distance=0.06, min_hits=2)
+    mug = [tracker.update([det("mug", [0, 0, 0.5])])[0] for _ in range(2)][-1]
+    assert mug.track_label == f"mug_{mug.track_id}"
+    renamed = tracker.update([det("bowl", [0.01, 0, 0.5], score=0.3)])[0]
+    assert renamed.track_id == mug.track_id and renamed.track_label == mug.track_label  # name fixed at confirmation
+    beside = tracker.update([det("mug", [0.0, 0, 0.5]), det("can", [0.045, 0, 0.5])])
+    assert beside[0].track_id == mug.track_id and beside[1].track_id != mug.track_id  # 4.5 cm > half the gate
+    assert tracker.update([det("mug", [0.3, 0, 0.5])])[0].track_id not in (mug.track_id, beside[1].track_id)
+
+
+def test_tracks_are_named_only_once_confirmed_by_the_majority_category():
+    tracker = PoseTracker(min_hits=3)
+    first = tracker.update([det("can", [0, 0, 0.5], score=0.4)])[0]
+    second = tracker.update([det("bottle", [0, 0, 0.5], score=0.9)])[0]
+    assert first.track_label is None and second.track_label is None
+    third = tracker.update([det("bottle", [0, 0, 0.5], score=0.9)])[0]
+    assert third.track_label == f"bottle_{first.track_id}"
 
 
 def test_tracks_expire_after_max_missed_frames_and_ids_are_not_reused():

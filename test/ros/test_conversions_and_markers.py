@@ -45,7 +45,10 @@ def test_object_pose_array_and_tf_names():
     assert own.objects[0].num_points == 321 and list(own.objects[0].bbox_2d) == [10, 20, 30, 40]
     assert len(own.objects[0].keypoints) == 4 and own.pose_ms == pytest.approx(10.0)
     assert own.objects[0].score == pytest.approx(0.9) and own.objects[0].pose_confidence == pytest.approx(0.625)
-    tfs = transform_msgs([det, make_det("4", "can")], header(), "cleanpose/")
+    det.track_label = "mug_3"
+    confirmed, tentative = make_det("4", "can"), make_det("5", "bowl")
+    confirmed.track_label = "can_4"  # the track's name; tentative tracks have none and get no TF frame yet
+    tfs = transform_msgs([det, confirmed, tentative], header(), "cleanpose/")
     assert [t.child_frame_id for t in tfs] == ["cleanpose/mug_3", "cleanpose/can_4"]
     assert all((t.header.stamp.sec, t.header.stamp.nanosec) == (42, 7) for t in tfs)
     assert tfs[0].transform.translation.z == 0.8
