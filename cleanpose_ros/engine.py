@@ -124,7 +124,8 @@ class PoseEngine:
         header, p = frame.rgb.header, self.params
         info = frame.info
         if info is None:
-            if not self.inputs.received.get("info") and time.monotonic() - self.started < p.sync_warn_after:
+            never = (frame.info_problem or "").startswith("no valid camera_info received yet")
+            if never and time.monotonic() - self.started < p.sync_warn_after:
                 return Estimate(FrameResult([], reason="waiting for the first camera_info"), header)  # start-up
             return Estimate(self.problem("camera_info_missing", frame.info_problem or "no camera_info"), header)
         rgb_msg, depth_msg = frame.rgb, frame.depth

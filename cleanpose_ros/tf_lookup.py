@@ -48,7 +48,9 @@ class _Edge:
             self.stamps, self.matrices = deque([stamp_ns]), deque([T])
             return
         if self.stamps and stamp_ns <= self.stamps[-1]:  # out of order or repeated: rebuild in order (rare)
-            pairs = sorted({s: m for s, m in zip(self.stamps, self.matrices)} | {stamp_ns: T}.items())
+            by_stamp = dict(zip(self.stamps, self.matrices))
+            by_stamp[stamp_ns] = T
+            pairs = sorted(by_stamp.items(), key=lambda kv: kv[0])
             self.stamps, self.matrices = deque(s for s, _ in pairs), deque(m for _, m in pairs)
         else:
             self.stamps.append(stamp_ns)
@@ -83,6 +85,7 @@ class TfCache:
     def __init__(self, node: Node, keep_s: float = 10.0, max_extrapolation_s: float = 0.2):
         from tf2_msgs.msg import TFMessage
 
+        self._node = node
         self._edges: dict[str, _Edge] = {}  # child -> edge from its parent
         self._lock = threading.Lock()
         self._keep_ns, self._extrapolation_ns = int(keep_s * 1e9), int(max_extrapolation_s * 1e9)
@@ -90,6 +93,13 @@ class TfCache:
                       node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)]
 
     def _on_tf(self, msg, static: bool) -> None:
+        try:
+            self._store(msg, static)
+        except Exception as exc:  # a malformed transform must not stop the node
+            self._node.get_logger().warning(f"/tf message ignored: {type(exc).__name__}: {exc}",
+                                            throttle_duration_sec=10.0)
+
+    def _store(self, msg, static: bool) -> None:
         with self._lock:
             for tf in msg.transforms:
                 child = tf.child_frame_id.lstrip("/")

@@ -339,7 +339,9 @@ class MaskRCNNSegmenter(Segmenter):
 
     @torch.inference_mode()
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:
-        image = torch.from_numpy(np.require(rgb, requirements=["C", "W"]))  # copies only a read-only view.to(self.device).permute(2, 0, 1).float().div_(255.0)
+        # np.require copies only a read-only view (torch warns on those); a writable array goes in as it is.
+        image = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float()
+        image = image.div_(255.0)
         out = self.model([image])[0]
         probs = out["masks"][:, 0]  # (M, H, W) probabilities, already pasted at the input resolution
         masks = (probs > self.config.inference.mask_threshold).cpu().numpy()
