@@ -76,7 +76,7 @@ class PoseNodeParams:
     track_max_distance: float = _p(0.10, "Metres a tracked object may move between frames and keep its id",
                                    (0.001, 10.0), runtime=True)
     track_max_missed: int = _p(100, "Frames a track survives without a detection", (0, 10_000), runtime=True)
-    track_min_hits: int = _p(4, "Detections in consecutive frames before an object gets its TF "
+    track_min_hits: int = _p(5, "Detections in consecutive frames before an object gets its TF "
                              "frame (sporadic false positives get none)", (1, 1000), runtime=True)
     # --- outputs ---
     tf_prefix: str = _p("cleanpose/", "Prefix of object TF frames: <tf_prefix><category>_<id>", runtime=True)

@@ -3,7 +3,8 @@
 A deliberately simple tracker: detections are matched to live tracks by the Hungarian algorithm (scipy) on
 centre distance, gated by `max_distance`; a track of another category matches only within half that distance
 and only when no track of the detection's own category is as good (the segmenter sometimes names one object two
-ways: one object must keep one frame). Each track keeps score-weighted category votes; after `min_hits`
+ways: one object must keep one frame), and a second detection within half a gate of a matched one is a
+duplicate of that object and opens no track. Each track keeps score-weighted category votes; after `min_hits`
 detections in consecutive frames it is confirmed (a sporadic false positive rarely is) and gets its name `<category>_<id>` (`Detection.track_label`, the TF frame), from the
 votes at that moment, and keeps it. Unmatched detections open new tracks; tracks unseen for more than
 `max_missed` frames are dropped. Ids are never reused, so a name always means the same physical object.
@@ -45,6 +46,9 @@ def align_symmetric_rotation(rotation: np.ndarray, reference: np.ndarray | None)
         # z axis of R Ry(θ) = R[:, 0] sinθ + R[:, 2] cosθ; minimise its camera-z component.
         theta = np.arctan2(-rotation[2, 0], -rotation[2, 2])
     return rotation @ rotation_about_y(theta)
+
+
+SMOOTHING = 0.3  # weight of a new observation in a track's centre, in a fixed tracking frame
 
 
 @dataclass
@@ -121,15 +125,20 @@ class PoseTracker:
             # Another category costs a full gate extra, so a same-category track in the gate always wins.
             rows, cols = linear_sum_assignment(dist + np.where(same, 0.0, self.max_distance))
             # A large object's centre moves with what is visible of it (a laptop seen from its edge): the gate
-            # grows to a third of the track's box diagonal.
-            size_gate = np.maximum(self.max_distance, np.array([t.diagonal for t in self._tracks]) / 3.0)[None, :]
+            # grows to half the track's box diagonal.
+            size_gate = np.array([self._gate(t) for t in self._tracks])[None, :]
             gate = np.where(same, size_gate, 0.5 * size_gate)
             pairs = [(r, c) for r, c in zip(rows, cols) if dist[r, c] <= gate[r, c]]
         matched = {j for _, j in pairs}
         for i, j in pairs:
-            self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp)
+            self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp, smooth=not moving_frame)
         for i in sorted(set(range(len(detections))) - {i for i, _ in pairs}):
             det = detections[i]
+            # Two objects cannot share a place: a second detection this close to a tracked one is the segmenter
+            # seeing one object twice (a camera's lens as a can). It keeps no track and gets no TF frame.
+            if any(np.linalg.norm(centres[i] - centres[i2]) <= 0.5 * self._gate(self._tracks[j]) for i2, j in pairs):
+                det.track_id = det.track_label = None
+                continue
             if det.symmetric:
                 det.rotation = align_symmetric_rotation(det.rotation, None)
             track = _Track(str(next(self._ids)), centres[i], R_tc @ det.rotation, stamp)
@@ -143,6 +152,9 @@ class PoseTracker:
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return detections
 
+    def _gate(self, track: _Track) -> float:
+        return max(self.max_distance, 0.5 * track.diagonal)
+
     def _count(self, det: Detection, track: _Track) -> None:
         track.diagonal = float(np.linalg.norm(det.size))
         track.streak += 1
@@ -152,7 +164,7 @@ class PoseTracker:
         det.track_id, det.track_label = track.track_id, track.label
 
     def _assign(self, det: Detection, track: _Track, R_tc: np.ndarray, centre: np.ndarray,
-                stamp: float | None) -> None:
+                stamp: float | None, smooth: bool) -> None:
         rotation = R_tc @ det.rotation  # in the tracking frame
         if det.symmetric:
             rotation = align_symmetric_rotation(rotation, track.rotation)
@@ -160,6 +172,9 @@ class PoseTracker:
         if stamp is not None and track.stamp is not None and stamp > track.stamp:
             velocity = (centre - track.translation) / (stamp - track.stamp)
             track.velocity = velocity if track.velocity is None else 0.5 * (track.velocity + velocity)
+        if smooth:  # a fixed frame: the track's centre averages its views (partial ones at the image border
+            #         pull a single estimate off by several cm); 0.3 still follows an object that is moved
+            centre = track.translation + SMOOTHING * (centre - track.translation)
         track.translation, track.rotation, track.stamp = centre.copy(), rotation, stamp
         track.missed = 0
         self._count(det, track)

@@ -10,7 +10,7 @@ from cleanpose_core.inference.types import Detection
 def det(category, t, R=None, symmetric=False, score=1.0):
     return Detection(category=category, category_id=0, score=score,
                      rotation=np.eye(3) if R is None else R, translation=np.asarray(t, float),
-                     size=np.ones(3) * 0.1, mask_bbox=(0, 0, 1, 1), num_points=100, symmetric=symmetric)
+                     size=np.ones(3) * 0.04, mask_bbox=(0, 0, 1, 1), num_points=100, symmetric=symmetric)
 
 
 def test_ids_stay_stable_on_a_static_scene_regardless_of_order():
@@ -137,3 +137,24 @@ def test_rebase_moves_tracks_between_frames_without_new_ids():
     assert tracker.update([det("bowl", cam)])[0].track_id == first
     tracker.rebase(T)  # and back
     assert tracker.update([det("bowl", cam)], camera_pose=T)[0].track_id == first
+
+
+def test_large_objects_get_a_wider_gate_and_fixed_frame_centres_average_their_views():
+    tracker = PoseTracker(max_distance=0.05)
+    laptop = det("laptop", [0, 0, 0.8])
+    laptop.size = np.array([0.35, 0.25, 0.3])  # diagonal 0.52 m: the gate grows to 0.26 m
+    first = tracker.update([laptop], camera_pose=np.eye(4))[0].track_id
+    for x in (0.12, -0.12, 0.12):  # its centre swings with what is visible of it
+        moved = det("laptop", [x, 0, 0.8])
+        moved.size = laptop.size
+        assert tracker.update([moved], camera_pose=np.eye(4))[0].track_id == first
+    assert abs(tracker._tracks[0].translation[0]) < 0.08  # averaged, not the last view's 0.12
+
+
+def test_a_second_detection_on_a_tracked_object_is_a_duplicate_without_a_track():
+    tracker = PoseTracker(max_distance=0.08, min_hits=1)
+    camera = tracker.update([det("camera", [0, 0, 0.6])])[0]
+    out = tracker.update([det("camera", [0, 0, 0.6]), det("can", [0.03, 0, 0.58]), det("can", [0.3, 0, 0.6])])
+    assert out[0].track_id == camera.track_id
+    assert out[1].track_id is None and out[1].track_label is None  # the lens seen as a can
+    assert out[2].track_id not in (None, camera.track_id)  # a real can elsewhere

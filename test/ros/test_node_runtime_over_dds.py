@@ -138,3 +138,38 @@ def test_managed_node_lifecycle_through_its_services_and_clean_sigterm(ros_conte
     assert log.count("configured: models loaded on cpu") == 2
     for bad in ("ERROR", "Traceback", "RCLError"):
         assert bad not in log, log
+
+
+def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(ros_context, unique_topic, segmenter_weights,
+                                                                   tmp_path):
+    """A driver whose camera_info stamps differ from the images' still gets answers (the images are synchronised
+    within sync_slop; camera_info only within camera_info_tolerance); a stale camera_info is counted, not used."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from test_pose_node import Harness, frame
+
+    proc = start_process("cleanpose_ros.pose_node", unique_topic, *FAST, f"segmentation_weights:={segmenter_weights}",
+                         "sync_slop:=0.01", "camera_info_tolerance:=1.0", log_path=tmp_path / "pose.log")
+    h = Harness(ros_context, unique_topic)
+    try:
+        assert h.spin_until(lambda: h.pub["rgb"].get_subscription_count() > 0 or proc.poll() is not None, 90)
+        rgb, depth, info = frame(500)
+        info.header.stamp.sec, info.header.stamp.nanosec = 500, 400_000_000  # 0.4 s off: far beyond sync_slop
+        h.pub["info"].publish(info)
+        h.spin_until(lambda: False, 0.5)
+        assert h.spin_until(lambda: (h.pub["depth"].publish(depth), h.pub["rgb"].publish(rgb),
+                                     h.spin_until(lambda: bool(h.poses), 1.0))[-1], 30), \
+            (tmp_path / "pose.log").read_text()
+        assert h.poses[-1].header.stamp.sec == 500
+        rgb, depth, _ = frame(510)  # the newest camera_info is now 9.6 s older than the images
+        h.pub["depth"].publish(depth)
+        h.pub["rgb"].publish(rgb)
+
+        def counted():
+            return any(kv.key == "problem camera_info_missing" and int(kv.value) >= 1
+                       for d in h.diagnostics for s in d.status for kv in s.values)
+        assert h.spin_until(counted, 15)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        h.node.destroy_node()
+    assert "newest camera_info is 9.60 s from the image" in (tmp_path / "pose.log").read_text()
