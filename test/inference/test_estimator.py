@@ -208,3 +208,31 @@ def test_tabletop_segmenter_needs_the_point_classifier_for_categories():
     EstimatorConfig(segmenter="depth_tabletop").validate()
     with pytest.raises(ValueError, match="category_weight must be > 0"):
         EstimatorConfig(segmenter="depth_tabletop", category_weight=0.0).validate()
+
+
+def test_retune_changes_thresholds_without_reloading_and_refuses_bad_values(mean_sizes_file, synthetic_frame):
+    f = synthetic_frame
+    est = Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file), segmenter="external",
+                                    device="cpu"))
+    scores = np.linspace(0.3, 0.9, len(f["masks"]))
+
+    def count():
+        return len(est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"],
+                                scores=scores).detections)
+
+    assert count() == int((scores >= 0.5).sum())
+    est.retune(score_threshold=0.0, max_objects=2)
+    assert count() == min(2, len(scores))
+    with pytest.raises(ValueError, match="run-time settings"):
+        est.retune(device="cuda")
+    with pytest.raises(ValueError, match="category_weight"):
+        est.retune(category_weight=1.5)
+    assert est.config.score_threshold == 0.0 and est.filter.max_objects == 2  # a refused change leaves all as it was
+
+
+def test_retune_moves_the_mask_rcnn_box_threshold_and_needs_a_loaded_classifier_to_raise_the_weight():
+    est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="maskrcnn", category_weight=0.0, device="cpu"))
+    est.retune(score_threshold=0.2)
+    assert est.segmenter.filter.score_threshold == 0.2 and est.segmenter.model.roi_heads.score_thresh == 0.2
+    with pytest.raises(ValueError, match="restart"):
+        est.retune(category_weight=0.5)
