@@ -145,7 +145,7 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float, duration
                              "-p", f"rate:={rate}", "-p", f"seed:={seed}", "-p", "frames:=0",
                              "-p", f"min_objects:={min_objects}"],
         "pose_node": ["-m", "cleanpose_ros.pose_node", "--ros-args", "-r", "__ns:=/cleanpose",
-                      "-p", f"tracking_frame:={tracking_frame}",
+                      "-p", f"tracking_frame:={tracking_frame or chr(39) * 2}",  # '' is YAML's empty string
                       "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
                       "-r", f"depth/image:={CAMERA_NS}/aligned_depth_to_color/image_raw",
                       "-r", f"rgb/camera_info:={CAMERA_NS}/color/camera_info"]}
