@@ -151,10 +151,10 @@ class PoseEngine:
         result = self.estimator.estimate(rgb, depth, K, depth_unit="m")
         if category:
             result.detections = [d for d in result.detections if d.category == category]
-        self._track(result, header)
+        self._track(result, header, (K.width, K.height))
         return Estimate(result, header, rgb, depth, K)
 
-    def _track(self, result: FrameResult, header) -> None:
+    def _track(self, result: FrameResult, header, image_size: tuple[int, int]) -> None:
         frame_id, stamp = self.params.tracking_frame, stamp_ns(header)
         T = (self.transforms.lookup(frame_id, header.frame_id, stamp, self.params.tf_timeout)
              if frame_id and self.transforms is not None else None)
@@ -165,7 +165,7 @@ class PoseEngine:
         if frame_id and T is None:
             self.warn(f"no transform {frame_id} <- {header.frame_id}: tracking in the camera frame", period=10.0)
         self._camera_pose = T
-        self.tracker.update(result.detections, camera_pose=T, stamp=stamp * 1e-9)
+        self.tracker.update(result.detections, camera_pose=T, stamp=stamp * 1e-9, image_size=image_size)
 
     def _process_and_publish(self, frame: Frame) -> None:
         estimate = self.estimate_frame(frame)

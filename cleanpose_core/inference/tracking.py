@@ -51,6 +51,13 @@ def align_symmetric_rotation(rotation: np.ndarray, reference: np.ndarray | None)
 SMOOTHING = 0.3  # weight of a new observation in a track's centre, in a fixed tracking frame
 
 
+def _touches_border(det: Detection, image_size: tuple[int, int] | None, margin: int = 2) -> bool:
+    if image_size is None:
+        return False
+    x0, y0, x1, y1 = det.mask_bbox
+    return x0 < margin or y0 < margin or x1 >= image_size[0] - margin or y1 >= image_size[1] - margin
+
+
 @dataclass
 class _Track:
     track_id: str
@@ -104,7 +111,7 @@ class PoseTracker:
             track.velocity = None if track.velocity is None else R @ track.velocity
 
     def update(self, detections: list[Detection], camera_pose: np.ndarray | None = None,
-               stamp: float | None = None) -> list[Detection]:
+               stamp: float | None = None, image_size: tuple[int, int] | None = None) -> list[Detection]:
         """Set `track_id`, `track_label` (confirmed tracks) and, for symmetric objects, a stabilised rotation on
         each detection, in place.
 
@@ -113,10 +120,13 @@ class PoseTracker:
             camera_pose: (4, 4) pose of the camera in the tracking frame, or None to track in the camera frame.
                 Keep it None or not-None for the whole life of the tracker, or `rebase` when it changes.
             stamp: the frame's time in seconds (the motion model's clock), or None.
+            image_size: (width, height): detections whose mask touches the image border are cut off, so their
+                centre is biased; they may join a track within twice the gate and move its centre less.
         """
         R_tc, t_tc = (np.eye(3), np.zeros(3)) if camera_pose is None else (camera_pose[:3, :3], camera_pose[:3, 3])
         moving_frame = camera_pose is None
         centres = [R_tc @ d.translation + t_tc for d in detections]
+        cut = np.array([_touches_border(d, image_size) for d in detections], bool)
         pairs: list[tuple[int, int]] = []
         if detections and self._tracks:
             predicted = [t.predicted(stamp if moving_frame else None) for t in self._tracks]
@@ -127,11 +137,12 @@ class PoseTracker:
             # A large object's centre moves with what is visible of it (a laptop seen from its edge): the gate
             # grows to half the track's box diagonal.
             size_gate = np.array([self._gate(t) for t in self._tracks])[None, :]
-            gate = np.where(same, size_gate, 0.5 * size_gate)
+            gate = np.where(same, size_gate, 0.5 * size_gate) * np.where(cut, 2.0, 1.0)[:, None]
             pairs = [(r, c) for r, c in zip(rows, cols) if dist[r, c] <= gate[r, c]]
         matched = {j for _, j in pairs}
         for i, j in pairs:
-            self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp, smooth=not moving_frame)
+            weight = 1.0 if moving_frame else SMOOTHING * (0.3 if cut[i] else 1.0)
+            self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp, weight)
         for i in sorted(set(range(len(detections))) - {i for i, _ in pairs}):
             det = detections[i]
             # Two objects cannot share a place: a second detection this close to a tracked one is the segmenter
@@ -164,7 +175,7 @@ class PoseTracker:
         det.track_id, det.track_label = track.track_id, track.label
 
     def _assign(self, det: Detection, track: _Track, R_tc: np.ndarray, centre: np.ndarray,
-                stamp: float | None, smooth: bool) -> None:
+                stamp: float | None, weight: float) -> None:
         rotation = R_tc @ det.rotation  # in the tracking frame
         if det.symmetric:
             rotation = align_symmetric_rotation(rotation, track.rotation)
@@ -172,9 +183,9 @@ class PoseTracker:
         if stamp is not None and track.stamp is not None and stamp > track.stamp:
             velocity = (centre - track.translation) / (stamp - track.stamp)
             track.velocity = velocity if track.velocity is None else 0.5 * (track.velocity + velocity)
-        if smooth:  # a fixed frame: the track's centre averages its views (partial ones at the image border
-            #         pull a single estimate off by several cm); 0.3 still follows an object that is moved
-            centre = track.translation + SMOOTHING * (centre - track.translation)
+        # In a fixed frame the track's centre averages its views (weight < 1): a partial view pulls a single
+        # estimate off by several cm; SMOOTHING still follows an object that is moved.
+        centre = track.translation + weight * (centre - track.translation)
         track.translation, track.rotation, track.stamp = centre.copy(), rotation, stamp
         track.missed = 0
         self._count(det, track)

@@ -158,3 +158,15 @@ def test_a_second_detection_on_a_tracked_object_is_a_duplicate_without_a_track()
     assert out[0].track_id == camera.track_id
     assert out[1].track_id is None and out[1].track_label is None  # the lens seen as a can
     assert out[2].track_id not in (None, camera.track_id)  # a real can elsewhere
+
+
+def test_an_object_cut_by_the_image_border_rejoins_its_track_within_a_wider_gate():
+    tracker = PoseTracker(max_distance=0.05)
+    first = tracker.update([det("bottle", [0, 0, 0.7])], camera_pose=np.eye(4), image_size=(640, 480))[0]
+    cut = det("bottle", [0.08, 0, 0.7])  # re-entering the view: its visible part pulls the centre 8 cm off
+    cut.mask_bbox = (0, 100, 40, 300)
+    assert tracker.update([cut], camera_pose=np.eye(4), image_size=(640, 480))[0].track_id == first.track_id
+    assert np.linalg.norm(tracker._tracks[0].translation - [0, 0, 0.7]) < 0.01  # and moves the centre little
+    whole = det("bottle", [0.08, 0, 0.7])  # the same offset seen whole is another object
+    whole.mask_bbox = (200, 100, 240, 300)
+    assert tracker.update([whole], camera_pose=np.eye(4), image_size=(640, 480))[0].track_id != first.track_id
