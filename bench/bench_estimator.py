@@ -34,10 +34,10 @@ from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
 from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.scene import compose_scene
 from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, SHIPPED_POSE_MODEL, Estimator, EstimatorConfig
+from cleanpose_core.io import trainable_state_dict
 from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
 from cleanpose_core.segmentation import build_segmenter
 from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS as SHIPPED_SEGMENTER
-from cleanpose_core.train.checkpoint import trainable_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 SEGMENTATION = {"maskrcnn": "Mask R-CNN MobileNetV3 + point classifier re-scoring",

@@ -16,7 +16,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.io import WeightsError
 from cleanpose_ros.engine import PoseEngine
 from cleanpose_ros.node_main import run_node
 from cleanpose_ros.parameters import declare_and_read, watch_changes

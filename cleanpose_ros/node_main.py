@@ -13,7 +13,7 @@ import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.io import WeightsError
 
 
 def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,

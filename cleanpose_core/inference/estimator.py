@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from cleanpose_core import NOCS_CATEGORIES
-from cleanpose_core.config import ConfigError, from_dict
+from cleanpose_core.config import ConfigError
 from cleanpose_core.data import instance as instance_prep
 from cleanpose_core.data.depth_completion import fill_missing_in_columns
 from cleanpose_core.device import check_device_name, resolve_device
@@ -36,7 +36,7 @@ from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.box_fit import fit_oriented_box
 from cleanpose_core.inference.types import Detection, FrameResult
-from cleanpose_core.models.weights import WeightsError, read_weights_file
+from cleanpose_core.io.pose_model import load_pose_model
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
 from cleanpose_core.segmentation.external import external_instances
 from cleanpose_core.segmentation.factory import build_segmenter
@@ -89,37 +89,6 @@ class EstimatorConfig:
         if self.segmenter == "depth_tabletop" and self.category_weight == 0.0:
             raise ValueError("segmenter depth_tabletop has no categories of its own: the point classifier names its "
                              "objects, so category_weight must be > 0")
-
-
-def load_pose_model(path: str | Path, device: torch.device):
-    """A trained CleanPose network from a `cleanpose train` model file (`model_final.pt`) or training checkpoint
-    (`checkpoint.pt`, to evaluate a run midway), in eval mode on `device`, and the number of points per object
-    it was trained with.
-
-    Raises WeightsError naming the file when it is missing, corrupt or not a CleanPose model file.
-    """
-    from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
-    from cleanpose_core.train.checkpoint import load_trainable_state_dict
-
-    data = read_weights_file(path, "CleanPose model")
-    if isinstance(data, dict) and data.get("format") == "cleanpose-train-1" and "model" in data.get("config", {}):
-        sources = data["config"].get("train", {}).get("sources", [])
-        points = [int(s.get("dataset", {}).get("sample_num", 1024)) for s in sources] or [1024]
-        data = {"model": data["model"], "model_config": data["config"]["model"], "n_points": max(points)}
-    if not isinstance(data, dict) or "model" not in data or "model_config" not in data:
-        raise WeightsError(f"{path} is not a CleanPose model file (expected keys 'model' and 'model_config', "
-                           f"as `cleanpose train` writes to model_final.pt)")
-    try:
-        cfg = from_dict(CleanPoseConfig, data["model_config"])
-    except ConfigError as exc:
-        raise WeightsError(f"{path}: invalid model_config: {exc}") from exc
-    model = build_model(cfg, teacher=False)
-    try:
-        load_trainable_state_dict(model, data["model"])
-    except Exception as exc:  # shape or key mismatch: say which file
-        raise WeightsError(f"{path}: weights do not fit the model config: {exc}") from exc
-    n_points = int(data.get("n_points", 1024))  # the official N when the file does not say
-    return model.to(device).eval(), n_points
 
 
 class Estimator:

@@ -198,7 +198,7 @@ def resolve_weights(spec: str) -> Path:
 
 def load_image_weights(encoder: ImageEncoder, cfg: ImageBackboneConfig) -> None:
     """Load `cfg.weights` into the backbone (DINOv2 through `dinov2_hub_to_timm`); strict key check."""
-    from .weights import load_state_dict_file
+    from ..io.artefacts import load_state_dict_file
 
     path = resolve_weights(cfg.weights)
     state = load_state_dict_file(path, "image backbone")

@@ -67,8 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_seg(args: argparse.Namespace) -> int:
-    from cleanpose_core.models.weights import WeightsError
-    from cleanpose_core.train.checkpoint import CheckpointError
+    from cleanpose_core.io import WeightsError  # CheckpointError is one too
 
     from .train_maskrcnn import SegTrainConfig, train_segmenter
 
@@ -83,7 +82,7 @@ def _train_seg(args: argparse.Namespace) -> int:
     except FloatingPointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, WeightsError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     last = summary["losses"][-1] if summary["losses"] else None

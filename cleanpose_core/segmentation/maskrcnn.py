@@ -47,15 +47,15 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict, to_dict
 from cleanpose_core.device import resolve_device
-from cleanpose_core.models.weights import WeightsError, load_strict, read_weights_file
+from cleanpose_core.io import (CHECKPOINT_FORMAT, FORMATS, MASKRCNN_FORMAT, WeightsError, check_format,
+                               load_strict, read_weights_file, save_artefact)
 from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter, Segmenter
 from cleanpose_core.shipped import shipped_file
 
-__all__ = ["MaskRCNNArch", "MaskRCNNInference", "MASKRCNN_PRESETS", "WEIGHTS_FORMAT", "DEFAULT_WEIGHTS",
+__all__ = ["MaskRCNNArch", "MaskRCNNInference", "MASKRCNN_PRESETS", "DEFAULT_WEIGHTS",
            "build_maskrcnn", "apply_inference_settings", "fuse_conv_bn_", "save_maskrcnn_weights", "load_maskrcnn",
            "MaskRCNNSegmenter"]
 
-WEIGHTS_FORMAT = "cleanpose-maskrcnn-1"
 # The shipped segmenter (trained on synthetic data with `cleanpose train-seg`, see its model card).
 DEFAULT_WEIGHTS = shipped_file("segmenter_maskrcnn_mobilenet_v3.pt")
 
@@ -207,7 +207,7 @@ def apply_inference_settings(model: MaskRCNN, inference: MaskRCNNInference, scor
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Weight files: {"format", "arch", "categories", "model", "meta"}; loadable with weights_only=True.
+# Weight files: {"format": MASKRCNN_FORMAT, "arch", "categories", "model", "meta"}, weights_only-loadable.
 
 
 def save_maskrcnn_weights(path: str | Path, model: nn.Module, arch: MaskRCNNArch, meta: dict[str, Any] | None = None,
@@ -217,12 +217,10 @@ def save_maskrcnn_weights(path: str | Path, model: nn.Module, arch: MaskRCNNArch
     Args:
         half: store floating-point tensors as float16 (halves the file; loading converts back to float32).
     """
-    from cleanpose_core.train.checkpoint import atomic_save  # train is only needed when writing
-
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in model.state_dict().items()}
-    return atomic_save({"format": WEIGHTS_FORMAT, "arch": to_dict(arch), "categories": list(NOCS_CATEGORIES),
-                        "model": state, "meta": meta or {}}, path)
+    return save_artefact(path, MASKRCNN_FORMAT, arch=to_dict(arch), categories=list(NOCS_CATEGORIES),
+                         model=state, meta=meta or {})
 
 
 def load_maskrcnn(path: str | Path, inference: MaskRCNNInference | None = None, score_threshold: float = 0.5,
@@ -233,19 +231,18 @@ def load_maskrcnn(path: str | Path, inference: MaskRCNNInference | None = None, 
     Returns:
         (model, arch, meta).
     Raises:
-        FileNotFoundError: no such file. WeightsError: unreadable/corrupt file, not a Mask R-CNN weights
-        file, wrong categories, or tensors that do not fit the architecture (names the keys).
+        WeightsError: unreadable/corrupt file, not a Mask R-CNN weights file, wrong categories, or tensors
+            that do not fit the architecture (names the keys); WeightsNotFoundError (also a
+            FileNotFoundError): no such file.
     """
-    what = "Mask R-CNN segmenter"
+    what = FORMATS[MASKRCNN_FORMAT].what
     obj = read_weights_file(path, what)
-    if isinstance(obj, dict) and obj.get("format") == "cleanpose-train-1" and "arch" in obj.get("config", {}):
-        obj = {"format": WEIGHTS_FORMAT, "arch": obj["config"]["arch"], "categories": list(NOCS_CATEGORIES),
-               "model": obj["model"], "meta": {"step": obj.get("step"),
-                                                "input_size": [obj["config"].get("train", {}).get(k) for k in ("min_size", "max_size")]}}
-    if not isinstance(obj, dict) or obj.get("format") != WEIGHTS_FORMAT:
-        found = obj.get("format", sorted(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
-        raise WeightsError(f"{what}: {path} is not a {WEIGHTS_FORMAT} weights file written by `cleanpose train-seg` "
-                           f"(found {found})")
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT and "arch" in obj.get("config", {}):
+        train_cfg = obj["config"].get("train", {})
+        meta = {"step": obj.get("step"), "input_size": [train_cfg.get(k) for k in ("min_size", "max_size")]}
+        obj = {"format": MASKRCNN_FORMAT, "arch": obj["config"]["arch"], "categories": list(NOCS_CATEGORIES),
+               "model": obj["model"], "meta": meta}
+    check_format(obj, MASKRCNN_FORMAT, path)
     if list(obj.get("categories", [])) != list(NOCS_CATEGORIES):
         raise WeightsError(f"{what}: {path} was trained for categories {obj.get('categories')}, expected "
                            f"{list(NOCS_CATEGORIES)}")

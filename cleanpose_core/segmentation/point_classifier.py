@@ -21,7 +21,7 @@ by up to `mask_jitter_px` pixels per draw (predicted masks are never exact), poi
 (`mask_points`), 3 mm noise. Object models are split by id into train / validation, so the reported accuracy is
 on unseen shapes. Frames are cropped to their instances once, in memory (a few hundred MB for 10,000 instances).
 
-File (`torch.save`, loads with ``weights_only=True``): ``{"format": "cleanpose-point-classifier-1", "config",
+File (`torch.save`, loads with ``weights_only=True``): ``{"format": io.CLASSIFIER_FORMAT, "config",
 "state_dict", "categories", "metrics", "source"}``.
 """
 
@@ -42,13 +42,13 @@ from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict, to_dict
 from cleanpose_core.data.instance import sample_choose
 from cleanpose_core.geometry.camera import Intrinsics, pixels_to_points
+from cleanpose_core.io import CLASSIFIER_FORMAT, WeightsError, read_artefact, save_artefact
 from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks
 
 __all__ = ["PointClassifierConfig", "PointNetClassifier", "mask_points", "train_point_classifier",
-           "load_point_classifier", "CategoryRescorer", "CLASSIFIER_FORMAT"]
+           "load_point_classifier", "CategoryRescorer"]
 
 log = logging.getLogger(__name__)
-CLASSIFIER_FORMAT = "cleanpose-point-classifier-1"
 MIN_POINTS = 16  # fewer valid depth pixels than this: the shape says nothing, keep the segmenter's guess
 
 
@@ -246,7 +246,6 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
     from tqdm import tqdm
 
     from cleanpose_core.device import resolve_device
-    from cleanpose_core.train.checkpoint import atomic_save
 
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -281,23 +280,18 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
         metrics["val"] = _evaluate(model, val_set, cfg, device, cfg.seed + 1)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     model.eval()
-    atomic_save({"format": CLASSIFIER_FORMAT, "config": to_dict(cfg),
-                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                 "categories": list(NOCS_CATEGORIES), "metrics": metrics,
-                 "source": f"{cfg.source} {cfg.split} of {Path(data_root)} ({cfg.iterations} it, seed {cfg.seed})"},
-                out)
+    source = f"{cfg.source} {cfg.split} of {Path(data_root)} ({cfg.iterations} it, seed {cfg.seed})"
+    save_artefact(out, CLASSIFIER_FORMAT, config=to_dict(cfg),
+                  state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                  categories=list(NOCS_CATEGORIES), metrics=metrics, source=source)
     return metrics
 
 
 def load_point_classifier(path: str | Path, device: str | torch.device = "cpu"
                           ) -> tuple[PointNetClassifier, PointClassifierConfig, dict[str, Any]]:
-    """A saved classifier in eval mode, its config and the file's metadata. Raises WeightsError on a bad file."""
-    from cleanpose_core.models.weights import WeightsError, read_weights_file
-
-    blob = read_weights_file(path, "point classifier")
-    if not isinstance(blob, dict) or blob.get("format") != CLASSIFIER_FORMAT:
-        raise WeightsError(f"{path} is not a point-classifier file (format {CLASSIFIER_FORMAT!r}); train one with "
-                           f"`cleanpose train-classifier`")
+    """A saved classifier in eval mode, its config and the file's metadata. Raises WeightsError on a bad file
+    (WeightsNotFoundError, also a FileNotFoundError, on a missing one)."""
+    blob = read_artefact(path, CLASSIFIER_FORMAT)
     if list(blob.get("categories", [])) != list(NOCS_CATEGORIES):
         raise WeightsError(f"{path}: categories {blob.get('categories')} differ from {list(NOCS_CATEGORIES)}")
     try:

@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from cleanpose_core.config import to_dict
 from cleanpose_core.device import resolve_device
+from cleanpose_core.io import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
+                               save_checkpoint)
 from cleanpose_core.segmentation.dataset import AugmentConfig, NocsSegmentationDataset
 from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn,
                                                   load_maskrcnn, save_maskrcnn_weights)
-from cleanpose_core.train.checkpoint import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
-                                             save_checkpoint)
 
 __all__ = ["SegTrainConfig", "train_paths", "train_segmenter"]
 

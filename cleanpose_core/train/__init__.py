@@ -4,9 +4,10 @@
 - `schedules.py`: CyclicLR triangular 2e-5..5e-4 stepped per iteration;
 - `loader.py`: endless, resumable per-source batch streams with per-sample seeding;
 - `engine.py`: one iteration (mixed-source loss, non-finite stop, FIFO queue push);
-- `trainer.py`: wiring and the loop (progress bar, TensorBoard, checkpoints); `components.py`: the real
-  model, loss and readers;
-- `checkpoint.py`: atomic checkpoints holding everything needed to continue bit for bit;
+- `trainer.py`: wiring and the loop (progress bar, TensorBoard, checkpoints); `components.py`: `Components`
+  (what a run is made of) and the real model, loss and readers;
+- checkpoints, model files and the other artefacts are written and read by `cleanpose_core.io`, which
+  inference and segmentation use too (running a model does not need this package);
 - `distributed.py`: torchrun environment, rank-0-only output, sharded sampling;
 - `teacher.py`, `queue_init.py`, `feature_cache.py`: teacher pre-training / ULIP-2 import, initial queue,
   optional cached teacher features;

@@ -71,7 +71,7 @@ def _fail(msg: str, code: int) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError
+    from ..io import WeightsError  # also CheckpointError: a bad resume checkpoint, queue or teacher file
     from .config import TrainConfig
     from .engine import NonFiniteLossError
     from .trainer import train
@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     except NonFiniteLossError as exc:
         return _fail(str(exc), 1)
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, WeightsError, FileNotFoundError) as exc:
         return _fail(str(exc), 2)
     if result.losses:
         terms = ", ".join(f"{k}={v:.4f}" for k, v in result.losses.items())

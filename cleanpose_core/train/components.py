@@ -1,6 +1,8 @@
-"""The default things a training run is made of: the CleanPose network and loss, and the dataset readers.
+"""What a training run is made of (`Components`), and the default ones: the CleanPose network, loss, readers.
 
-`trainer.train` takes a `build_components` callable so tests can train stand-ins; this module is the real one:
+`trainer.train` takes a `build_components` callable so tests can train stand-ins; `default_components` is the
+real one. `Components` is defined here, not in `trainer.py`, so that the trainer imports this module and never
+the other way round:
 the model config YAML (plus `model_overrides`) becomes a `CleanPoseConfig`, `build_model` makes the network,
 `losses` its weighted loss, and each data source becomes a NOCS (CAMERA / REAL / synthetic) or HouseCat6D
 training reader whose own config dataclass checks the source's `dataset` options.
@@ -9,17 +11,33 @@ training reader whose own config dataclass checks the source's `dataset` options
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from ..config import ConfigError, from_dict, load_yaml, read_yaml_mapping, to_dict
 from .config import DataSourceConfig, TrainConfig
+from .engine import LossFn
 from .loader import TrainDataset
-from .trainer import Components
 
-__all__ = ["deep_merge", "load_model_config", "build_dataset", "queue_sources", "default_components"]
+__all__ = ["Components", "deep_merge", "load_model_config", "build_dataset", "queue_sources",
+           "default_components"]
+
+
+@dataclass
+class Components:
+    """What a run trains: the network, its loss, its resolved config, and how to open a data source."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    model_config: dict[str, Any]  # YAML-safe resolved model config, saved with every checkpoint
+    build_dataset: Callable[[DataSourceConfig], TrainDataset]
+    # Extra generators (name -> generator) whose state must survive a resume, e.g. the queue sampler's.
+    generators: dict[str, torch.Generator] = dataclasses.field(default_factory=dict)
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ augmentation (nor the teacher's BatchNorm batch statistics and DropPath). Use it
 dominates (the paper-size PointBERT on CPU) and say so with the results.
 
 Keys are strings chosen by the reader (for NOCS: image prefix + instance id); values are (C,) float16 on CPU
-(half the memory; the KD loss is computed in float32). The file is ``{"format": "cleanpose-featcache-1",
+(half the memory; the KD loss is computed in float32). The file is ``{"format": io.FEATURE_CACHE_FORMAT,
 "dim": C, "keys": [...], "features": (M, C) float16}``, written atomically.
 """
 
@@ -20,12 +20,9 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..config import ConfigError
-from .checkpoint import atomic_save
+from ..io import FEATURE_CACHE_FORMAT, WeightsError, read_artefact, save_artefact
 
-__all__ = ["TeacherFeatureCache", "CACHE_FORMAT"]
-
-CACHE_FORMAT = "cleanpose-featcache-1"
+__all__ = ["TeacherFeatureCache"]
 
 
 class TeacherFeatureCache:
@@ -82,19 +79,20 @@ class TeacherFeatureCache:
         keys = sorted(self._rows)
         feats = (torch.stack([self._rows[k] for k in keys]) if keys
                  else torch.zeros(0, self.dim, dtype=torch.float16))
-        return atomic_save({"format": CACHE_FORMAT, "dim": self.dim, "keys": keys, "features": feats}, path)
+        return save_artefact(path, FEATURE_CACHE_FORMAT, dim=self.dim, keys=keys, features=feats)
 
     @classmethod
     def load(cls, path: str | Path) -> "TeacherFeatureCache":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"feature cache not found: {path}")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ConfigError(f"feature cache {path} is unreadable: {exc}") from exc
-        if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT:
-            raise ConfigError(f"{path} is not a CleanPose teacher feature cache")
-        cache = cls(int(blob["dim"]))
-        cache._rows = {k: f for k, f in zip(blob["keys"], blob["features"])}
+        """The cache saved in `path`. Raises WeightsError when the file is missing (WeightsNotFoundError),
+        unreadable, not a feature cache, or its keys and features disagree."""
+        blob = read_artefact(path, FEATURE_CACHE_FORMAT)
+        feats, keys = blob.get("features"), blob.get("keys")
+        dim = blob.get("dim")
+        if (not isinstance(feats, torch.Tensor) or not isinstance(keys, list) or not isinstance(dim, int)
+                or feats.dim() != 2 or feats.shape != (len(keys), dim)):
+            found = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+            raise WeightsError(f"{path}: a feature cache needs 'features' of shape (len(keys), dim) = "
+                               f"({len(keys) if isinstance(keys, list) else '?'}, {dim}); found {found}")
+        cache = cls(dim)
+        cache._rows = {k: f for k, f in zip(keys, feats)}
         return cache

@@ -10,7 +10,7 @@ With per-iteration FIFO pushes the initial entries are flushed within a few doze
 step over 6 categories), and they live in a different feature space from the later front-door outputs; the
 option `random_queue` exists for ablations of exactly that.
 
-File format (`torch.save`, ``weights_only=True``): ``{"format": "cleanpose-queue-1",
+File format (`torch.save`, ``weights_only=True``): ``{"format": io.QUEUE_FORMAT ("cleanpose-queue-1"),
 "queue": (cat_num, N_q, C) float32, "source": str}``.
 """
 
@@ -24,12 +24,10 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .checkpoint import atomic_save
+from ..io import QUEUE_FORMAT, WeightsError, read_artefact, save_artefact
 from .loader import SeededItems, TrainDataset
 
-__all__ = ["QUEUE_FORMAT", "extract_queue", "random_queue", "save_queue", "load_queue", "load_queue_into"]
-
-QUEUE_FORMAT = "cleanpose-queue-1"
+__all__ = ["extract_queue", "random_queue", "save_queue", "load_queue", "load_queue_into"]
 
 
 @torch.no_grad()
@@ -106,31 +104,35 @@ def random_queue(cat_num: int, n_q: int, dim: int, seed: int = 0) -> torch.Tenso
 def save_queue(queue: torch.Tensor, path: str | Path, source: str) -> Path:
     if queue.dim() != 3:
         raise ValueError(f"queue must be (cat_num, N_q, C), got shape {tuple(queue.shape)}")
-    blob = {"format": QUEUE_FORMAT, "queue": queue.float().cpu().contiguous(), "source": source}
-    return atomic_save(blob, path)
+    return save_artefact(path, QUEUE_FORMAT, queue=queue.float().cpu().contiguous(), source=source)
 
 
 def load_queue(path: str | Path) -> torch.Tensor:
-    """(cat_num, N_q, C) tensor from a queue file; clear errors for missing or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"queue file not found: {path}")
-    try:
-        blob: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"queue file {path} is unreadable: {exc}") from exc
-    if not isinstance(blob, dict) or blob.get("format") != QUEUE_FORMAT:
-        raise ConfigError(f"{path} is not a CleanPose queue file (write one with `cleanpose queue-init`)")
-    return blob["queue"]
+    """(cat_num, N_q, C) tensor from a queue file.
+
+    Raises:
+        WeightsError: the file is unreadable, not a queue file, or holds no (cat_num, N_q, C) tensor
+            (WeightsNotFoundError, also a FileNotFoundError, when it is missing).
+    """
+    queue = read_artefact(path, QUEUE_FORMAT).get("queue")
+    if not isinstance(queue, torch.Tensor) or queue.dim() != 3:
+        found = tuple(queue.shape) if isinstance(queue, torch.Tensor) else type(queue).__name__
+        raise WeightsError(f"{path}: 'queue' must be a (cat_num, N_q, C) tensor, found {found}")
+    return queue
 
 
 def load_queue_into(model: nn.Module, path: str | Path) -> None:
-    """Fill `model.queue` (a `ConfounderQueue`) from a queue file; the (cat_num, N_q, C) shapes must match."""
-    entries = load_queue(path)
+    """Fill `model.queue` (a `ConfounderQueue`) from a queue file; the (cat_num, N_q, C) shapes must match.
+
+    Raises:
+        ConfigError: the model has no confounder queue (a config that sets queue_init without one).
+        WeightsError: the file is bad (see `load_queue`) or its queue does not fit the model's.
+    """
     queue = getattr(model, "queue", None)
     if queue is None or not callable(getattr(queue, "fill_", None)):
         raise ConfigError(f"queue_init {path}: the model has no confounder queue (causal module disabled?)")
+    entries = load_queue(path)
     try:
         queue.fill_(entries)
     except ValueError as exc:
-        raise ConfigError(f"queue_init {path}: {exc}") from exc
+        raise WeightsError(f"queue_init {path}: {exc}") from exc

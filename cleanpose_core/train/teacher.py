@@ -16,7 +16,7 @@ architecture-facts). ULIP instead trains on complete, unit-sphere-normalised sha
 input because the teacher is never adapted afterwards. Models are split by id into train/validation so the
 reported accuracy is on unseen shapes.
 
-Output file (`torch.save`, loads with ``weights_only=True``): ``{"format": "cleanpose-teacher-1", "arch",
+Output file (`torch.save`, loads with ``weights_only=True``): ``{"format": io.TEACHER_FORMAT, "arch",
 "config" (the encoder's config dict), "state_dict" (encoder only), "categories", "metrics", "source"}``.
 """
 
@@ -37,12 +37,10 @@ from torch import nn
 
 from .. import NOCS_CATEGORIES
 from ..config import ConfigError, from_dict, to_dict
-from .checkpoint import atomic_save
+from ..io import TEACHER_FORMAT, read_artefact, save_artefact
 
 __all__ = ["TeacherTrainConfig", "ModelPointClouds", "build_teacher_encoder", "train_teacher", "load_teacher",
-           "save_teacher", "convert_ulip2", "TEACHER_FORMAT"]
-
-TEACHER_FORMAT = "cleanpose-teacher-1"
+           "save_teacher", "convert_ulip2"]
 Arch = Literal["pointbert", "pointnet2_ssg"]
 
 
@@ -165,8 +163,8 @@ def build_teacher_encoder(arch: Arch, options: dict[str, Any]) -> tuple[nn.Modul
 def save_teacher(path: str | Path, arch: Arch, config: dict[str, Any], encoder: nn.Module,
                  metrics: dict[str, float], source: str) -> Path:
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    return atomic_save({"format": TEACHER_FORMAT, "arch": arch, "config": config, "state_dict": state,
-                        "categories": list(NOCS_CATEGORIES), "metrics": metrics, "source": source}, path)
+    return save_artefact(path, TEACHER_FORMAT, arch=arch, config=config, state_dict=state,
+                         categories=list(NOCS_CATEGORIES), metrics=metrics, source=source)
 
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -174,19 +172,14 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
     The weights go through the architecture's own loader (`models/teachers/*.load_teacher_weights`), the one
     the network uses too.
+
+    Raises:
+        WeightsError: the file is unreadable, not a teacher file, or does not fit its architecture
+            (WeightsNotFoundError, also a FileNotFoundError, when it is missing).
     """
     from ..models.teachers import pointbert, pointnet2_ssg
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher weights not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"teacher file {path} is unreadable: {exc}") from exc
-    if not isinstance(blob, dict) or blob.get("format") != TEACHER_FORMAT:
-        raise ConfigError(f"{path} is not a CleanPose teacher file; convert ULIP-2 checkpoints with "
-                          "`cleanpose teacher --arch ARCH --ulip2 CKPT --out FILE`")
+    blob = read_artefact(path, TEACHER_FORMAT)
     encoder, _, _ = build_teacher_encoder(blob["arch"], blob["config"])
     arch_module = pointbert if blob["arch"] == "pointbert" else pointnet2_ssg
     arch_module.load_teacher_weights(encoder, path)

@@ -7,7 +7,7 @@ iterations and at the end.
 
 Output folder:
 - ``config.yaml``: the resolved training config and model config (STYLE.md §9);
-- ``checkpoint.pt``: the latest full training checkpoint (`checkpoint.py`), what `--resume auto` reads;
+- ``checkpoint.pt``: the latest full training checkpoint (`io/checkpoint.py`), what `--resume auto` reads;
 - ``model_final.pt``: the trained weights for inference (model state incl. the confounder queue, the model
   config, the step), without optimiser or RNG state;
 - ``tb/``: TensorBoard event files.
@@ -20,7 +20,6 @@ what the uninterrupted one would have.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import time
@@ -37,41 +36,20 @@ from torch import nn
 
 from ..config import ConfigError, to_dict
 from ..device import resolve_device
-from .checkpoint import (
-    CheckpointError,
-    atomic_save,
-    capture_rng_state,
-    load_checkpoint,
-    load_trainable_state_dict,
-    restore_rng_state,
-    save_checkpoint,
-    trainable_state_dict,
-)
-from .config import DataSourceConfig, TrainConfig
+from ..io import (MODEL_FORMAT, CheckpointError, capture_rng_state, load_checkpoint,
+                  load_trainable_state_dict, restore_rng_state, save_artefact, save_checkpoint,
+                  trainable_state_dict)
+from .components import Components, default_components
+from .config import TrainConfig
 from .distributed import DistInfo, cleanup, init_distributed, is_main_process, reduce_mean
-from .engine import LossFn, TOTAL_KEY, train_one_step
-from .loader import SourceStream, TrainDataset
+from .engine import TOTAL_KEY, train_one_step
+from .loader import SourceStream
 from .schedules import build_scheduler
 
-__all__ = ["Components", "TrainResult", "train", "seed_everything", "CHECKPOINT_NAME",
-           "FINAL_NAME", "MODEL_FORMAT"]
+__all__ = ["Components", "TrainResult", "train", "seed_everything", "CHECKPOINT_NAME", "FINAL_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FINAL_NAME = "model_final.pt"
-MODEL_FORMAT = "cleanpose-model-1"
-
-
-@dataclass
-class Components:
-    """What a run trains: the network, its loss, its resolved config, and how to open a data source."""
-
-    model: nn.Module
-    loss_fn: LossFn
-    model_config: dict[str, Any]  # YAML-safe resolved model config, saved with every checkpoint
-    build_dataset: Callable[[DataSourceConfig], TrainDataset]
-    # Extra generators (name -> generator) whose state must survive a resume, e.g. the queue sampler's.
-    generators: dict[str, torch.Generator] = dataclasses.field(default_factory=dict)
-
 
 @dataclass
 class TrainResult:
@@ -148,8 +126,6 @@ def train(
         raise CheckpointError(f"checkpoint not found: {ckpt_path}")
 
     if build_components is None:
-        from .components import default_components
-
         build_components = default_components
 
     try:
@@ -284,9 +260,8 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
     if main:
         # Points per object the model was trained with: the Estimator samples the same number at test time.
         n_points = {int(s.dataset.get("sample_num", 1024)) for s in cfg.sources}
-        atomic_save({"format": MODEL_FORMAT, "model": trainable_state_dict(_bare(model)),
-                     "model_config": comp.model_config, "n_points": max(n_points), "step": step, "seed": cfg.seed},
-                    out_dir / FINAL_NAME)
+        save_artefact(out_dir / FINAL_NAME, MODEL_FORMAT, model=trainable_state_dict(_bare(model)),
+                      model_config=comp.model_config, n_points=max(n_points), step=step, seed=cfg.seed)
     return TrainResult(step=step, losses=logged, seconds=time.perf_counter() - t_start, out_dir=out_dir)
 
 

@@ -14,7 +14,7 @@ from cleanpose_core.config import from_dict, to_dict
 def lite_model_file(tmp_path_factory):
     """A `cleanpose train`-format model file holding a randomly initialised lite network."""
     from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
-    from cleanpose_core.train.checkpoint import trainable_state_dict
+    from cleanpose_core.io import trainable_state_dict
 
     data = yaml.safe_load(open("config/model/cleanpose_lite.yaml"))
     data["kd"]["teacher_weights"] = None

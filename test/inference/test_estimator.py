@@ -10,7 +10,7 @@ from cleanpose_core.geometry.camera import Intrinsics
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.estimator import POSE_AGREEMENT_DEG, Estimator, EstimatorConfig
-from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.io import WeightsError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from cleanpose_core.models.teachers.pointbert import (PointBERT, PointBERTConfig
                                                       load_ulip2_pointbert, ulip2_pointbert_state_dict)
 from cleanpose_core.models.teachers.pointnet2_ssg import (PointNet2SSG, PointNet2SSGConfig,
                                                           load_ulip2_pointnet2_ssg)
-from cleanpose_core.models.weights import WeightsError, load_state_dict_file, select_prefix, strip_prefix
+from cleanpose_core.io import WeightsError, load_state_dict_file, select_prefix, strip_prefix
 from cleanpose_core.ops import NEAR_ORIGIN_SQ
 
 SMALL_BERT = PointBERTConfig(trans_dim=32, depth=2, num_heads=2, group_size=8, num_group=16, encoder_dims=24)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cleanpose_core.config import ConfigError
-from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.io import WeightsError
 from cleanpose_core.segmentation import build_segmenter
 from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference,
                                                   MaskRCNNSegmenter, MaskRCNNSegmenterConfig, build_maskrcnn,
@@ -86,7 +86,7 @@ def test_truncated_checkpoint_raises_a_clear_error(tmp_path):
 def test_foreign_and_mismatched_files_raise_clear_errors(tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
-    with pytest.raises(WeightsError, match="not a cleanpose-maskrcnn-1 weights file"):
+    with pytest.raises(WeightsError, match="not a Mask R-CNN weights file \\(format 'cleanpose-maskrcnn-1'"):
         load_maskrcnn(foreign)
     # Weights of a different architecture: the error names the offending keys.
     narrow = MaskRCNNArch(fpn_channels=64)

@@ -11,9 +11,9 @@ from seg_fixtures import write_nocs_dataset
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import to_dict
 from cleanpose_core.geometry.camera import Intrinsics, depth_to_points
-from cleanpose_core.models.weights import WeightsError
+from cleanpose_core.io import CLASSIFIER_FORMAT, WeightsError
 from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter
-from cleanpose_core.segmentation.point_classifier import (CLASSIFIER_FORMAT, CategoryRescorer, PointClassifierConfig,
+from cleanpose_core.segmentation.point_classifier import (CategoryRescorer, PointClassifierConfig,
                                                           PointNetClassifier, crop_intrinsics, load_point_classifier,
                                                           mask_points, train_point_classifier)
 
@@ -127,7 +127,7 @@ def test_bad_files_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_point_classifier(tmp_path / "missing.pt")
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(WeightsError, match="not a point-classifier file"):
+    with pytest.raises(WeightsError, match="other.pt is not a point classifier file.*'something-else'"):
         load_point_classifier(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(WeightsError):

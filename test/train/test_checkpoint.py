@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from cleanpose_core.train import checkpoint as ckpt_mod
-from cleanpose_core.train.checkpoint import (
+from cleanpose_core.io import (
     CheckpointError,
+    WeightsError,
     atomic_save,
     capture_rng_state,
     load_checkpoint,
@@ -34,7 +34,7 @@ def test_crash_mid_write_leaves_previous_checkpoint_valid(tmp_path, monkeypatch)
         f.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", dying_save)
+    monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, **_contents(2))
     monkeypatch.undo()
@@ -100,7 +100,9 @@ def test_frozen_submodules_are_left_out_but_the_queue_buffer_is_kept():
     assert not any(k.startswith("teacher.") for k in state)
     fresh = _Net()
     load_trainable_state_dict(fresh, state)
-    with pytest.raises(CheckpointError, match="missing.*queue.entries"):
+    with pytest.raises(WeightsError, match="missing.*queue.entries"):
         load_trainable_state_dict(fresh, {k: v for k, v in state.items() if k != "queue.entries"})
-    with pytest.raises(CheckpointError, match="unexpected.*bogus"):
+    with pytest.raises(WeightsError, match="unexpected.*bogus"):
         load_trainable_state_dict(fresh, {**state, "bogus": torch.zeros(1)})
+    with pytest.raises(WeightsError, match="student.0.weight"):  # a shape mismatch is the same error
+        load_trainable_state_dict(fresh, {**state, "student.0.weight": torch.zeros(5, 3)})

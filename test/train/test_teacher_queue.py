@@ -7,11 +7,12 @@ from scipy.spatial.distance import pdist
 from torch import nn
 
 from cleanpose_core.config import ConfigError
+from cleanpose_core.io import WeightsError
 from cleanpose_core.models.confounder_queue import ConfounderQueue, QueueConfig
 from cleanpose_core.train.feature_cache import TeacherFeatureCache
 from cleanpose_core.train.queue_init import (extract_queue, load_queue, load_queue_into, random_queue,
                                               save_queue)
-from cleanpose_core.train.teacher import ModelPointClouds, TeacherTrainConfig
+from cleanpose_core.train.teacher import ModelPointClouds, TeacherTrainConfig, load_teacher
 
 
 def test_teacher_samples_are_centred_metric_partial_views_with_disjoint_val_models(dpdn_root):
@@ -80,10 +81,14 @@ def test_queue_file_round_trip_and_shape_checked_loading(tmp_path):
     load_queue_into(model, tmp_path / "q.pt")
     assert torch.equal(model.queue.entries, q)
     save_queue(random_queue(6, 80, 256), tmp_path / "big.pt", "test")
-    with pytest.raises(ConfigError, match=r"\(3, 5, 8\).*\(6, 80, 256\)"):
+    with pytest.raises(WeightsError, match=r"big\.pt.*\(3, 5, 8\).*\(6, 80, 256\)"):
         load_queue_into(model, tmp_path / "big.pt")
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(WeightsError, match="not found.*missing.pt"):
         load_queue(tmp_path / "missing.pt")
+    with pytest.raises(WeightsError, match="q.pt is not a CleanPose teacher file.*a confounder queue file"):
+        load_teacher(tmp_path / "q.pt")
+    with pytest.raises(ConfigError, match="no confounder queue"):
+        load_queue_into(nn.Module(), tmp_path / "q.pt")
 
 
 def test_feature_cache_centres_points_skips_known_keys_and_round_trips(tmp_path):
@@ -105,3 +110,8 @@ def test_feature_cache_centres_points_skips_known_keys_and_round_trips(tmp_path)
     cache.save(tmp_path / "cache.pt")
     loaded = TeacherFeatureCache.load(tmp_path / "cache.pt")
     assert len(loaded) == 4 and torch.equal(loaded.get(["a", "d"])[0], cache.get(["a", "d"])[0])
+    with pytest.raises(WeightsError, match="missing.pt"):
+        TeacherFeatureCache.load(tmp_path / "missing.pt")
+    save_queue(random_queue(3, 5, 8), tmp_path / "q.pt", "test")
+    with pytest.raises(WeightsError, match="q.pt is not a teacher feature cache file.*confounder queue file"):
+        TeacherFeatureCache.load(tmp_path / "q.pt")

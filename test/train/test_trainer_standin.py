@@ -27,7 +27,7 @@ import pytest
 import torch
 from torch import nn
 
-from cleanpose_core.train.checkpoint import load_checkpoint
+from cleanpose_core.io import load_checkpoint
 from cleanpose_core.train.config import DataSourceConfig, TrainConfig
 from cleanpose_core.train.engine import NonFiniteLossError, mixed_source_loss, train_one_step
 from cleanpose_core.train.loader import SourceStream

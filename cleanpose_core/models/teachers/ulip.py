@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..weights import WeightsError, load_strict, read_weights_file, select_prefix, strip_prefix, unwrap_state_dict
+from ...io.artefacts import (WeightsError, load_strict, read_weights_file, select_prefix, strip_prefix,
+                             unwrap_state_dict)
 
 __all__ = ["ULIP_PREFIX", "ulip2_point_encoder_state_dict", "load_point_encoder_file"]
 
