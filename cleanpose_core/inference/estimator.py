@@ -79,6 +79,8 @@ class EstimatorConfig:
     queue_seed: int = 0                # seed of test-time confounder-queue sampling
     n_points: int | None = None        # points per object; None = what the model was trained with
     fill_depth: bool = True            # IP-Basic hole filling of the depth, as the official test pipeline does
+    strict: bool = False               # re-raise internal errors instead of returning them as a reason (tests:
+    #                                    a handled bad input and a crash must look different)
 
     def validate(self) -> None:
         check_device_name(self.device)
@@ -204,6 +206,8 @@ class Estimator:
                 result.reason = "no object could be estimated: " + "; ".join(result.skipped)
             return result
         except Exception as exc:  # the contract: never raise out of the Estimator
+            if self.config.strict:
+                raise
             log.exception("estimation failed")
             return FrameResult([], reason=f"internal error: {type(exc).__name__}: {exc}")
 

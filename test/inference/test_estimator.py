@@ -17,7 +17,7 @@ from cleanpose_core.io import WeightsError
 def estimator(lite_model_file):
     torch.set_num_threads(1)
     return Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
-                                     keep_masks=True))
+                                     keep_masks=True, strict=True))  # an internal error fails the test
 
 
 def test_every_object_is_estimated_in_one_batched_forward(estimator, synthetic_frame):
@@ -72,14 +72,14 @@ def bad_frames(f):
         "negative depth": (rgb, -depth, K, "m", masks, labels, "no valid pixel"),
         "size mismatch": (rgb, depth[:-10], K, "m", masks, labels, "does not match"),
         "mask size mismatch": (rgb, depth, K, "m", masks[:, :-1], labels, "mask size"),
-        "empty masks": (rgb, depth, K, "m", np.zeros_like(masks), labels, ""),
-        "one-pixel mask": (rgb, depth, K, "m", one_pixel, labels[:1], ""),
+        "empty masks": (rgb, depth, K, "m", np.zeros_like(masks), labels, "instances were filtered out"),
+        "one-pixel mask": (rgb, depth, K, "m", one_pixel, labels[:1], "all 1 instances were filtered"),
         "zero intrinsics": (rgb, depth, Intrinsics(0, 0, 0, 0), "m", masks, labels, "focal lengths"),
         "float rgb": (rgb.astype(np.float32), depth, K, "m", masks, labels, "uint8"),
         "int depth as metres": (rgb, depth.astype(np.int32), K, "m", masks, labels, "millimetres?"),
         "bad unit": (rgb, depth, K, "cm", masks, labels, "depth_unit"),
-        "unknown label": (rgb, depth, K, "m", masks, ["spoon"] * len(masks), ""),
-        "labels count mismatch": (rgb, depth, K, "m", masks, labels[:1], ""),
+        "unknown label": (rgb, depth, K, "m", masks, ["spoon"] * len(masks), "unknown category name 'spoon'"),
+        "labels count mismatch": (rgb, depth, K, "m", masks, labels[:1], "1 class ids given for 4 masks"),
     }
 
 
@@ -93,7 +93,7 @@ def test_bad_input_gives_an_empty_result_with_a_reason(estimator, synthetic_fram
     rgb, depth, K, unit, masks, labels, expected = bad_frames(synthetic_frame)[case]
     result = estimator.estimate(rgb, depth, K, unit, masks=masks, labels=labels)
     assert result.detections == [] and result.reason, f"{case}: {result}"
-    assert expected in result.reason
+    assert expected in result.reason and "internal error" not in result.reason
 
 
 def test_partial_result_lists_the_dropped_object(estimator, synthetic_frame):
@@ -236,3 +236,18 @@ def test_retune_moves_the_mask_rcnn_box_threshold_and_needs_a_loaded_classifier_
     assert est.segmenter.filter.score_threshold == 0.2 and est.segmenter.model.roi_heads.score_thresh == 0.2
     with pytest.raises(ValueError, match="restart"):
         est.retune(category_weight=0.5)
+
+
+def test_strict_mode_re_raises_internal_errors_that_the_default_turns_into_a_reason(mean_sizes_file,
+                                                                                       synthetic_frame):
+    f = synthetic_frame
+    for strict in (False, True):
+        est = Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file),
+                                        segmenter="external", device="cpu", strict=strict))
+        est._estimate_instances = lambda *args: 1 / 0  # a bug inside the Estimator, not a bad input
+        if strict:
+            with pytest.raises(ZeroDivisionError):
+                est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+        else:
+            result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+            assert result.detections == [] and result.reason.startswith("internal error: ZeroDivisionError")
