@@ -170,8 +170,8 @@ class PoseEngine:
     def _process_and_publish(self, frame: Frame) -> None:
         estimate = self.estimate_frame(frame)
         result = estimate.result
-        if result.reason and not result.skipped and "no object" not in result.reason:
-            self.last_problem = result.reason
+        if result.reason and result.reason.startswith("depth has no valid pixel"):  # a frame the sensor lost
+            self.problem("depth_empty", result.reason)
         result.timings_ms["total"] = (time.monotonic() - frame.received) * 1e3
         T = None
         target = self.params.target_frame

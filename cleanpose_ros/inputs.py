@@ -31,6 +31,12 @@ except ImportError:  # PyPI ROS wheels: our own synchroniser
     message_filters = None
 
 TOPICS = {"rgb": "rgb/image", "depth": "depth/image", "info": "rgb/camera_info"}
+# (start of a problem from image_problem / camera_info_problem, the kind it is counted under)
+REJECTION_KINDS = (("unsupported encoding", "unsupported encoding"), ("empty image", "empty image"),
+                   ("step", "step too small"), ("buffer holds", "buffer too short"),
+                   ("invalid camera matrix", "invalid camera matrix"),
+                   ("non-finite distortion", "non-finite distortion coefficients"),
+                   ("implausible size", "implausible size"))
 
 
 def stamp_ns(header) -> int:
@@ -49,7 +55,7 @@ class Frame:
 def camera_info_problem(info: CameraInfo) -> str | None:
     k = np.asarray(info.k, float)
     if k.size != 9 or not np.isfinite(k).all() or k[0] <= 0 or k[4] <= 0:
-        return f"invalid camera matrix k={list(np.round(k, 3))}"
+        return f"invalid camera matrix k={[round(float(v), 3) for v in k]}"  # no numpy repr, no overflow
     if not np.isfinite(np.asarray(info.d, float)).all():
         return "non-finite distortion coefficients"
     if info.width < 0 or info.height < 0 or info.width > 100_000 or info.height > 100_000:
@@ -71,7 +77,9 @@ class FrameInputs:
         self._infos: dict[str, CameraInfo] = {}  # frame_id -> newest valid camera_info
         self._newest_info: CameraInfo | None = None
         self._lock = threading.Lock()
-        qos = QoSProfile(depth=1 if message_filters is None else queue_size, history=QoSHistoryPolicy.KEEP_LAST,
+        # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable QoS) must not
+        # lose messages before they are matched; the worker still takes only the newest frame.
+        qos = QoSProfile(depth=queue_size, history=QoSHistoryPolicy.KEEP_LAST,
                          reliability=QoSReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
                          else QoSReliabilityPolicy.RELIABLE)
         self._subs = [node.create_subscription(CameraInfo, TOPICS["info"], self._on_info, qos,
@@ -102,7 +110,10 @@ class FrameInputs:
         return problem is None
 
     def reject(self, topic: str, problem: str) -> None:
-        key = f"{topic}: {problem.split(' (')[0].split(';')[0][:60]}"
+        # Counted under a fixed kind: the details come from the message and would make the keys (and the log)
+        # grow without bound under a broken publisher; they go to the log, once per kind every 5 s.
+        kind = next((name for prefix, name in REJECTION_KINDS if problem.startswith(prefix)), "other")
+        key = f"{topic}: {kind}"
         now = time.monotonic()
         with self._lock:
             self.rejected[key] += 1

@@ -110,7 +110,8 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
                        for d in h.diagnostics for s in d.status)
         assert h.spin_until(lambda: diagnostic("frames_processed", 4) and diagnostic("out_of_order_rgb", 1)
                             and diagnostic("problem size_mismatch", 1) and diagnostic("problem camera_info_invalid", 1)
-                            and diagnostic("rejected depth: unsupported encoding 'rgb8'", 1)
+                            and diagnostic("problem depth_empty", 1)
+                            and diagnostic("rejected depth: unsupported encoding", 1)
                             and diagnostic("rejected rgb: empty image", 1)
                             and diagnostic("rejected depth: empty image", 1), 10)
 
