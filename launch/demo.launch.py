@@ -1,6 +1,10 @@
 """Synthetic RGB-D camera + pose node (+ RViz): the whole system with no camera and no GPU.
 
     ros2 launch cleanpose_ros demo.launch.py rviz:=true
+    ros2 launch cleanpose_ros demo.launch.py rate:=10 managed:=true
+
+The synthetic camera publishes its pose on /tf (world -> camera_color_optical_frame), so the pose node tracks
+objects in `world` by default (tracking_frame:='' tracks in the camera frame) and RViz shows them in it.
 """
 
 from launch import LaunchDescription
@@ -18,6 +22,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("seed", default_value="7", description="Synthetic scene seed"),
         DeclareLaunchArgument("motion", default_value="orbit", description="orbit | static"),
         DeclareLaunchArgument("device", default_value="auto"),
+        DeclareLaunchArgument("tracking_frame", default_value="world",
+                              description="Frame the pose node tracks in; '' = the camera frame"),
+        DeclareLaunchArgument("target_frame", default_value="",
+                              description="Frame of the published poses; '' = the camera's optical frame"),
+        DeclareLaunchArgument("managed", default_value="false", description="Run the lifecycle pose node"),
         DeclareLaunchArgument("rviz", default_value="true"),
     ]
     camera = Node(
@@ -29,10 +38,11 @@ def generate_launch_description() -> LaunchDescription:
     pose = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "pose.launch.py"])),
         launch_arguments={
-            "rgb_topic": "/camera/color/image_raw",
-            "depth_topic": "/camera/aligned_depth_to_color/image_raw",
-            "camera_info_topic": "/camera/color/camera_info",
+            "camera": "synthetic",
             "device": LaunchConfiguration("device"),
+            "tracking_frame": LaunchConfiguration("tracking_frame"),
+            "target_frame": LaunchConfiguration("target_frame"),
+            "managed": LaunchConfiguration("managed"),
             "rviz": LaunchConfiguration("rviz"),
         }.items(),
     )
