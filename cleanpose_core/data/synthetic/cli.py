@@ -7,6 +7,10 @@ import logging
 
 from cleanpose_core.config import ConfigError, load_yaml
 
+# Literal copies keep `cleanpose --help` from importing the engine; a test checks they match config.py.
+DEPTH_MODEL_CHOICES = ("ideal", "noisy", "stereo")
+CAMERA_CHOICES = ("real275", "d435", "d415", "azure_720p")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,7 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--frames-per-scene", type=int, default=None, help="viewpoints per scene (default: config, 4)")
     p.add_argument("--config", default=None, help="YAML file with SynthConfig overrides")
-    p.add_argument("--no-noise", action="store_true", help="exact depth (only quantised to mm)")
+    p.add_argument("--depth-model", choices=DEPTH_MODEL_CHOICES, default=None,
+                   help="depth sensor model: ideal (exact depth, quantised to mm), noisy (per-pixel noise "
+                   "model), stereo (simulated active-stereo camera; needs --camera d435 or d415). "
+                   "Default: the config's, noisy")
+    p.add_argument("--camera", choices=CAMERA_CHOICES, default=None,
+                   help="camera preset: intrinsics and image size of the colour camera, and for d435/d415 "
+                   "the stereo head (baseline, IR focal length). Default: the config's, real275")
+    p.add_argument("--no-noise", action="store_true", help="alias of --depth-model ideal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -40,8 +51,16 @@ def run(args: argparse.Namespace) -> int:
             if args.frames_per_scene < 1:
                 raise ConfigError(f"--frames-per-scene must be >= 1, got {args.frames_per_scene}")
             cfg.frames_per_scene = args.frames_per_scene
+        if args.camera is not None:
+            cfg.use_camera(args.camera)
         if args.no_noise:
-            cfg.noise.enabled = False
+            if args.depth_model not in (None, "ideal"):
+                raise ConfigError(f"--no-noise means --depth-model ideal; it contradicts --depth-model "
+                                  f"{args.depth_model}")
+            cfg.depth_model = "ideal"
+        elif args.depth_model is not None:
+            cfg.depth_model = args.depth_model
+        cfg.validate()  # the flags can make it inconsistent (stereo on a camera without a stereo head)
         summary = generate_split(args.out, args.split, args.scenes, args.seed, cfg, workers=args.workers,
                                  progress=not args.quiet)
     except (ConfigError, ValueError) as exc:

@@ -1,6 +1,9 @@
 """Contact sheet: a PNG grid of colour, depth, instance mask and NOCS map for a few written frames.
 
 It reads the frames back from disk with OpenCV (as the NOCS readers do), so it shows exactly what was written.
+Given a reference depth per frame (generate.py passes the ideal depth when the written one comes from a sensor
+model), that is shown right after the written depth, on the same colour scale, so the sensor's holes, edge
+artefacts and noise can be compared with the true geometry of the same view.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import cv2
 import numpy as np
 
 _PANEL = (320, 240)  # (width, height) of one panel
-_TITLES = ("colour", "depth (mm)", "instance mask", "NOCS map")
 
 
 def _palette(n: int = 256) -> np.ndarray:
@@ -23,24 +25,37 @@ def _palette(n: int = 256) -> np.ndarray:
     return pal
 
 
-def _depth_panel(depth_mm: np.ndarray) -> np.ndarray:
+def _depth_range(depth_mm: np.ndarray) -> tuple[float, float]:
     valid = depth_mm > 0
-    lo, hi = (np.percentile(depth_mm[valid], [1, 99]) if valid.any() else (0, 1))
+    return tuple(np.percentile(depth_mm[valid], [1, 99])) if valid.any() else (0.0, 1.0)
+
+
+def _depth_panel(depth_mm: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    valid = depth_mm > 0
     norm = np.clip((depth_mm.astype(np.float32) - lo) / max(hi - lo, 1.0), 0, 1)
     img = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
     img[~valid] = 0  # missing depth shown black
     return img
 
 
-def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | Path) -> Path:
-    """Write a (len(prefixes) rows x 4 panels) PNG to `path` for frame prefixes relative to `data_root`."""
+def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | Path,
+                       reference_depth: dict[str, np.ndarray] | None = None, depth_title: str = "depth (mm)",
+                       reference_title: str = "ideal depth (mm)") -> Path:
+    """Write a (len(prefixes) rows x 4 or 5 panels) PNG to `path` for frame prefixes relative to `data_root`.
+
+    `reference_depth` maps every prefix to an (H, W) uint16 depth in mm shown next to the written one.
+    """
     if not prefixes:
         raise ValueError("make_contact_sheet needs at least one frame prefix")
+    if reference_depth is not None and set(prefixes) - set(reference_depth):
+        raise ValueError(f"reference_depth lacks {sorted(set(prefixes) - set(reference_depth))}")
     data_root = Path(data_root)
     pal = _palette()
     rows = []
-    header = np.full((28, _PANEL[0] * 4, 3), 255, np.uint8)
-    for i, title in enumerate(_TITLES):
+    titles = ["colour", depth_title] + ([reference_title] if reference_depth is not None else [])
+    titles += ["instance mask", "NOCS map"]
+    header = np.full((28, _PANEL[0] * len(titles), 3), 255, np.uint8)
+    for i, title in enumerate(titles):
         cv2.putText(header, title, (i * _PANEL[0] + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     rows.append(header)
     for prefix in prefixes:
@@ -52,7 +67,15 @@ def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | P
         if any(x is None for x in (colour, depth, mask, coord)):
             raise FileNotFoundError(f"frame {base} is incomplete")
         # The coord PNG holds BGR = (1 - z, y, x); shown as stored, so NOCS x reads as red.
-        panels = [colour, _depth_panel(depth), pal[mask[:, :, 2]], coord]
+        if reference_depth is not None:
+            ref = reference_depth[prefix]
+            if ref.shape != depth.shape:
+                raise ValueError(f"reference depth of {prefix} is {ref.shape}, the written one {depth.shape}")
+            lo, hi = _depth_range(ref)  # one scale for both, so equal colours mean equal depths
+            depth_panels = [_depth_panel(depth, lo, hi), _depth_panel(ref, lo, hi)]
+        else:
+            depth_panels = [_depth_panel(depth, *_depth_range(depth))]
+        panels = [colour, *depth_panels, pal[mask[:, :, 2]], coord]
         panels = [cv2.resize(p, _PANEL, interpolation=cv2.INTER_AREA if k == 0 else cv2.INTER_NEAREST)
                   for k, p in enumerate(panels)]
         row = np.concatenate(panels, axis=1)

@@ -12,6 +12,7 @@ refused with an error naming the difference.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -19,12 +20,14 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
 from cleanpose_core.config import ConfigError, from_dict, to_dict
 from cleanpose_core.data.synthetic.config import SynthConfig
 from cleanpose_core.data.synthetic.contact_sheet import make_contact_sheet
+from cleanpose_core.data.synthetic.depth_sensor import make_depth_sensor
 from cleanpose_core.data.synthetic.noise import depth_to_sensor_mm
 from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.scene import compose_scene
@@ -74,20 +77,37 @@ def render_scene(out_dir: Path, split: str, index: int, seed: int, cfg: SynthCon
     rng = scene_rng(seed, split, index)
     scene = compose_scene(rng, split, cfg.scene, cfg.camera, cfg.render, cfg.frames_per_scene)
     renderer = SceneRenderer(scene, intrinsics_of(cfg), cfg.render.threads, cfg.render.shadows)
+    sensor = make_depth_sensor(cfg, renderer)
     name = scene_name(index)
     records = []
     for f, (R_wc, C) in enumerate(scene.camera_poses):
         frame = renderer.render(R_wc, C, rng, cfg.render.image_noise)
-        depth_mm = depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, cfg.noise, rng)
+        depth_mm = sensor(frame, rng)
         records.append(write_frame(out_dir, split, name, f, scene, frame, depth_mm, cfg.min_valid_depth,
                                    cfg.handle_min_pixels))
     write_scene_info(out_dir, split, name, records)
     return records
 
 
+def ideal_depth_mm(split: str, index: int, frame_index: int, seed: int, cfg: SynthConfig) -> np.ndarray:
+    """(H, W) uint16 ideal depth (mm) of frame `frame_index` of scene `index`, re-rendered from the seed.
+
+    The scene and its viewpoints are drawn before any sensor noise, so they come out the same as in the split.
+    """
+    rng = scene_rng(seed, split, index)
+    scene = compose_scene(rng, split, cfg.scene, cfg.camera, cfg.render, cfg.frames_per_scene)
+    renderer = SceneRenderer(scene, intrinsics_of(cfg), cfg.render.threads, shadows=False)
+    frame = renderer.render(*scene.camera_poses[frame_index], rng, 0.0)
+    noise_off = dataclasses.replace(cfg.noise, enabled=False)
+    return depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, noise_off, rng)
+
+
 def _worker(task: tuple) -> int:
     out_dir, split, index, seed, cfg_dict = task
-    render_scene(Path(out_dir), split, index, seed, from_dict(SynthConfig, cfg_dict))
+    cfg = from_dict(SynthConfig, cfg_dict)
+    if cfg.render.threads > 0:
+        cv2.setNumThreads(cfg.render.threads)  # the stereo matcher's threads, as the ray caster's
+    render_scene(Path(out_dir), split, index, seed, cfg)
     return index
 
 
@@ -96,6 +116,10 @@ def _check_or_write_config(out_dir: Path, split: str, seed: int, n_scenes: int, 
     resolved = {"split": split, "seed": seed, "scenes": n_scenes, "config": to_dict(cfg)}
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
+        try:  # folders written before a config key existed resume with that key's default
+            old["config"] = to_dict(from_dict(SynthConfig, old.get("config") or {}))
+        except ConfigError:
+            pass  # reported as a different config below
         for key in ("seed", "config"):
             if old.get(key) != resolved[key]:
                 raise ConfigError(
@@ -195,5 +219,11 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
         # One frame from each of the first scenes (different viewpoints of one scene add little).
         picks = [f["prefix"] for f in frames if f["prefix"].endswith("/0000") and f["n_visible"] > 0][:contact_sheet_rows]
         if picks:
-            sheet = make_contact_sheet(out_dir, picks, out_dir / f"contact_sheet_{split}.png")
+            # Next to the written depth, the ideal depth of the same view, on the same colour scale.
+            reference = None
+            if cfg.depth_model != "ideal":
+                reference = {p: ideal_depth_mm(split, int(p.split("/")[1][6:]) - 1, int(p.split("/")[2]),
+                                               int(seed), cfg) for p in picks}
+            sheet = make_contact_sheet(out_dir, picks, out_dir / f"contact_sheet_{split}.png", reference,
+                                       depth_title=f"{cfg.depth_model} depth (mm)")
     return SplitSummary(out_dir, split, len(pending), n_all, n_valid, sheet)

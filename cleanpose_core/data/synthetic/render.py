@@ -99,6 +99,9 @@ class SceneRenderer:
         self.shadows = shadows
         self._rc = o3d.t.geometry.RaycastingScene()
         self._kind: list[tuple[int, int]] = []  # geometry id -> (kind, index)
+        self._n_faces: list[int] = []  # geometry id -> number of triangles
+        self._face_luma: np.ndarray | None = None  # built on first use by base_luma
+        self._face_offset: np.ndarray | None = None
         for i, obj in enumerate(scene.objects):
             verts = obj.scale * np.asarray(obj.shape.mesh.vertices) @ obj.R_wo.T + obj.t_wo
             self._add(verts, obj.shape.mesh.faces, (_KIND_OBJECT, i))
@@ -127,6 +130,7 @@ class SceneRenderer:
         )
         assert gid == len(self._kind), "open3d geometry ids are expected to be consecutive"
         self._kind.append(kind)
+        self._n_faces.append(len(faces))
 
     def render(self, R_wc: np.ndarray, C: np.ndarray, rng: np.random.Generator, image_noise: float = 2.0) -> Frame:
         """Render the viewpoint (R_wc (3, 3), C (3,) metres); `rng` draws the colour sensor noise."""
@@ -153,35 +157,7 @@ class SceneRenderer:
         normal *= np.where(cosang > 0, -1.0, 1.0).astype(np.float32)[:, None]
 
         n_hit = len(t)
-        instance = np.full(n_hit, -1, np.int16)
-        part = np.full(n_hit, -1, np.int8)
-        nocs = np.zeros((n_hit, 3), np.float32)
-        albedo = np.zeros((n_hit, 3), np.float32)
-        specular = np.zeros(n_hit, np.float32)
-        shininess = np.full(n_hit, 20.0, np.float32)
-        present = np.bincount(gid, minlength=len(self._kind)) > 0
-        for g, (kind, idx) in enumerate(self._kind):
-            if not present[g]:
-                continue
-            sel = np.nonzero(gid == g)[0]
-            if kind == _KIND_OBJECT:
-                obj = self.scene.objects[idx]
-                q = ((points[sel] - obj.t_wo) @ obj.R_wo / obj.scale).astype(np.float32)  # R^T (p - t) / s
-                nocs[sel] = np.clip(q, -0.5, 0.5)
-                parts = obj.shape.face_parts[prim[sel]]
-                instance[sel], part[sel] = idx, parts
-                albedo[sel] = self._object_albedo(obj.material, q, parts)
-                specular[sel], shininess[sel] = obj.material.specular, obj.material.shininess
-            elif kind == _KIND_DISTRACTOR:
-                albedo[sel] = self.scene.distractors[idx].colour
-                specular[sel] = 0.15
-            elif kind == _KIND_TABLE:
-                albedo[sel] = self._table_albedo(points[sel])
-                specular[sel], shininess[sel] = 0.08, 15.0
-            else:
-                # Room: floor darker than walls, soft vertical gradient.
-                z = points[sel, 2]
-                albedo[sel] = self.scene.room_colour[None, :] * np.clip(0.55 + 0.15 * z, 0.3, 1.0)[:, None]
+        instance, part, nocs, albedo, specular, shininess = self._materials(points, gid, prim)
 
         light = self.scene.lighting
         L = light.direction.astype(np.float32)
@@ -232,6 +208,74 @@ class SceneRenderer:
             R_wc=R_wc,
             C=C,
         )
+
+    def cast_rays(self, rays: np.ndarray) -> dict[str, np.ndarray]:
+        """Cast (N, 6) float32 rays (origin, direction) into the scene; numpy arrays of open3d's hit fields.
+
+        Keys: t_hit (N,) (inf on a miss; in units of the direction's length), geometry_ids (N,),
+        primitive_ids (N,), primitive_normals (N, 3). Other sensors (stereo.py) see the scene through this.
+        """
+        hit = self._rc.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)),
+                                 nthreads=self.threads)
+        return {k: hit[k].numpy() for k in ("t_hit", "geometry_ids", "primitive_ids", "primitive_normals")}
+
+    def base_luma(self, gid: np.ndarray, prim: np.ndarray) -> np.ndarray:
+        """(P,) float32 linear luminance of the base colour of triangles `prim` of geometries `gid` (hits).
+
+        Per-part colours without the procedural patterns (a table lookup, ~100x cheaper than the full albedo):
+        what the stereo simulation uses as infrared reflectance, where printed patterns barely show.
+        """
+        if self._face_luma is None:
+            weights = np.array([0.2126, 0.7152, 0.0722])
+            per_geometry = []
+            for g, (kind, idx) in enumerate(self._kind):
+                n_faces = self._n_faces[g]
+                if kind == _KIND_OBJECT:
+                    obj = self.scene.objects[idx]
+                    per_geometry.append(obj.material.colours[obj.shape.face_parts] @ weights)
+                elif kind == _KIND_DISTRACTOR:
+                    per_geometry.append(np.full(n_faces, self.scene.distractors[idx].colour @ weights))
+                elif kind == _KIND_TABLE:
+                    per_geometry.append(np.full(n_faces, self.scene.table_colours[0] @ weights))
+                else:
+                    per_geometry.append(np.full(n_faces, 0.7 * self.scene.room_colour @ weights))
+            self._face_offset = np.cumsum([0] + self._n_faces[:-1]).astype(np.int64)
+            self._face_luma = np.concatenate(per_geometry).astype(np.float32)
+        return self._face_luma[self._face_offset[gid] + prim]
+
+    def _materials(self, points: np.ndarray, gid: np.ndarray, prim: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per hit point: instance, part, NOCS, albedo (P, 3), specular weight and shininess."""
+        n_hit = len(points)
+        instance = np.full(n_hit, -1, np.int16)
+        part = np.full(n_hit, -1, np.int8)
+        nocs = np.zeros((n_hit, 3), np.float32)
+        albedo = np.zeros((n_hit, 3), np.float32)
+        specular = np.zeros(n_hit, np.float32)
+        shininess = np.full(n_hit, 20.0, np.float32)
+        present = np.bincount(gid, minlength=len(self._kind)) > 0
+        for g, (kind, idx) in enumerate(self._kind):
+            if not present[g]:
+                continue
+            sel = np.nonzero(gid == g)[0]
+            if kind == _KIND_OBJECT:
+                obj = self.scene.objects[idx]
+                q = ((points[sel] - obj.t_wo) @ obj.R_wo / obj.scale).astype(np.float32)  # R^T (p - t) / s
+                nocs[sel] = np.clip(q, -0.5, 0.5)
+                parts = obj.shape.face_parts[prim[sel]]
+                instance[sel], part[sel] = idx, parts
+                albedo[sel] = self._object_albedo(obj.material, q, parts)
+                specular[sel], shininess[sel] = obj.material.specular, obj.material.shininess
+            elif kind == _KIND_DISTRACTOR:
+                albedo[sel] = self.scene.distractors[idx].colour
+                specular[sel] = 0.15
+            elif kind == _KIND_TABLE:
+                albedo[sel] = self._table_albedo(points[sel])
+                specular[sel], shininess[sel] = 0.08, 15.0
+            else:
+                # Room: floor darker than walls, soft vertical gradient.
+                z = points[sel, 2]
+                albedo[sel] = self.scene.room_colour[None, :] * np.clip(0.55 + 0.15 * z, 0.3, 1.0)[:, None]
+        return instance, part, nocs, albedo, specular, shininess
 
     @staticmethod
     def _object_albedo(mat, q: np.ndarray, parts: np.ndarray) -> np.ndarray:
