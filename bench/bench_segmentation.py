@@ -28,7 +28,7 @@ import torch
 from cleanpose_core.config import to_dict
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS
 from cleanpose_core.segmentation import build_segmenter
-from cleanpose_core.segmentation.maskrcnn import MaskRCNNInference
+from cleanpose_core.models.maskrcnn import MaskRCNNInference
 
 H, W = 480, 640
 

@@ -15,10 +15,9 @@ import sys
 COMMAND_MODULES = (
     "cleanpose_core.eval.cli",  # eval
     "cleanpose_core.models.cli",  # model-info
-    "cleanpose_core.train.cli",  # train, teacher, queue-init
+    "cleanpose_core.train.cli",  # train, teacher, queue-init, train-seg, train-classifier
     "cleanpose_core.data.synthetic.cli",  # synth
     "cleanpose_core.inference.predict",  # predict
-    "cleanpose_core.segmentation.cli",  # train-seg, train-classifier
 )
 
 

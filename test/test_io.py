@@ -55,7 +55,8 @@ def test_save_artefact_tags_the_file_and_refuses_unknown_tags(tmp_path):
 
 def test_running_the_shipped_pose_model_does_not_import_train():
     code = ("import sys, torch\n"
-            "import cleanpose_core.inference.estimator, cleanpose_core.segmentation.cli\n"
+            "import cleanpose_core.inference.estimator, cleanpose_core.segmentation.maskrcnn\n"
+            "import cleanpose_core.segmentation.rescoring\n"
             "from cleanpose_core.io.pose_model import load_pose_model\n"
             "from cleanpose_core.shipped import shipped_file\n"
             "model, n = load_pose_model(shipped_file('cleanpose_lite.pt'), torch.device('cpu'))\n"

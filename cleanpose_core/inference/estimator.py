@@ -6,6 +6,9 @@ millimetres uint16), intrinsics, and either caller-supplied masks + labels or a 
 frame gives an empty `FrameResult` whose `reason` says why, a bad object is dropped and listed in `skipped`.
 
 Per-object preprocessing is `cleanpose_core.data.instance`, the same code the training readers use.
+Segmentation: `segmentation.build_segmenter` builds the segmenter these settings describe (Mask R-CNN re-scored
+by the point classifier, `segmentation/rescoring.py`), which filters its instances once per frame; caller-supplied
+masks pass the same filter here.
 Pose backends: `cleanpose` (the network) and `box_fit` (the non-learned baseline of `box_fit.py`).
 The network gives two poses: its pose head's regression (the official output) and the closed-form similarity fit of
 its predicted keypoint object coordinates to its camera-frame keypoints (`pose_solver`); how far the two rotations
@@ -39,18 +42,17 @@ from cleanpose_core.inference.types import Detection, FrameResult
 from cleanpose_core.io.pose_model import load_pose_model
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
 from cleanpose_core.segmentation.external import external_instances
-from cleanpose_core.segmentation.factory import build_segmenter
-from cleanpose_core.segmentation.point_classifier import CategoryRescorer
+from cleanpose_core.segmentation.factory import FRAME_SEGMENTERS, SegmenterConfig, build_segmenter  # noqa: F401
 from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
 SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
-SHIPPED_CLASSIFIER = shipped_file("point_classifier.pt")
 SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
-FRAME_SEGMENTERS = ("maskrcnn", "depth_tabletop")  # segmenters that run on the frame itself (no masks given)
+# FRAME_SEGMENTERS (the segmenter kinds that run on the frame itself) is the factory's, offered here to the CLI and
+# the ROS node, which import only this layer.
 RETUNABLE = ("score_threshold", "category_weight", "max_objects", "min_mask_area", "min_points")  # Estimator.retune
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
 
@@ -65,7 +67,7 @@ class EstimatorConfig:
     pose_solver: Literal["keypoints", "regression"] = "keypoints"
     device: str = "auto"               # auto (CUDA when available) | cpu | cuda | cuda:N
     segmenter: str = "maskrcnn"        # maskrcnn | depth_tabletop | ground_truth | external (masks per call)
-    segmenter_weights: str | None = None  # Mask R-CNN file; None = the shipped one (segmentation/maskrcnn.py)
+    segmenter_weights: str | None = None  # Mask R-CNN file (maskrcnn only); None = the shipped one
     score_threshold: float = 0.5       # segmentation score threshold
     max_objects: int = 10              # per frame (bounds the batch)
     min_mask_area: int = 64            # pixels
@@ -73,7 +75,7 @@ class EstimatorConfig:
     max_mask_overlap: float = 0.7      # drop a mask this much inside higher-scoring ones of its category; 1 = off
     category_classifier: str | None = None  # point-cloud classifier that re-scores Mask R-CNN detections (and
     #                                         names depth-tabletop ones); None = the shipped one when present
-    category_weight: float = 0.5       # w of the fused score s^(1-w) q^w (segmentation/point_classifier.py); 0 = off
+    category_weight: float = 0.5       # w of the fused score s^(1-w) q^w (segmentation/rescoring.py); 0 = off
     keep_masks: bool = False           # attach each object's mask to its Detection
     mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
     queue_seed: int = 0                # seed of test-time confounder-queue sampling
@@ -116,34 +118,14 @@ class Estimator:
             self.n_points, self.image_size = cfg.n_points or 1024, 32
         else:
             raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
-        self.rescorer = None  # re-scores the detections of the Mask R-CNN built here (not a caller's segmenter)
+        # `self.filter` serves the caller's masks; a segmenter built here filters its own instances, once.
         if segmenter is not None or cfg.segmenter == "external":
             self.segmenter = segmenter
         else:
-            options = dict(score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
-                           min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
-                           max_mask_overlap=cfg.max_mask_overlap)
-            rescorer = self._category_rescorer(cfg) if cfg.segmenter in FRAME_SEGMENTERS else None
-            if cfg.segmenter == "maskrcnn":
-                options.update(weights=cfg.segmenter_weights or "", device=cfg.device)
-                if rescorer is not None:
-                    # Candidates for re-scoring: every detection whose fused score could reach the threshold,
-                    # duplicates included (the points re-rank them); `self.filter` then runs on the fused result.
-                    options.update(score_threshold=rescorer.candidate_threshold(cfg.score_threshold),
-                                   max_objects=100, max_mask_overlap=1.0)
-                    self.rescorer = rescorer
-            elif rescorer is not None:
-                options.update(classifier=rescorer)
-            self.segmenter = build_segmenter(cfg.segmenter, **options)
-
-    def _category_rescorer(self, cfg: EstimatorConfig) -> CategoryRescorer | None:
-        if cfg.category_weight == 0.0:
-            return None
-        if cfg.category_classifier is None and not SHIPPED_CLASSIFIER.is_file():
-            log.info("no shipped point classifier (%s): segmenter categories are used as they are", SHIPPED_CLASSIFIER)
-            return None
-        return CategoryRescorer.from_file(cfg.category_classifier or SHIPPED_CLASSIFIER, cfg.category_weight,
-                                          self.torch_device)
+            self.segmenter = build_segmenter(SegmenterConfig(
+                kind=cfg.segmenter, filter=dataclasses.replace(self.filter), device=cfg.device,
+                weights=cfg.segmenter_weights, category_classifier=cfg.category_classifier,
+                category_weight=cfg.category_weight))
 
     def retune(self, **changes) -> None:
         """Change the detection thresholds (`RETUNABLE` fields of the config) without reloading any model: what
@@ -157,20 +139,9 @@ class Estimator:
         new_filter = dataclasses.replace(self.filter, score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
                                          min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
         new_filter.validate()
-        classifier = self.rescorer or getattr(self.segmenter, "classifier", None)
-        if cfg.category_weight > 0 and self.rescorer is None and cfg.segmenter == "maskrcnn":
-            raise ValueError("category_weight > 0 needs the point classifier, which is loaded only when the "
-                             "estimator starts with category_weight > 0; restart with it")
-        if isinstance(classifier, CategoryRescorer):
-            classifier.weight = cfg.category_weight
-        if self.segmenter is not None and cfg.segmenter in FRAME_SEGMENTERS:
-            if self.rescorer is not None:  # candidates for re-scoring: see __init__
-                self.segmenter.set_filter(dataclasses.replace(
-                    self.segmenter.filter, min_mask_area=cfg.min_mask_area, min_points=cfg.min_points,
-                    score_threshold=self.rescorer.candidate_threshold(cfg.score_threshold)))
-            else:
-                self.segmenter.set_filter(dataclasses.replace(new_filter, max_mask_overlap=self.segmenter.filter
-                                                              .max_mask_overlap))
+        # The segmenter refuses, changing nothing, what it cannot do (a weight > 0 without a loaded classifier).
+        if self.segmenter is not None:
+            self.segmenter.retune(new_filter, cfg.category_weight)
         self.config, self.filter = cfg, new_filter
 
     # ------------------------------------------------------------------------------------------------ API
@@ -240,10 +211,7 @@ class Estimator:
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
         self.segmenter.set_intrinsics(K)
-        found = self.segmenter.segment(rgb, depth_m)
-        if self.rescorer is None or len(found) == 0:
-            return found
-        return self.filter.apply(self.rescorer.rescore(found, depth_m, K), depth_m)
+        return self.segmenter.segment(rgb, depth_m)
 
     def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
         t0 = time.perf_counter()

@@ -8,9 +8,10 @@
 - `checkpoint.py`: training checkpoints that continue a run bit for bit (RNG states included);
 - `pose_model.py`: `load_pose_model`, the trained CleanPose network of a model file or checkpoint.
 
-Each artefact's own loader stays beside its model (`segmentation.maskrcnn.load_maskrcnn`,
-`segmentation.point_classifier.load_point_classifier`, `train.teacher.load_teacher`, ...) and reads through
-`read_artefact`, so every one of them fails with a `WeightsError` that names the file.
+Each artefact's own loader stays beside the code that runs it (`segmentation.maskrcnn.load_maskrcnn` and
+`segmentation.rescoring.load_point_classifier` beside their segmenters, since their networks in `models/` may
+not read configs; `train.teacher.load_teacher`, ...) and reads through `read_artefact`, so every one of them
+fails with a `WeightsError` that names the file.
 
 Import directions (test/test_import_directions.py): `artefacts` and `checkpoint` import nothing of the
 project, so `models` may use them; `pose_model` builds a network and so sits above `models`, which is why

@@ -21,6 +21,7 @@ convert at the boundary.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -241,6 +242,19 @@ class Segmenter(abc.ABC):
         """Replace the post-filter (thresholds changed at run time); backends that cut earlier override this."""
         post_filter.validate()
         self.filter = post_filter
+
+    def retune(self, post_filter: SegmentationFilter, category_weight: float) -> None:
+        """Take new run-time thresholds (what `Estimator.retune` changes) without reloading anything.
+
+        Args:
+            post_filter: the new score threshold, `max_objects`, `min_mask_area` and `min_points`; this
+                segmenter keeps its own `max_mask_overlap`, which is not a run-time setting.
+            category_weight: the weight of the point classifier in the scores, in [0, 1). Only a segmenter that
+                re-scores with one (`rescoring.RescoredSegmenter`) uses it; the others take it as it is.
+        Raises:
+            ValueError: an invalid value, or a weight this segmenter cannot honour; nothing is changed then.
+        """
+        self.set_filter(dataclasses.replace(post_filter, max_mask_overlap=self.filter.max_mask_overlap))
 
     def set_intrinsics(self, K: Intrinsics) -> None:
         """The intrinsics of the frames that follow; the Estimator calls this before every `segment()`.

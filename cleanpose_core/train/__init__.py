@@ -11,5 +11,9 @@
 - `distributed.py`: torchrun environment, rank-0-only output, sharded sampling;
 - `teacher.py`, `queue_init.py`, `feature_cache.py`: teacher pre-training / ULIP-2 import, initial queue,
   optional cached teacher features;
-- `cli.py`: `cleanpose train`, `cleanpose teacher`, `cleanpose queue-init`.
+- `classification.py`: the small point-cloud classification loop of the teachers and the point classifier;
+- `maskrcnn.py`, `maskrcnn_data.py`: the Mask R-CNN segmenter's training and its NOCS-format samples;
+  `point_classifier.py`: the point classifier's (the networks are in `models/`, the segmenters that run them
+  in `segmentation/`);
+- `cli.py`: `cleanpose train`, `teacher`, `queue-init`, `train-seg`, `train-classifier`.
 """

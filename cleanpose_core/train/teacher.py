@@ -38,6 +38,7 @@ from torch import nn
 from .. import NOCS_CATEGORIES
 from ..config import ConfigError, from_dict, to_dict
 from ..io import TEACHER_FORMAT, read_artefact, save_artefact
+from .classification import train_classification
 
 __all__ = ["TeacherTrainConfig", "ModelPointClouds", "build_teacher_encoder", "train_teacher", "load_teacher",
            "save_teacher", "convert_ulip2"]
@@ -202,6 +203,7 @@ def convert_ulip2(arch: Arch, ulip_checkpoint: str | Path, out: str | Path,
 
 
 # --------------------------------------------------------------------------------------------- training
+# The loop is `classification.train_classification`, shared with the point classifier.
 def _batches(dataset: ModelPointClouds, batch_size: int, gen: np.random.Generator, step_seed: int):
     """One random batch (points (B, N, 3), labels (B,)); item randomness seeded from `step_seed`."""
     idx = gen.integers(0, len(dataset), batch_size)
@@ -244,8 +246,6 @@ def train_teacher(cfg: TeacherTrainConfig, data_root: str | Path, out: str | Pat
 
     Returns metrics: final training loss, training and validation accuracy (percent), wall time (s).
     """
-    from tqdm import tqdm
-
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     torch.manual_seed(cfg.seed)
@@ -253,30 +253,14 @@ def train_teacher(cfg: TeacherTrainConfig, data_root: str | Path, out: str | Pat
     val_set = ModelPointClouds(data_root, cfg, "val") if cfg.val_fraction > 0 else None
     encoder, width, enc_cfg = build_teacher_encoder(cfg.arch, cfg.encoder)
     head = nn.Linear(width, len(NOCS_CATEGORIES))  # linear probe-style head, discarded after training
-    encoder.to(device).train()
-    head.to(device).train()
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations, eta_min=cfg.lr * 0.01)
     gen = np.random.default_rng(cfg.seed)
-    loss_ema, acc_ema, t0 = None, None, time.perf_counter()
-    bar = tqdm(range(cfg.iterations), disable=not progress, desc=f"teacher {cfg.arch}", dynamic_ncols=True)
-    for it in bar:
-        pts, labels = _batches(train_set, cfg.batch_size, gen, cfg.seed * 1_000_003 + it)
-        pts, labels = pts.to(device), labels.to(device)
-        logits = head(encoder(pts))
-        loss = nn.functional.cross_entropy(logits, labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"teacher pre-training: non-finite loss {loss.item()} at iteration {it}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        acc = float((logits.argmax(1) == labels).float().mean()) * 100
-        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-        acc_ema = acc if acc_ema is None else 0.95 * acc_ema + 0.05 * acc
-        bar.set_postfix(loss=f"{loss_ema:.3f}", acc=f"{acc_ema:.1f}", refresh=False)
-    metrics = {"train_loss": float(loss_ema), "train_accuracy": float(acc_ema),
+    t0 = time.perf_counter()
+    fit = train_classification(
+        nn.Sequential(encoder, head).to(device),
+        lambda it: _batches(train_set, cfg.batch_size, gen, cfg.seed * 1_000_003 + it),
+        iterations=cfg.iterations, lr=cfg.lr, weight_decay=cfg.weight_decay, device=device,
+        name=f"teacher {cfg.arch}", progress=progress)
+    metrics = {"train_loss": fit["loss"], "train_accuracy": fit["accuracy"],
                "seconds": time.perf_counter() - t0, "train_models": float(len(train_set))}
     if val_set is not None and len(val_set):
         metrics["val_accuracy"] = _accuracy(encoder, head, val_set, cfg, device)

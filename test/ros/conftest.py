@@ -26,7 +26,8 @@ def unique_topic():
 @pytest.fixture(scope="session")
 def segmenter_weights(tmp_path_factory):
     """A Mask R-CNN weights file with random weights: enough to test the plumbing, detects nothing."""
-    from cleanpose_core.segmentation.maskrcnn import MaskRCNNArch, build_maskrcnn, save_maskrcnn_weights
+    from cleanpose_core.models.maskrcnn import MaskRCNNArch, build_maskrcnn
+    from cleanpose_core.segmentation.maskrcnn import save_maskrcnn_weights
 
     path = tmp_path_factory.mktemp("seg") / "maskrcnn_random.pt"
     return save_maskrcnn_weights(path, build_maskrcnn(), MaskRCNNArch())

@@ -120,7 +120,7 @@ def test_empty_or_invalid_depth_returns_empty_without_raising():
 def test_estimator_hands_each_frames_intrinsics_to_the_backend(scene):
     """A cropped frame moves the principal point; the backend must back-project with the frame's K."""
     from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
-    from cleanpose_core.segmentation.point_classifier import crop_intrinsics
+    from cleanpose_core.segmentation.rescoring import crop_intrinsics
 
     depth, gt = scene
     r0, c0 = 60, 100

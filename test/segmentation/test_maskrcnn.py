@@ -7,9 +7,10 @@ import torch
 from cleanpose_core.config import ConfigError
 from cleanpose_core.io import WeightsError
 from cleanpose_core.segmentation import build_segmenter
-from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference,
-                                                  MaskRCNNSegmenter, MaskRCNNSegmenterConfig, build_maskrcnn,
-                                                  load_maskrcnn, save_maskrcnn_weights)
+from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core.models.maskrcnn import MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn
+from cleanpose_core.segmentation.maskrcnn import (MaskRCNNSegmenter, MaskRCNNSegmenterConfig, load_maskrcnn,
+                                                  save_maskrcnn_weights)
 from cleanpose_core.segmentation.base import SegmentationFilter
 
 SMALL = MaskRCNNInference(min_size=96, max_size=128)
@@ -20,6 +21,11 @@ def _frame(h=480, w=640, seed=0):
     rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     rgb[h // 4: h // 2, w // 4: w // 2] = (200, 30, 30)
     return rgb, np.full((h, w), 0.8, np.float32)
+
+
+def test_every_preset_has_a_class_per_nocs_category_and_the_background():
+    # models/ may not import the package root, so the network spells the count out; it must stay in step.
+    assert all(arch.num_classes == len(NOCS_CATEGORIES) + 1 for arch in MASKRCNN_PRESETS.values())
 
 
 def test_mobilenet_preset_parameter_count_stays_small():
@@ -120,7 +126,7 @@ def test_factory_passes_flat_inference_settings_and_filter():
 
 
 def test_batchnorm_folding_keeps_the_outputs():
-    from cleanpose_core.segmentation.maskrcnn import fuse_conv_bn_
+    from cleanpose_core.models.maskrcnn import fuse_conv_bn_
 
     torch.manual_seed(0)
     model = build_maskrcnn(MASKRCNN_PRESETS["mobilenet_v3"], SMALL, score_threshold=0.0).eval()

@@ -1,4 +1,5 @@
-"""The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, Estimator use."""
+"""The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, the re-scoring
+segmenter and its factory, Estimator use."""
 
 from pathlib import Path
 
@@ -9,13 +10,15 @@ import torch
 from seg_fixtures import write_nocs_dataset
 
 from cleanpose_core import NOCS_CATEGORIES
-from cleanpose_core.config import to_dict
+from cleanpose_core.config import ConfigError, to_dict
 from cleanpose_core.geometry.camera import Intrinsics, depth_to_points
 from cleanpose_core.io import CLASSIFIER_FORMAT, WeightsError
-from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter
-from cleanpose_core.segmentation.point_classifier import (CategoryRescorer, PointClassifierConfig,
-                                                          PointNetClassifier, crop_intrinsics, load_point_classifier,
-                                                          mask_points, train_point_classifier)
+from cleanpose_core.segmentation import SegmenterConfig, build_segmenter
+from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter, Segmenter
+from cleanpose_core.models.point_classifier import PointClassifierConfig, PointNetClassifier
+from cleanpose_core.segmentation.rescoring import (CANDIDATES_PER_FRAME, CategoryRescorer, RescoredSegmenter,
+                                                   crop_intrinsics, load_point_classifier, mask_points)
+from cleanpose_core.train.point_classifier import train_point_classifier
 
 REPO = Path(__file__).resolve().parents[2]
 K = Intrinsics(500.0, 500.0, 80.0, 60.0, 160, 120)
@@ -97,6 +100,87 @@ def test_a_regions_category_does_not_depend_on_the_other_regions():
     assert rescorer([a])[0] == pytest.approx(alone)  # deterministic
 
 
+class _Fixed(Segmenter):
+    """Serves fixed instances through the usual template (its filter applies), counting its calls."""
+
+    name = "fixed"
+
+    def __init__(self, instances):
+        super().__init__()
+        self.instances, self.calls = instances, 0
+
+    def _predict(self, rgb, depth_m):
+        self.calls += 1
+        return self.instances
+
+
+def _duplicates():
+    masks = np.zeros((3, 120, 160), bool)
+    masks[0, 10:40, 10:40] = masks[1, 12:42, 12:42] = masks[2, 60:90, 40:70] = True
+    # one region as a bottle and as a mug; a camera at a score no fused score above 0.5 can come from
+    return InstanceMasks(masks, np.array([0, 5, 2]), np.array([0.64, 0.36, 0.2], np.float32))
+
+
+def test_rescored_segmenter_cuts_candidates_permissively_and_filters_once_after_rescoring(tmp_path):
+    rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "mug"), weight=0.5)
+    inner = _Fixed(_duplicates())
+    seg = RescoredSegmenter(inner, rescorer, SegmentationFilter(score_threshold=0.5, min_points=0))
+    assert inner.filter == SegmentationFilter(score_threshold=0.25, max_objects=CANDIDATES_PER_FRAME, min_points=0,
+                                              max_mask_overlap=1.0)
+    rgb, depth = np.zeros((120, 160, 3), np.uint8), np.full((120, 160), 0.8, np.float32)
+    seg.set_intrinsics(K)
+    out = seg.segment(rgb, depth)
+    assert inner.calls == 1
+    assert out.class_ids.tolist() == [5] and out.scores.tolist() == pytest.approx([0.6], abs=1e-5)
+    # the camera never became a candidate; the bottle copy was re-scored to 0 and cut by the one real filter
+    assert [line.split(":")[1].strip() for line in out.skipped] == ["score below threshold 0.25",
+                                                                    "score below threshold 0.5"]
+    assert len(seg.segment(rgb, None)) == 0 and "depth" in seg.segment(rgb, None).reason
+
+
+def test_rescored_segmenter_retunes_both_filters_and_the_weight_or_nothing(tmp_path):
+    rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "mug"), weight=0.5)
+    inner = _Fixed(_duplicates())
+    seg = RescoredSegmenter(inner, rescorer, SegmentationFilter(score_threshold=0.5, max_mask_overlap=0.7))
+    seg.retune(SegmentationFilter(score_threshold=0.6, max_objects=3, min_mask_area=10, min_points=5), 0.75)
+    assert rescorer.weight == 0.75
+    assert seg.filter == SegmentationFilter(0.6, 3, 10, 5, max_mask_overlap=0.7)  # its overlap is kept
+    assert inner.filter == SegmentationFilter(0.6 ** 4, CANDIDATES_PER_FRAME, 10, 5, max_mask_overlap=1.0)
+    for bad_filter, bad_weight in ((SegmentationFilter(score_threshold=2.0), 0.5), (SegmentationFilter(), 1.0)):
+        with pytest.raises(ValueError):
+            seg.retune(bad_filter, bad_weight)
+        assert rescorer.weight == 0.75 and seg.filter.score_threshold == 0.6 and inner.filter.min_mask_area == 10
+
+
+def test_factory_builds_the_rescored_mask_rcnn_from_a_config(tmp_path):
+    forced = str(forced_classifier_file(tmp_path / "c.pt", "mug"))
+    final = SegmentationFilter(score_threshold=0.5, max_objects=4)
+    seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", category_classifier=forced,
+                          category_weight=0.5, score_threshold=0.5, max_objects=4)
+    assert isinstance(seg, RescoredSegmenter) and seg.filter == final
+    assert seg.inner.model.roi_heads.score_thresh == pytest.approx(0.25) and seg.inner.filter.max_objects == 100
+    plain = build_segmenter(SegmenterConfig(kind="maskrcnn", filter=final, device="cpu", category_weight=0.0,
+                                            backend={"random_weights": True}))
+    assert not isinstance(plain, RescoredSegmenter) and plain.model.roi_heads.score_thresh == 0.5
+    with pytest.raises(ValueError, match="restart"):  # no classifier loaded: a weight cannot be raised later
+        plain.retune(final, 0.5)
+    tabletop = build_segmenter("depth_tabletop", category_classifier=forced, category_weight=0.5)
+    assert isinstance(tabletop.classifier, CategoryRescorer)  # names its regions, no re-scoring composite
+    assert build_segmenter("ground_truth", category_weight=0.5).name == "ground_truth"  # categories given
+    with pytest.raises(ConfigError, match="only the maskrcnn segmenter takes a weights file"):
+        build_segmenter(SegmenterConfig(kind="depth_tabletop", weights="x.pt"))
+    with pytest.raises(ConfigError, match="put them in it"):
+        build_segmenter(SegmenterConfig(), score_threshold=0.3)
+    with pytest.raises(ConfigError, match="category_weight"):
+        build_segmenter("maskrcnn", random_weights=True, category_weight=1.0)
+
+
+def test_the_network_has_one_logit_per_nocs_category():
+    # models/ may not import the package root, so the network spells the count out; it must stay in step.
+    logits = PointNetClassifier(PointClassifierConfig(widths=(8,), head=(8,))).eval()(torch.zeros(2, 32, 3))
+    assert logits.shape == (2, len(NOCS_CATEGORIES))
+
+
 def test_training_learns_the_fixture_and_the_file_round_trips(tmp_path):
     root = tmp_path / "data"
     write_nocs_dataset(root, "train", n_images=12, seed=3)
@@ -110,7 +194,7 @@ def test_training_learns_the_fixture_and_the_file_round_trips(tmp_path):
 
 
 def test_unreadable_frames_and_pointless_instances_are_skipped_and_counted(tmp_path):
-    from cleanpose_core.segmentation.point_classifier import load_instances
+    from cleanpose_core.train.point_classifier import load_instances
 
     root = tmp_path / "data"
     records = write_nocs_dataset(root, "train", n_images=3, seed=1)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cleanpose_core.segmentation.dataset import NocsSegmentationDataset
+from cleanpose_core.train.maskrcnn_data import NocsSegmentationDataset
 from cleanpose_core.segmentation.ground_truth import GroundTruthSegmenter
 
 pytest.importorskip("open3d")

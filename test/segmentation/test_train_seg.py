@@ -9,22 +9,23 @@ import torch
 
 from cleanpose_core import cli as core_cli
 from cleanpose_core.segmentation import build_segmenter
-from cleanpose_core.segmentation import cli as seg_cli
-from cleanpose_core.segmentation.dataset import AugmentConfig, NocsSegmentationDataset
-from cleanpose_core.segmentation.train_maskrcnn import SegTrainConfig, train_paths, train_segmenter
+from cleanpose_core.train import cli as train_cli
+from cleanpose_core.train.maskrcnn import SegTrainConfig, train_paths, train_segmenter
+from cleanpose_core.train.maskrcnn_data import AugmentConfig, NocsSegmentationDataset
 
 from seg_fixtures import write_nocs_dataset
 
 
 def _run_cli(argv):
     parser = argparse.ArgumentParser()
-    seg_cli.register(parser.add_subparsers())
+    train_cli.register(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 
 
 def test_train_seg_is_registered_in_the_one_cli():
-    assert "cleanpose_core.segmentation.cli" in core_cli.COMMAND_MODULES
+    assert "cleanpose_core.train.cli" in core_cli.COMMAND_MODULES
+    assert "train-seg" in core_cli.build_parser()._subparsers._group_actions[0].choices
 
 
 def test_dataset_builds_torchvision_targets_from_mask_png_and_label(nocs_fixture):

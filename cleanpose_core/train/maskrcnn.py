@@ -11,9 +11,12 @@ optimizer and schedule -> resume -> loop. Differences from that reference, and w
   RNG state, so an interrupted run continues bit for bit on CPU. (On CUDA, torchvision's RoIAlign backward
   uses atomic adds and is not bit-exact.)
 
-Files written for `--out FILE`: `FILE` (the deployable weights, `maskrcnn.save_maskrcnn_weights`), and beside it
-`FILE.train.pt` (the training checkpoint, every `checkpoint_every` steps and at the end; `--resume` reads it)
-and `FILE.log.json` (the resolved config and the loss history).
+The network is `models/maskrcnn.py`, the samples `maskrcnn_data.py`, the weight files and the segmenter that
+runs them `segmentation/maskrcnn.py`.
+
+Files written for `--out FILE`: `FILE` (the deployable weights, `segmentation.maskrcnn.save_maskrcnn_weights`),
+and beside it `FILE.train.pt` (the training checkpoint, every `checkpoint_every` steps and at the end; `--resume`
+reads it) and `FILE.log.json` (the resolved config and the loss history).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from cleanpose_core.config import to_dict
 from cleanpose_core.device import resolve_device
 from cleanpose_core.io import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                                save_checkpoint)
-from cleanpose_core.segmentation.dataset import AugmentConfig, NocsSegmentationDataset
-from cleanpose_core.segmentation.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn,
-                                                  load_maskrcnn, save_maskrcnn_weights)
+from cleanpose_core.models.maskrcnn import MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn
+from cleanpose_core.segmentation.maskrcnn import load_maskrcnn, save_maskrcnn_weights
+
+from .maskrcnn_data import AugmentConfig, NocsSegmentationDataset
 
 __all__ = ["SegTrainConfig", "train_paths", "train_segmenter"]
 

@@ -4,7 +4,10 @@ Reads the DPDN layout (design/architecture-facts.md §1.1): a list file `<root>/
 prefixes relative to `<root>` (e.g. `train/scene_0001/0000`), and per prefix `_color.png` (BGR on disk),
 `_mask.png` (instance ids in channel 2, 255 = background) and `_label.pkl` (1-based `class_ids`,
 `instance_ids`). REAL275 and CAMERA25 use the same three files, so `--data data/real` or `--data data/camera`
-work as they are. Depth is not read: the segmenter is RGB-only.
+work as they are. Depth is not read: the segmenter is RGB-only. The files are read with the data package's
+readers (`data.nocs.read_image_list`, `data.files.read_color_rgb` / `read_instance_mask`) and the labels with
+the ground-truth segmenter's `read_label`, which, unlike the pose readers, accepts a frame without objects (a
+negative sample for Mask R-CNN).
 
 Targets follow torchvision's detection convention: `boxes` (n, 4) float32 (x1, y1, x2, y2), x2/y2 exclusive,
 taken from the mask (not the label's `bboxes`, so that flipping and tiny-instance filtering stay consistent);
@@ -20,15 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
 from cleanpose_core import NOCS_CATEGORIES
-from cleanpose_core.segmentation.ground_truth import read_instance_map, read_label
+from cleanpose_core.data.files import read_color_rgb, read_instance_mask
+from cleanpose_core.data.nocs import read_image_list
+from cleanpose_core.segmentation.ground_truth import read_label
 
-__all__ = ["AugmentConfig", "NocsSegmentationDataset", "read_prefix_list"]
+__all__ = ["AugmentConfig", "NocsSegmentationDataset"]
 
 
 @dataclass
@@ -51,22 +55,6 @@ class AugmentConfig:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
 
 
-def read_prefix_list(root: str | Path, split: str) -> list[str]:
-    """Image prefixes listed in `<root>/<split>_list.txt` (blank lines ignored).
-
-    Raises:
-        FileNotFoundError: naming the list file when it is missing. ValueError: when it lists nothing.
-    """
-    path = Path(root) / f"{split}_list.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"image list not found: {path} (expected the DPDN/NOCS layout: "
-                                f"<data>/<split>_list.txt with prefixes such as {split}/scene_0001/0000)")
-    prefixes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not prefixes:
-        raise ValueError(f"image list {path} is empty")
-    return prefixes
-
-
 class NocsSegmentationDataset(torch.utils.data.Dataset):
     """(image (3, H, W) float32 RGB in [0, 1], target dict) per listed image.
 
@@ -85,7 +73,9 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
         self.split = split
-        self.prefixes = read_prefix_list(self.root, split)
+        self.prefixes = read_image_list(self.root / f"{split}_list.txt")
+        if not self.prefixes:
+            raise ValueError(f"image list {self.root / f'{split}_list.txt'} is empty")
         self.augment = augment
         if augment is not None:
             augment.validate()
@@ -103,13 +93,10 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Un-augmented ((H, W, 3) uint8 RGB, (n, H, W) bool masks, (n,) int64 labels 1..6) of one image."""
         base = self.root / self.prefixes[index]
-        color_path = base.with_name(base.name + "_color.png")
-        bgr = cv2.imread(str(color_path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"cannot read colour image {color_path} (listed in {self.split}_list.txt)")
-        inst_map = read_instance_map(base.with_name(base.name + "_mask.png"))
-        if inst_map.shape != bgr.shape[:2]:
-            raise ValueError(f"{base}: mask size {inst_map.shape} differs from the colour image {bgr.shape[:2]}")
+        rgb = read_color_rgb(base.with_name(base.name + "_color.png"))
+        inst_map = read_instance_mask(base.with_name(base.name + "_mask.png"))
+        if inst_map.shape != rgb.shape[:2]:
+            raise ValueError(f"{base}: mask size {inst_map.shape} differs from the colour image {rgb.shape[:2]}")
         label = read_label(base.with_name(base.name + "_label.pkl"))
         class_ids = np.asarray(label["class_ids"], dtype=np.int64).reshape(-1)
         inst_ids = np.asarray(label["instance_ids"], dtype=np.int64).reshape(-1)
@@ -117,7 +104,7 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
             raise ValueError(f"{base}_label.pkl: class ids must be 1..{len(NOCS_CATEGORIES)}, got {class_ids.tolist()}")
         masks = inst_map[None] == inst_ids[:, None, None]
         keep = masks.reshape(len(masks), -1).sum(axis=1) >= self.min_pixels
-        return np.ascontiguousarray(bgr[:, :, ::-1]), masks[keep], class_ids[keep]
+        return rgb, masks[keep], class_ids[keep]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rgb, masks, labels = self.load(index)
