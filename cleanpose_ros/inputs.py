@@ -6,11 +6,14 @@
   `ApproximateSync` (sync.py), within `sync_slop`.
 - camera_info is not part of the match: many drivers stamp it differently or publish it at another rate. The
   newest valid camera_info of the rgb image's frame is used if its stamp lies within `camera_info_tolerance` of
-  the image's (0 = any age).
+  the image's (0 = any age). When it is older than that, the image's own camera_info may still be on its way
+  (a low frame rate, or a driver that publishes it after the images): the frame waits for it up to
+  INFO_WAIT_S, and goes on with the problem if none comes or a newer image pair takes its place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -30,6 +33,7 @@ try:
 except ImportError:  # PyPI ROS wheels: our own synchroniser
     message_filters = None
 
+INFO_WAIT_S = 0.5  # drivers publish a frame's camera_info within milliseconds of its images
 TOPICS = {"rgb": "rgb/image", "depth": "depth/image", "info": "rgb/camera_info"}
 # (start of a problem from image_problem / camera_info_problem, the kind it is counted under)
 REJECTION_KINDS = (("unsupported encoding", "unsupported encoding"), ("empty image", "empty image"),
@@ -76,7 +80,9 @@ class FrameInputs:
         self.matched = 0
         self._infos: dict[str, CameraInfo] = {}  # frame_id -> newest valid camera_info
         self._newest_info: CameraInfo | None = None
+        self._waiting: Frame | None = None  # a matched frame whose camera_info has not arrived yet
         self._lock = threading.Lock()
+        self._wait_timer = node.create_timer(0.1, self._release_overdue, callback_group=callback_group)
         # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable QoS) must not
         # lose messages before they are matched; the worker still takes only the newest frame.
         qos = QoSProfile(depth=queue_size, history=QoSHistoryPolicy.KEEP_LAST,
@@ -138,11 +144,41 @@ class FrameInputs:
         with self._lock:
             self._infos[msg.header.frame_id] = msg
             self._newest_info = msg
+            waiting = self._waiting
+        if waiting is not None:
+            info, problem = self.camera_info_for(waiting.rgb)
+            if problem is None:
+                with self._lock:
+                    taken = self._waiting is waiting
+                    if taken:
+                        self._waiting = None
+                if taken:
+                    self._on_frame(dataclasses.replace(waiting, info=info, info_problem=None))
 
     def _on_images(self, rgb: Image, depth: Image) -> None:
         self.matched += 1
         info, problem = self.camera_info_for(rgb)
-        self._on_frame(Frame(rgb, depth, info, time.monotonic(), problem))
+        frame = Frame(rgb, depth, info, time.monotonic(), problem)
+        if info is None and self._info_may_follow(rgb):
+            with self._lock:
+                frame, self._waiting = self._waiting, frame  # the one it replaces goes on with its problem
+            if frame is None:
+                return
+        self._on_frame(frame)
+
+    def _release_overdue(self) -> None:
+        with self._lock:
+            frame = self._waiting
+            if frame is None or time.monotonic() - frame.received < INFO_WAIT_S:
+                return
+            self._waiting = None
+        self._on_frame(frame)
+
+    def _info_may_follow(self, rgb: Image) -> bool:
+        """Whether the newest camera_info of this image's frame is older than the image (beyond the tolerance)."""
+        with self._lock:
+            info = self._infos.get(rgb.header.frame_id, self._newest_info)
+        return info is not None and stamp_ns(info.header) < stamp_ns(rgb.header)
 
     def camera_info_for(self, rgb: Image) -> tuple[CameraInfo | None, str | None]:
         """The camera_info to use with this rgb image, or None and why."""
@@ -168,6 +204,7 @@ class FrameInputs:
         return values
 
     def close(self) -> None:
+        self._node.destroy_timer(self._wait_timer)
         for sub in self._subs:
             self._node.destroy_subscription(sub)
         self._subs = []

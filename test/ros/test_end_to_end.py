@@ -18,12 +18,14 @@ from cleanpose_core.inference.estimator import SHIPPED_POSE_MODEL
 from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS as SHIPPED_SEGMENTER
 from cleanpose_ros.demo import match_to_ground_truth
 from cleanpose_ros.msg import ObjectPoseArray
+from cleanpose_ros.parameters import PoseNodeParams
 from node_process import start_process
 
 pytestmark = [pytest.mark.ros,
               pytest.mark.skipif(not (SHIPPED_POSE_MODEL.is_file() and SHIPPED_SEGMENTER.is_file()),
                                  reason="needs the shipped pose and segmentation models in models/")]
 FRAMES = 6
+TRACK_MIN_HITS = PoseNodeParams().track_min_hits
 SEED = 7  # the demo's scene
 
 
@@ -129,6 +131,19 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
         assert n >= FRAMES // 2, (gt_instance, counts, per_frame_ids)
         seen = [msg for msg, frame_ids in zip(frames, per_frame_ids) if gt_instance in frame_ids]
         assert all(track_id in {o.id for o in msg.objects} for msg in seen), (gt_instance, track_id, per_frame_ids)
-        # ... and its TF frame is there by the last frame (confirmed within the first frames of a static scene).
-        last = stamp(frames[-1].header)
-        assert track_id in {child.rsplit("_", 1)[1] for _, child in tf[last]}, (gt_instance, track_id, tf[last])
+        # ... and once published in track_min_hits consecutive frames it is confirmed: its TF frame is there in the
+        # last frame whenever it is detected there (a borderline object missed once restarts its count).
+        present = [track_id in {o.id for o in msg.objects} for msg in frames]
+        if present[-1] and longest_run(present) >= TRACK_MIN_HITS:
+            last = stamp(frames[-1].header)
+            assert track_id in {child.rsplit("_", 1)[1] for _, child in tf[last]}, (gt_instance, track_id, tf[last])
+    # A static scene confirms most objects within the test: the last frame carries object TF frames.
+    assert tf[stamp(frames[-1].header)], per_frame_ids
+
+
+def longest_run(flags):
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
