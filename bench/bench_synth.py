@@ -1,12 +1,14 @@
 """Benchmark: synthetic frames per second per depth model (compose + render + depth model + writing), 640x480.
 
 Usage: python bench/bench_synth.py [--scenes 4] [--frames-per-scene 4] [--workers 1] [--models ideal,noisy,
-stereo-d435,stereo-d415] [--out bench/results/synth.json]
+stereo-d435,stereo-d415,noisy-rgb-effects] [--out bench/results/synth.json]
 Each model renders a fresh split into a temporary folder (`generate_split`, no contact sheet) and the one-off
 object-model export, timed alone, is subtracted. With --workers 1 the benchmark runs in this process with one
 ray-casting and one OpenCV thread, so frames/s is the rate of one worker on one core; with more workers the
 split's process pool shares the cores and frames/s per worker is the total divided by the workers.
 ideal and noisy use the REAL275 camera, stereo-<preset> the stereo camera preset; all render at 640x480.
+noisy-rgb-effects is noisy with the RGB sensor and scene effects on (`rgb_effects`: 1-3 lights, textures, the
+colour-sensor stage; the contact sheet's effects-off re-render is not part of it, as no sheet is written).
 The shape pool is cut to 12 instances per category to shorten the export; it does not change a frame's cost.
 """
 
@@ -29,13 +31,15 @@ import cv2  # noqa: E402
 from cleanpose_core.data.synthetic.config import SynthConfig  # noqa: E402
 from cleanpose_core.data.synthetic.generate import generate_split, write_object_models  # noqa: E402
 
-MODELS = {"ideal": ("ideal", "real275"), "noisy": ("noisy", "real275"), "stereo-d435": ("stereo", "d435"),
-          "stereo-d415": ("stereo", "d415")}
+MODELS = {"ideal": ("ideal", "real275", False), "noisy": ("noisy", "real275", False),
+          "stereo-d435": ("stereo", "d435", False), "stereo-d415": ("stereo", "d415", False),
+          "noisy-rgb-effects": ("noisy", "real275", True)}
 
 
 def config_for(model: str, frames_per_scene: int) -> SynthConfig:
-    depth_model, camera = MODELS[model]
+    depth_model, camera, rgb_effects = MODELS[model]
     cfg = SynthConfig()
+    cfg.rgb_effects = rgb_effects
     cfg.use_camera(camera)
     cfg.depth_model = depth_model
     cfg.frames_per_scene = frames_per_scene
@@ -61,6 +65,7 @@ def bench_model(model: str, scenes: int, frames_per_scene: int, workers: int) ->
     return {
         "depth_model": cfg.depth_model,
         "camera": cfg.camera.preset,
+        "rgb_effects": cfg.rgb_effects,
         "image_size": [cfg.camera.width, cfg.camera.height],
         "frames": summary.frames,
         "seconds_total": round(total, 3),

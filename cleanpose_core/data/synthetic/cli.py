@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", choices=CAMERA_CHOICES, default=None,
                    help="camera preset: intrinsics and image size of the colour camera, and for d435/d415 "
                    "the stereo head (baseline, IR focal length). Default: the config's, real275")
+    p.add_argument("--rgb-effects", action="store_true", default=None,
+                   help="colour-sensor and scene effects: exposure, white balance and gamma jitter, shot and "
+                   "read noise, motion and defocus blur, JPEG; 1-3 lights of random colour temperature; "
+                   "textured clutter and backgrounds (ranges: the config's `effects`). "
+                   "Default: the config's, off")
     p.add_argument("--no-noise", action="store_true", help="alias of --depth-model ideal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
             cfg.depth_model = "ideal"
         elif args.depth_model is not None:
             cfg.depth_model = args.depth_model
+        if args.rgb_effects:
+            cfg.rgb_effects = True
         cfg.validate()  # the flags can make it inconsistent (stereo on a camera without a stereo head)
         summary = generate_split(args.out, args.split, args.scenes, args.seed, cfg, workers=args.workers,
                                  progress=not args.quiet)

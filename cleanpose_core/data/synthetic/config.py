@@ -225,6 +225,66 @@ class StereoConfig:
             raise ValueError("dot_blur, ambient, read_noise and shot_gain must be >= 0, exposure_level > 0")
 
 
+@dataclass
+class RGBEffectsConfig:
+    """Colour-sensor and scene effects (`rgb_effects: true`, `cleanpose synth --rgb-effects`; rgb_sensor.py
+    and scene_effects.py). Ranges are (lo, hi), drawn uniformly per frame (sensor) or per scene (lights,
+    textures)."""
+
+    # Scene: a key light plus fills (one light is today's look; 2-3 add crossed shadows and mixed tints).
+    lights: tuple[int, int] = (1, 3)
+    # Kelvin: a 2700 K tungsten bulb .. 7500 K overcast daylight (office LEDs 3000-6500 K in between).
+    colour_temperature_k: tuple[float, float] = (2700.0, 7500.0)
+    fill_intensity: tuple[float, float] = (0.25, 0.6)  # fill lights relative to the key light
+    distractor_texture_prob: float = 0.8  # clutter gets noise/stripes/checker/wood textures
+    background_texture_prob: float = 0.8  # walls, floor and a plain table get one
+    distractor_tile_m: tuple[float, float] = (0.02, 0.1)  # texture period on clutter (3-14 cm objects)
+    background_tile_m: tuple[float, float] = (0.15, 1.0)  # texture period on walls, floor, table
+    # Sensor. Auto exposure meters the mean linear luminance to this (effects-off renders measure 0.19-0.33),
+    # then an exposure error of this many stops (EV) is added: AE settles late, meters on the wrong region.
+    auto_exposure_mean: float = 0.25
+    exposure_ev: tuple[float, float] = (-0.7, 0.5)
+    # Grey-world auto white balance applied with this strength (1 = full correction of the lights' tint) ...
+    awb_strength: tuple[float, float] = (0.5, 1.0)
+    white_balance: float = 0.08  # ... then each of the R and B gains is off by up to this fraction
+    gamma: tuple[float, float] = (1.9, 2.5)  # tone curve exponent around sRGB's 2.2
+    # Noise in linear [0, 1] units, variance = shot * signal + read^2 (Foi et al. 2008, Poissonian-Gaussian
+    # model): up to ~5 8-bit levels in mid-tones, a few in the shadows (webcam to good machine-vision camera).
+    shot_noise: tuple[float, float] = (5e-5, 1.5e-3)
+    read_noise: tuple[float, float] = (5e-4, 4e-3)
+    motion_blur_prob: float = 0.25  # a moving robot / hand-held camera during a 10-30 ms exposure
+    motion_blur_px: tuple[float, float] = (3.0, 15.0)  # blur length in pixels, random direction
+    defocus_prob: float = 0.2  # objects outside the depth of field (fixed-focus or slow autofocus)
+    defocus_radius_px: tuple[float, float] = (1.0, 3.0)  # disc (circle of confusion) radius in pixels
+    jpeg_prob: float = 0.5  # compressed streams (image_transport compressed, web cameras, datasets as JPEG)
+    jpeg_quality: tuple[int, int] = (30, 95)
+
+    def validate(self) -> None:
+        ranges = ("lights", "colour_temperature_k", "fill_intensity", "distractor_tile_m", "background_tile_m",
+                  "exposure_ev", "awb_strength", "gamma", "shot_noise", "read_noise", "motion_blur_px",
+                  "defocus_radius_px", "jpeg_quality")
+        for name in ranges:
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"effects.{name} must satisfy lo <= hi, got {(lo, hi)}")
+        for name in ("distractor_texture_prob", "background_texture_prob", "motion_blur_prob", "defocus_prob",
+                     "jpeg_prob", "awb_strength"):
+            value = getattr(self, name)
+            if not all(0.0 <= v <= 1.0 for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"effects.{name} must be in [0, 1], got {getattr(self, name)}")
+        lo_k, hi_k = self.colour_temperature_k
+        if self.lights[0] < 1 or not 1000 <= lo_k <= hi_k <= 40000:
+            raise ValueError("effects.lights must be >= 1 and colour_temperature_k within [1000, 40000] K")
+        if min(self.distractor_tile_m[0], self.background_tile_m[0], self.gamma[0],
+               self.auto_exposure_mean) <= 0:
+            raise ValueError("effects tile sizes, gamma and auto_exposure_mean must be positive")
+        if min(self.shot_noise[0], self.read_noise[0], self.white_balance, self.motion_blur_px[0],
+               self.defocus_radius_px[0], self.fill_intensity[0]) < 0:
+            raise ValueError("effects noise, white_balance, blur sizes and fill_intensity must be >= 0")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"effects.jpeg_quality must be within [1, 100], got {self.jpeg_quality}")
+
+
 DepthModel = Literal["ideal", "noisy", "stereo"]
 DEPTH_MODELS = ("ideal", "noisy", "stereo")
 
@@ -241,6 +301,9 @@ class SynthConfig:
     # ideal: exact depth quantised to mm; noisy: the per-pixel noise model of noise.py (`noise`); stereo: a
     # simulated active-stereo camera (stereo.py), which needs a camera preset with a stereo head.
     depth_model: DepthModel = "noisy"
+    # Colour-sensor and scene effects (`effects`): off keeps the colour images of the engine before them.
+    rgb_effects: bool = False
+    effects: RGBEffectsConfig = field(default_factory=RGBEffectsConfig)
     frames_per_scene: int = 4  # viewpoints rendered per scene (cheaper than new scenes)
     min_valid_depth: int = 64  # DPDN rule: an instance is labelled if it has this many valid depth pixels
     handle_min_pixels: int = 16  # a mug handle with fewer visible pixels counts as hidden

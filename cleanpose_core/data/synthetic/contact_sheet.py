@@ -3,7 +3,8 @@
 It reads the frames back from disk with OpenCV (as the NOCS readers do), so it shows exactly what was written.
 Given a reference depth per frame (generate.py passes the ideal depth when the written one comes from a sensor
 model), that is shown right after the written depth, on the same colour scale, so the sensor's holes, edge
-artefacts and noise can be compared with the true geometry of the same view.
+artefacts and noise can be compared with the true geometry of the same view. Likewise a reference colour image
+(the same view rendered with `rgb_effects` off, when they are on) is shown right after the written colour.
 """
 
 from __future__ import annotations
@@ -40,19 +41,24 @@ def _depth_panel(depth_mm: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | Path,
                        reference_depth: dict[str, np.ndarray] | None = None, depth_title: str = "depth (mm)",
-                       reference_title: str = "ideal depth (mm)") -> Path:
-    """Write a (len(prefixes) rows x 4 or 5 panels) PNG to `path` for frame prefixes relative to `data_root`.
+                       reference_title: str = "ideal depth (mm)",
+                       reference_colour: dict[str, np.ndarray] | None = None, colour_title: str = "colour",
+                       reference_colour_title: str = "colour, rgb effects off") -> Path:
+    """Write a (len(prefixes) rows x 4 to 6 panels) PNG to `path` for frame prefixes relative to `data_root`.
 
-    `reference_depth` maps every prefix to an (H, W) uint16 depth in mm shown next to the written one.
+    `reference_depth` maps every prefix to an (H, W) uint16 depth in mm shown next to the written one;
+    `reference_colour` every prefix to an (H, W, 3) uint8 RGB image shown next to the written colour.
     """
     if not prefixes:
         raise ValueError("make_contact_sheet needs at least one frame prefix")
-    if reference_depth is not None and set(prefixes) - set(reference_depth):
-        raise ValueError(f"reference_depth lacks {sorted(set(prefixes) - set(reference_depth))}")
+    for name, ref in (("reference_depth", reference_depth), ("reference_colour", reference_colour)):
+        if ref is not None and set(prefixes) - set(ref):
+            raise ValueError(f"{name} lacks {sorted(set(prefixes) - set(ref))}")
     data_root = Path(data_root)
     pal = _palette()
     rows = []
-    titles = ["colour", depth_title] + ([reference_title] if reference_depth is not None else [])
+    colours = [colour_title] + ([reference_colour_title] if reference_colour is not None else [])
+    titles = colours + [depth_title] + ([reference_title] if reference_depth is not None else [])
     titles += ["instance mask", "NOCS map"]
     header = np.full((28, _PANEL[0] * len(titles), 3), 255, np.uint8)
     for i, title in enumerate(titles):
@@ -75,8 +81,12 @@ def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | P
             depth_panels = [_depth_panel(depth, lo, hi), _depth_panel(ref, lo, hi)]
         else:
             depth_panels = [_depth_panel(depth, *_depth_range(depth))]
-        panels = [colour, *depth_panels, pal[mask[:, :, 2]], coord]
-        panels = [cv2.resize(p, _PANEL, interpolation=cv2.INTER_AREA if k == 0 else cv2.INTER_NEAREST)
+        panels = [colour]
+        if reference_colour is not None:
+            panels.append(reference_colour[prefix][:, :, ::-1])  # RGB -> BGR
+        panels += [*depth_panels, pal[mask[:, :, 2]], coord]
+        n_colour = len(colours)
+        panels = [cv2.resize(p, _PANEL, interpolation=cv2.INTER_AREA if k < n_colour else cv2.INTER_NEAREST)
                   for k, p in enumerate(panels)]
         row = np.concatenate(panels, axis=1)
         cv2.putText(row, prefix, (6, _PANEL[1] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)

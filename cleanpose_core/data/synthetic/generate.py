@@ -30,7 +30,9 @@ from cleanpose_core.data.synthetic.contact_sheet import make_contact_sheet
 from cleanpose_core.data.synthetic.depth_sensor import make_depth_sensor
 from cleanpose_core.data.synthetic.noise import depth_to_sensor_mm
 from cleanpose_core.data.synthetic.render import SceneRenderer
+from cleanpose_core.data.synthetic.rgb_sensor import make_rgb_sensor
 from cleanpose_core.data.synthetic.scene import compose_scene
+from cleanpose_core.data.synthetic.scene_effects import draw_scene_look
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.data.synthetic.shapes import instance_indices, make_instance, model_id_of, sample_surface_points
 from cleanpose_core.data.synthetic.writer import (
@@ -67,6 +69,12 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index]))
 
 
+def effects_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The `rgb_effects` draws of scene `index`: a stream apart from the scene's, so switching the effects on
+    changes the colour images only (scene, viewpoints, labels and the depth model's draws stay the same)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index, 1]))
+
+
 def intrinsics_of(cfg: SynthConfig) -> Intrinsics:
     fx, fy, cx, cy = cfg.camera.intrinsics
     return Intrinsics(fx, fy, cx, cy, cfg.camera.width, cfg.camera.height)
@@ -76,12 +84,17 @@ def render_scene(out_dir: Path, split: str, index: int, seed: int, cfg: SynthCon
     """Compose, render and write scene `index` of `split`; returns its frame records (see write_frame)."""
     rng = scene_rng(seed, split, index)
     scene = compose_scene(rng, split, cfg.scene, cfg.camera, cfg.render, cfg.frames_per_scene)
-    renderer = SceneRenderer(scene, intrinsics_of(cfg), cfg.render.threads, cfg.render.shadows)
+    look = colour_sensor = None
+    if cfg.rgb_effects:  # lights, textures and colour-sensor effects (scene_effects.py, rgb_sensor.py)
+        fx_rng = effects_rng(seed, split, index)
+        look = draw_scene_look(scene, cfg.effects, cfg.render, fx_rng)
+        colour_sensor = make_rgb_sensor(cfg.effects, fx_rng)
+    renderer = SceneRenderer(scene, intrinsics_of(cfg), cfg.render.threads, cfg.render.shadows, look)
     sensor = make_depth_sensor(cfg, renderer)
     name = scene_name(index)
     records = []
     for f, (R_wc, C) in enumerate(scene.camera_poses):
-        frame = renderer.render(R_wc, C, rng, cfg.render.image_noise)
+        frame = renderer.render(R_wc, C, rng, cfg.render.image_noise, colour_sensor)
         depth_mm = sensor(frame, rng)
         records.append(write_frame(out_dir, split, name, f, scene, frame, depth_mm, cfg.min_valid_depth,
                                    cfg.handle_min_pixels))
@@ -100,6 +113,15 @@ def ideal_depth_mm(split: str, index: int, frame_index: int, seed: int, cfg: Syn
     frame = renderer.render(*scene.camera_poses[frame_index], rng, 0.0)
     noise_off = dataclasses.replace(cfg.noise, enabled=False)
     return depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, noise_off, rng)
+
+
+def effects_off_colour(split: str, index: int, frame_index: int, seed: int, cfg: SynthConfig) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of frame `frame_index` of scene `index` rendered with `rgb_effects` off (for the
+    first frame of a scene exactly what an effects-off split writes; later frames differ in their noise)."""
+    rng = scene_rng(seed, split, index)
+    scene = compose_scene(rng, split, cfg.scene, cfg.camera, cfg.render, cfg.frames_per_scene)
+    renderer = SceneRenderer(scene, intrinsics_of(cfg), cfg.render.threads, cfg.render.shadows)
+    return renderer.render(*scene.camera_poses[frame_index], rng, cfg.render.image_noise).rgb
 
 
 def _worker(task: tuple) -> int:
@@ -224,6 +246,11 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
             if cfg.depth_model != "ideal":
                 reference = {p: ideal_depth_mm(split, int(p.split("/")[1][6:]) - 1, int(p.split("/")[2]),
                                                int(seed), cfg) for p in picks}
+            colour_ref = None  # with rgb effects on, the same view without them
+            if cfg.rgb_effects:
+                colour_ref = {p: effects_off_colour(split, int(p.split("/")[1][6:]) - 1, int(p.split("/")[2]),
+                                                    int(seed), cfg) for p in picks}
             sheet = make_contact_sheet(out_dir, picks, out_dir / f"contact_sheet_{split}.png", reference,
-                                       depth_title=f"{cfg.depth_model} depth (mm)")
+                                       depth_title=f"{cfg.depth_model} depth (mm)", reference_colour=colour_ref,
+                                       colour_title="colour, rgb effects" if cfg.rgb_effects else "colour")
     return SplitSummary(out_dir, split, len(pending), n_all, n_valid, sheet)

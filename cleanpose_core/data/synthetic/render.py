@@ -1,8 +1,9 @@
 """CPU renderer for composed scenes: open3d's RaycastingScene (Embree) + numpy shading, one ray per pixel.
 
 Outputs per viewpoint: colour (Lambert + Blinn-Phong with ray-traced shadows from one key light, ambient term,
-procedural textures, sRGB encoding and sensor noise), exact metric depth, instance map, per-pixel part labels,
-NOCS coordinates, and the per-pixel incidence cosine and albedo that the depth-noise model needs.
+procedural textures, sRGB encoding and sensor noise; with `rgb_effects` the lights and textures of a
+scene_effects.SceneLook and the colour sensor of rgb_sensor.py), exact metric depth, instance map, per-pixel
+part labels, NOCS coordinates, and the per-pixel incidence cosine and albedo that the depth-noise model needs.
 
 Rays go through integer pixel coordinates (u, v) -- not pixel centres -- because the NOCS/DPDN readers
 back-project pixel (u, v) as x = (u - cx) z / fx; this way a rendered depth pixel back-projects exactly onto
@@ -15,6 +16,7 @@ casting is 12-16 ms per 640x480 frame for this scene size and needs no GPU or di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +34,7 @@ from cleanpose_core.data.synthetic.scene import (
     TABLE_WOOD,
     Scene,
 )
+from cleanpose_core.data.synthetic.scene_effects import SceneLook
 from cleanpose_core.data.synthetic.shapes import PART_BODY, PART_DISPLAY, PART_KEYBOARD, PART_LABEL
 from cleanpose_core.geometry.camera import Intrinsics
 
@@ -92,8 +95,10 @@ class SceneRenderer:
     Build once per scene (BVH build ~ a few ms), then call `render(R_wc, C)` per viewpoint.
     """
 
-    def __init__(self, scene: Scene, intrinsics: Intrinsics, threads: int = 0, shadows: bool = True):
+    def __init__(self, scene: Scene, intrinsics: Intrinsics, threads: int = 0, shadows: bool = True,
+                 look: SceneLook | None = None):
         self.scene = scene
+        self.look = look  # rgb_effects: lights and textures that replace the scene's (scene_effects.py)
         self.K = intrinsics
         self.threads = threads
         self.shadows = shadows
@@ -132,8 +137,14 @@ class SceneRenderer:
         self._kind.append(kind)
         self._n_faces.append(len(faces))
 
-    def render(self, R_wc: np.ndarray, C: np.ndarray, rng: np.random.Generator, image_noise: float = 2.0) -> Frame:
-        """Render the viewpoint (R_wc (3, 3), C (3,) metres); `rng` draws the colour sensor noise."""
+    def render(self, R_wc: np.ndarray, C: np.ndarray, rng: np.random.Generator, image_noise: float = 2.0,
+               sensor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None) -> Frame:
+        """Render the viewpoint (R_wc (3, 3), C (3,) metres); `rng` draws the colour sensor noise.
+
+        `sensor` (rgb_sensor.make_rgb_sensor) turns the (H, W, 3) linear colour into the uint8 image instead
+        of the sRGB encoding and additive noise here; it gets the same standard-normal draw from `rng` (or None
+        when image_noise is 0) for its read noise, so `rng` advances as it does without it.
+        """
         H, W = self.K.height, self.K.width
         C32 = np.asarray(C, dtype=np.float32)
         d_w = self._dirs_c @ R_wc.T.astype(np.float32)  # (H*W, 3) world ray directions, unit camera z
@@ -156,40 +167,28 @@ class SceneRenderer:
         cosang = np.einsum("ij,ij->i", normal, dn)
         normal *= np.where(cosang > 0, -1.0, 1.0).astype(np.float32)[:, None]
 
-        n_hit = len(t)
-        instance, part, nocs, albedo, specular, shininess = self._materials(points, gid, prim)
+        instance, part, nocs, albedo, specular, shininess = self._materials(points, gid, prim, normal)
 
         light = self.scene.lighting
-        L = light.direction.astype(np.float32)
-        ndotl = np.clip(normal @ L, 0.0, None)
-        lit = np.nonzero(ndotl > 0)[0]
-        direct = np.zeros(n_hit, np.float32)
-        direct[lit] = ndotl[lit]
-        if self.shadows and len(lit):
-            srays = np.empty((len(lit), 6), np.float32)
-            srays[:, :3] = points[lit] + 1e-3 * normal[lit]
-            srays[:, 3:] = L
-            occluded = self._rc.test_occlusions(o3d.core.Tensor(srays), tnear=1e-4, tfar=_SHADOW_REACH,
-                                                nthreads=self.threads).numpy()
-            direct[lit[occluded]] = 0.0
-        # Blinn-Phong highlight where the key light reaches.
-        shiny = np.nonzero((direct > 0) & (specular > 0))[0]
-        half = L[None, :] - dn[shiny]
-        half /= np.linalg.norm(half, axis=1, keepdims=True)
-        spec = np.zeros(n_hit, np.float32)
-        spec[shiny] = specular[shiny] * np.clip(np.einsum("ij,ij->i", normal[shiny], half), 0, 1) ** shininess[shiny]
-        radiance = albedo * (light.ambient.astype(np.float32) + direct[:, None] * light.colour.astype(np.float32))
-        radiance += spec[:, None] * light.colour.astype(np.float32)
-        # sRGB encoding through a lookup table (a float power over every pixel is the slowest step otherwise).
-        code = _SRGB_LUT[np.clip(radiance * (_LUT_SIZE - 1), 0, _LUT_SIZE - 1).astype(np.int32)]
-        rgb = np.zeros((H * W, 3), np.float32)
-        rgb[px] = code
-        rgb = rgb.reshape(H, W, 3)
-        # Slight optical blur (one ray per pixel would otherwise give aliased, unrealistically sharp edges).
-        rgb = cv2.GaussianBlur(rgb, (3, 3), 0.6)
-        if image_noise > 0:
-            rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(image_noise)
-        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+        lights = [(light.direction, light.colour)] if self.look is None else \
+            [(li.direction, li.colour) for li in self.look.lights]
+        ambient = light.ambient if self.look is None else self.look.ambient
+        irradiance = ambient.astype(np.float32)
+        highlight = np.float32(0.0)
+        for direction, colour in lights:
+            direct, spec = self._direct_light(points, normal, dn, specular, shininess, direction)
+            irradiance = irradiance + direct[:, None] * colour.astype(np.float32)
+            highlight = highlight + spec[:, None] * colour.astype(np.float32)
+        radiance = albedo * irradiance
+        radiance += highlight
+        if sensor is not None:
+            linear = np.zeros((H * W, 3), np.float32)
+            linear[px] = radiance
+            linear = cv2.GaussianBlur(linear.reshape(H, W, 3), (3, 3), 0.6)  # the optical blur of _encode
+            read_field = rng.standard_normal(linear.shape, dtype=np.float32) if image_noise > 0 else None
+            rgb = sensor(linear, read_field)
+        else:
+            rgb = self._encode(radiance, px, rng, image_noise)
 
         def full(values: np.ndarray, fill, dtype) -> np.ndarray:
             out = np.full((H * W,) + values.shape[1:], fill, dtype)
@@ -208,6 +207,44 @@ class SceneRenderer:
             R_wc=R_wc,
             C=C,
         )
+
+    def _direct_light(self, points: np.ndarray, normal: np.ndarray, dn: np.ndarray, specular: np.ndarray,
+                      shininess: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) Lambert factor (0 in shadow) and Blinn-Phong highlight of a directional light at the hits."""
+        n_hit = len(points)
+        L = direction.astype(np.float32)
+        ndotl = np.clip(normal @ L, 0.0, None)
+        lit = np.nonzero(ndotl > 0)[0]
+        direct = np.zeros(n_hit, np.float32)
+        direct[lit] = ndotl[lit]
+        if self.shadows and len(lit):
+            srays = np.empty((len(lit), 6), np.float32)
+            srays[:, :3] = points[lit] + 1e-3 * normal[lit]
+            srays[:, 3:] = L
+            occluded = self._rc.test_occlusions(o3d.core.Tensor(srays), tnear=1e-4, tfar=_SHADOW_REACH,
+                                                nthreads=self.threads).numpy()
+            direct[lit[occluded]] = 0.0
+        # Blinn-Phong highlight where the light reaches.
+        shiny = np.nonzero((direct > 0) & (specular > 0))[0]
+        half = L[None, :] - dn[shiny]
+        half /= np.linalg.norm(half, axis=1, keepdims=True)
+        spec = np.zeros(n_hit, np.float32)
+        spec[shiny] = specular[shiny] * np.clip(np.einsum("ij,ij->i", normal[shiny], half), 0, 1) ** shininess[shiny]
+        return direct, spec
+
+    def _encode(self, radiance: np.ndarray, px, rng: np.random.Generator, image_noise: float) -> np.ndarray:
+        """(H, W, 3) uint8 sRGB image of the hits' linear radiance, with Gaussian noise (effects off)."""
+        H, W = self.K.height, self.K.width
+        # sRGB encoding through a lookup table (a float power over every pixel is the slowest step otherwise).
+        code = _SRGB_LUT[np.clip(radiance * (_LUT_SIZE - 1), 0, _LUT_SIZE - 1).astype(np.int32)]
+        rgb = np.zeros((H * W, 3), np.float32)
+        rgb[px] = code
+        rgb = rgb.reshape(H, W, 3)
+        # Slight optical blur (one ray per pixel would otherwise give aliased, unrealistically sharp edges).
+        rgb = cv2.GaussianBlur(rgb, (3, 3), 0.6)
+        if image_noise > 0:
+            rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(image_noise)
+        return np.clip(rgb, 0, 255).astype(np.uint8)
 
     def cast_rays(self, rays: np.ndarray) -> dict[str, np.ndarray]:
         """Cast (N, 6) float32 rays (origin, direction) into the scene; numpy arrays of open3d's hit fields.
@@ -243,8 +280,9 @@ class SceneRenderer:
             self._face_luma = np.concatenate(per_geometry).astype(np.float32)
         return self._face_luma[self._face_offset[gid] + prim]
 
-    def _materials(self, points: np.ndarray, gid: np.ndarray, prim: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per hit point: instance, part, NOCS, albedo (P, 3), specular weight and shininess."""
+    def _materials(self, points: np.ndarray, gid: np.ndarray, prim: np.ndarray,
+                   normal: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per hit (world points, normals): instance, part, NOCS, albedo (P, 3), specular, shininess."""
         n_hit = len(points)
         instance = np.full(n_hit, -1, np.int16)
         part = np.full(n_hit, -1, np.int8)
@@ -266,15 +304,22 @@ class SceneRenderer:
                 albedo[sel] = self._object_albedo(obj.material, q, parts)
                 specular[sel], shininess[sel] = obj.material.specular, obj.material.shininess
             elif kind == _KIND_DISTRACTOR:
-                albedo[sel] = self.scene.distractors[idx].colour
+                texture = self.look.distractor_textures[idx] if self.look is not None else None
+                albedo[sel] = self.scene.distractors[idx].colour if texture is None else \
+                    texture.albedo(points[sel], normal[sel])
                 specular[sel] = 0.15
             elif kind == _KIND_TABLE:
-                albedo[sel] = self._table_albedo(points[sel])
+                texture = self.look.table_texture if self.look is not None else None
+                albedo[sel] = self._table_albedo(points[sel]) if texture is None else \
+                    texture.albedo(points[sel], normal[sel])
                 specular[sel], shininess[sel] = 0.08, 15.0
             else:
                 # Room: floor darker than walls, soft vertical gradient.
                 z = points[sel, 2]
-                albedo[sel] = self.scene.room_colour[None, :] * np.clip(0.55 + 0.15 * z, 0.3, 1.0)[:, None]
+                texture = self.look.room_texture if self.look is not None else None
+                base = self.scene.room_colour[None, :] if texture is None else \
+                    texture.albedo(points[sel], normal[sel])
+                albedo[sel] = base * np.clip(0.55 + 0.15 * z, 0.3, 1.0)[:, None]
         return instance, part, nocs, albedo, specular, shininess
 
     @staticmethod
