@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from cleanpose_core.config import ConfigError, load_yaml
 
 # Literal copies keep `cleanpose --help` from importing the engine; a test checks they match config.py.
 DEPTH_MODEL_CHOICES = ("ideal", "noisy", "stereo")
 CAMERA_CHOICES = ("real275", "d435", "d415", "azure_720p")
+SHAPE_SOURCE_CHOICES = ("procedural", "meshes", "mixed")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", choices=CAMERA_CHOICES, default=None,
                    help="camera preset: intrinsics and image size of the colour camera, and for d435/d415 "
                    "the stereo head (baseline, IR focal length). Default: the config's, real275")
+    p.add_argument("--meshes", default=None, metavar="DIR",
+                   help="imported meshes: a ShapeNetCore v2 folder (<synset>/<model>/models/model_normalized.obj), "
+                   "a NOCS obj_models folder ({train,val,real_train,real_test}) or a folder of OBJ/PLY/STL/GLB "
+                   "files with a meshes.yaml (see cleanpose_core/data/synthetic/meshes.py)")
+    p.add_argument("--shape-source", choices=SHAPE_SOURCE_CHOICES, default=None,
+                   help="objects from the procedural shapes, the --meshes only, or both (mixed). "
+                   "Default: meshes with --meshes, else the config's, procedural")
     p.add_argument("--rgb-effects", action="store_true", default=None,
                    help="colour-sensor and scene effects: exposure, white balance and gamma jitter, shot and "
                    "read noise, motion and defocus blur, JPEG; 1-3 lights of random colour temperature; "
@@ -67,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             cfg.depth_model = args.depth_model
         if args.rgb_effects:
             cfg.rgb_effects = True
+        if args.meshes is not None:
+            cfg.scene.meshes = str(Path(args.meshes).resolve())
+        if args.shape_source is not None or args.meshes is not None:
+            cfg.scene.shape_source = args.shape_source or "meshes"
+        cfg.scene.validate()
         cfg.validate()  # the flags can make it inconsistent (stereo on a camera without a stereo head)
         summary = generate_split(args.out, args.split, args.scenes, args.seed, cfg, workers=args.workers,
                                  progress=not args.quiet)

@@ -125,6 +125,11 @@ class SceneConfig:
     shape_seed: int = 0  # seed of the instance pool: keep it fixed so model ids mean the same mesh everywhere
     biased: bool = False  # confounder study: in the train split, body colour is tied to the category
     bias_strength: float = 0.9  # probability that a train object gets its category's colour when biased
+    # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder (ShapeNetCore v2, NOCS
+    # obj_models or a meshes.yaml folder) and, when mixed, the chance an object of a category with meshes uses one.
+    shape_source: Literal["procedural", "meshes", "mixed"] = "procedural"
+    meshes: str | None = None
+    mesh_fraction: float = 0.5
 
     def validate(self) -> None:
         if not 1 <= self.objects[0] <= self.objects[1] <= 254:
@@ -145,6 +150,12 @@ class SceneConfig:
                 raise ValueError(f"scale_ranges.{cat} must satisfy 0 < lo <= hi, got {(lo, hi)}")
         if self.pool_size < 2:
             raise ValueError(f"pool_size must be >= 2 (one train and one test instance), got {self.pool_size}")
+        if self.shape_source not in ("procedural", "meshes", "mixed"):
+            raise ValueError(f"shape_source must be procedural, meshes or mixed, got {self.shape_source!r}")
+        if self.shape_source != "procedural" and not self.meshes:
+            raise ValueError(f"shape_source {self.shape_source!r} needs a meshes folder (cleanpose synth --meshes DIR)")
+        if not 0.0 <= self.mesh_fraction <= 1.0:
+            raise ValueError(f"mesh_fraction must be in [0, 1], got {self.mesh_fraction}")
 
 
 @dataclass

@@ -33,8 +33,8 @@ from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.rgb_sensor import make_rgb_sensor
 from cleanpose_core.data.synthetic.scene import compose_scene
 from cleanpose_core.data.synthetic.scene_effects import draw_scene_look
-from cleanpose_core import NOCS_CATEGORIES
-from cleanpose_core.data.synthetic.shapes import instance_indices, make_instance, model_id_of, sample_surface_points
+from cleanpose_core.data.synthetic.shape_source import ShapeSource
+from cleanpose_core.data.synthetic.shapes import sample_surface_points
 from cleanpose_core.data.synthetic.writer import (
     PICKLE_PROTOCOL,
     atomic_write_bytes,
@@ -159,19 +159,19 @@ def write_object_models(out_dir: Path, split: str, cfg: SynthConfig) -> Path:
     mesh_dir = models_dir / "meshes"
     mesh_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{split}.pkl"
-    expected = {model_id_of(c, i) for c in NOCS_CATEGORIES for i in instance_indices(split, cfg.scene.pool_size)}
+    instances = ShapeSource(split, cfg.scene).models()  # (model id, loader, point seed): procedural and/or imported
+    expected = {m for m, _, _ in instances}
     if path.is_file() and all((mesh_dir / f"{m}.obj").is_file() for m in expected):
         with open(path, "rb") as f:
             if set(pickle.load(f)) == expected:  # already exported (resumed run)
                 return path
     models = {}
-    for category in NOCS_CATEGORIES:
-        for index in instance_indices(split, cfg.scene.pool_size):
-            shape = make_instance(category, index, cfg.scene.shape_seed)
-            models[shape.model_id] = sample_surface_points(shape.mesh, cfg.n_model_points, seed=index)
-            mesh_path = mesh_dir / f"{shape.model_id}.obj"
-            if not mesh_path.is_file():
-                atomic_write_bytes(mesh_path, shape.mesh.export(file_type="obj").encode())
+    for _, load, points_seed in instances:
+        shape = load()
+        models[shape.model_id] = sample_surface_points(shape.mesh, cfg.n_model_points, seed=points_seed)
+        mesh_path = mesh_dir / f"{shape.model_id}.obj"
+        if not mesh_path.is_file():
+            atomic_write_bytes(mesh_path, shape.mesh.export(file_type="obj").encode())
     atomic_write_bytes(path, pickle.dumps(models, protocol=PICKLE_PROTOCOL))
     return path
 
@@ -190,6 +190,7 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out_dir)
     _check_or_write_config(out_dir, split, int(seed), n_scenes, cfg)
+    ShapeSource(split, cfg.scene).check()  # imported meshes: read (a bad file is an error) and checked, once
 
     pending = [i for i in range(n_scenes) if read_scene_info(out_dir, split, scene_name(i)) is None]
     if len(pending) < n_scenes:

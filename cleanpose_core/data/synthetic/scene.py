@@ -24,6 +24,7 @@ import trimesh
 
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.data.synthetic.config import CameraConfig, RenderConfig, SceneConfig
+from cleanpose_core.data.synthetic.shape_source import ShapeSource
 from cleanpose_core.data.synthetic.shapes import (
     NUM_PARTS,
     PART_CAP,
@@ -36,8 +37,6 @@ from cleanpose_core.data.synthetic.shapes import (
     PART_LENS,
     PART_TRIM,
     ShapeInstance,
-    instance_indices,
-    make_instance,
 )
 
 # Pattern kinds evaluated in the renderer on NOCS (object) or table coordinates.
@@ -260,14 +259,15 @@ def sample_camera_poses(centre: np.ndarray, n: int, cfg: CameraConfig, rng: np.r
 def compose_scene(rng: np.random.Generator, split: str, scene_cfg: SceneConfig, camera_cfg: CameraConfig,
                   render_cfg: RenderConfig, n_frames: int) -> Scene:
     """Draw one scene: objects from `split`'s instance pool, clutter, table, lights and `n_frames` viewpoints."""
-    pool = instance_indices(split, scene_cfg.pool_size)
+    source = ShapeSource(split, scene_cfg)  # procedural instances and/or imported meshes of the split
     n_objects = int(rng.integers(scene_cfg.objects[0], scene_cfg.objects[1] + 1))
     objects: list[SceneObject] = []
     footprints: list[tuple[np.ndarray, float]] = []
     for _ in range(n_objects):
-        category = NOCS_CATEGORIES[int(rng.integers(len(NOCS_CATEGORIES)))]
-        shape = make_instance(category, int(rng.choice(pool)), scene_cfg.shape_seed)
+        shape = source.draw(rng)
+        category = shape.category
         scale = float(rng.uniform(*scene_cfg.scale_ranges[category]))
+        scale = getattr(shape, "metric_scale", None) or scale  # an imported mesh of known real size keeps it
         R_wo = _resting_rotation(category, rng, scene_cfg)
         verts = scale * shape.mesh.vertices @ R_wo.T
         offset, radius = _footprint(verts)
