@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from cleanpose_core.eval.results import poses_to_rts, save_result
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
-from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS, Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import (FRAME_SEGMENTERS, POSE_SOLVERS, QUEUE_SAMPLING, Estimator,
+                                               EstimatorConfig)
 
 
 def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"official code (default {EstimatorConfig.pose_solver})")
     p.add_argument("--score", choices=("combined", "detection"), default="combined",
                    help="result score: detection score x pose confidence (default) or the detection score alone")
+    p.add_argument("--queue-sampling", choices=QUEUE_SAMPLING, default=EstimatorConfig.queue_sampling,
+                   help="stream: the confounder-queue sampler is seeded once and draws fresh entries at every image, "
+                        "as the official test code; per_frame: re-seeded for every image (an image's result does not "
+                        f"depend on the images before it) (default {EstimatorConfig.queue_sampling})")
+    p.add_argument("--queue-seed", type=int, default=EstimatorConfig.queue_seed,
+                   help=f"seed of the queue sampler and of each image's point sampling (default {EstimatorConfig.queue_seed})")
     p.add_argument("--weights", default=None, help="pose model file (default: the shipped lite model)")
     p.add_argument("--segmenter", choices=FRAME_SEGMENTERS, default="maskrcnn",
                    help="segmentation backend for --masks model: maskrcnn (default) or depth_tabletop (plane + "
@@ -120,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     estimator = Estimator(EstimatorConfig(
         model_weights=args.weights, pose_backend=args.pose_backend, pose_solver=args.pose_solver, device=args.device,
+        queue_sampling=args.queue_sampling, queue_seed=args.queue_seed,
         segmenter="external" if args.masks == "gt" else args.segmenter, segmenter_weights=args.segmenter_weights,
         score_threshold=0.0 if args.masks == "gt" else args.score_threshold,
         max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap,

@@ -1,5 +1,7 @@
 """The Estimator contract: batched detections from a frame, determinism, and no exception on any bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +18,10 @@ from cleanpose_core.io import WeightsError
 @pytest.fixture(scope="module")
 def estimator(lite_model_file):
     torch.set_num_threads(1)
+    # per_frame queue sampling: a frame's result does not depend on the frames the module's tests ran before it
     return Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
-                                     keep_masks=True, strict=True))  # an internal error fails the test
+                                     keep_masks=True, strict=True,  # an internal error fails the test
+                                     queue_sampling="per_frame"))
 
 
 def test_every_object_is_estimated_in_one_batched_forward(estimator, synthetic_frame):
@@ -49,11 +53,42 @@ def test_same_frame_gives_identical_results(estimator, synthetic_frame):
         np.testing.assert_array_equal(da.translation, db.translation)
 
 
+def _translations(result):
+    return np.stack([d.translation for d in result.detections])
+
+
+def test_stream_queue_sampling_draws_anew_at_every_frame_from_one_seeded_generator(lite_model_file, synthetic_frame):
+    # The official test code: the queue sampler is seeded once, and every forward draws fresh entries.
+    f = synthetic_frame
+    args = (f["rgb"], f["depth"], f["K"], "m")
+    config = EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu", strict=True,
+                             pose_solver="regression")
+    assert config.queue_sampling == "stream"  # the default
+    first = Estimator(config)
+    run = [_translations(first.estimate(*args, masks=f["masks"], labels=f["labels"])) for _ in range(3)]
+    assert not np.array_equal(run[0], run[1]) and not np.array_equal(run[1], run[2])  # the draws moved on
+    again = Estimator(config)  # a fresh Estimator replays the same sequence, frame for frame
+    for expected in run:
+        np.testing.assert_array_equal(_translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])),
+                                      expected)
+    again.reset_queue_sampling()  # back to the start of the sequence
+    np.testing.assert_array_equal(_translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0])
+    other_seed = Estimator(dataclasses.replace(config, queue_seed=5))
+    assert not np.array_equal(_translations(other_seed.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0])
+    # per_frame re-seeds before every forward: the first frame's draw, every time
+    per_frame = Estimator(dataclasses.replace(config, queue_sampling="per_frame"))
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            _translations(per_frame.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0])
+    with pytest.raises(ValueError, match="queue_sampling"):
+        EstimatorConfig(queue_sampling="random").validate()
+
+
 def test_millimetre_depth_gives_the_same_points(lite_model_file, synthetic_frame):
     # The head's translation follows the points' centre; the keypoint fit of a random-weight network amplifies
     # the 0.5 mm rounding into centimetres, so the comparison uses the head.
     estimator = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
-                                          pose_solver="regression"))
+                                          pose_solver="regression", queue_sampling="per_frame"))
     f = synthetic_frame
     mm = np.round(f["depth"] * 1000).astype(np.uint16)
     a = estimator.estimate(f["rgb"], (mm / 1000).astype(np.float32), f["K"], "m", masks=f["masks"], labels=f["labels"])
