@@ -21,7 +21,8 @@ Fixed or changed, and why:
   "Similarity") / none ("w/o update"); `storage` queue / memory_bank (Tab. 5a: a memory bank has no age
   order, so a pushed entry overwrites a uniformly drawn slot; the paper's bank is indexed by training
   sample, which we do not track); `policy` per_iteration (official) / per_epoch (paper text: entries are
-  staged during the epoch and enter the queue at `end_epoch()`).
+  staged during the epoch and enter the queue at `end_epoch()`, which the trainer calls at every epoch end);
+  `init` teacher (official, a file is required) / random (Tab. 7a), read by the trainer.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ class QueueConfig:
     sample_num: int = 12  # N_s, entries drawn per category per forward (official `select_num`)
     storage: Literal["queue", "memory_bank"] = "queue"  # Tab. 5a storage
     update: Literal["fifo", "similarity", "none"] = "fifo"  # Tab. 5a update rule
-    policy: Literal["per_iteration", "per_epoch"] = "per_iteration"  # official: every iteration
-    init: Literal["teacher", "random"] = "teacher"  # teacher: fill from a ULIP-2 PN++ SSG feature file (Tab. 7a)
+    # official: every iteration; per_epoch (paper text): pushes are staged and enter the queue when the trainer
+    # ends an epoch (`end_epoch`, called when the first data source finishes its epoch; train/trainer.py)
+    policy: Literal["per_iteration", "per_epoch"] = "per_iteration"
+    # teacher (official): the trainer fills the queue from the training config's `queue_init` file of teacher
+    # features (a ULIP-2 PN++ SSG in the official code) and refuses to start without it; random (Tab. 7a):
+    # the model's own seeded N(0, random_std^2) entries, with no file (train/queue_init.py `initialise_queue`)
+    init: Literal["teacher", "random"] = "teacher"
     random_std: float = 1.0  # std of the N(0, std^2) entries of a random initialisation
 
     def validate(self) -> None:

@@ -104,6 +104,11 @@ class SourceStream:
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
         self._iterator = None  # the next `next_batch` re-opens the epoch at this position
 
+    @property
+    def at_epoch_end(self) -> bool:
+        """The batch `next_batch` returned last was the last one of its epoch."""
+        return self._iterator is not None and self.consumed == self.batches_per_epoch
+
     # Iteration ----------------------------------------------------------------------------------------------
     def _open_epoch(self) -> None:
         reset = getattr(self.dataset, "reset", None)

@@ -27,7 +27,7 @@ from ..config import ConfigError
 from ..io import QUEUE_FORMAT, WeightsError, read_artefact, save_artefact
 from .loader import SeededItems, TrainDataset
 
-__all__ = ["extract_queue", "random_queue", "save_queue", "load_queue", "load_queue_into"]
+__all__ = ["extract_queue", "random_queue", "save_queue", "load_queue", "load_queue_into", "initialise_queue"]
 
 
 @torch.no_grad()
@@ -107,18 +107,19 @@ def save_queue(queue: torch.Tensor, path: str | Path, source: str) -> Path:
     return save_artefact(path, QUEUE_FORMAT, queue=queue.float().cpu().contiguous(), source=source)
 
 
-def load_queue(path: str | Path) -> torch.Tensor:
+def load_queue(path: str | Path, *, with_source: bool = False) -> torch.Tensor | tuple[torch.Tensor, str]:
     """(cat_num, N_q, C) tensor from a queue file.
 
     Raises:
         WeightsError: the file is unreadable, not a queue file, or holds no (cat_num, N_q, C) tensor
             (WeightsNotFoundError, also a FileNotFoundError, when it is missing).
     """
-    queue = read_artefact(path, QUEUE_FORMAT).get("queue")
+    blob = read_artefact(path, QUEUE_FORMAT)
+    queue = blob.get("queue")
     if not isinstance(queue, torch.Tensor) or queue.dim() != 3:
         found = tuple(queue.shape) if isinstance(queue, torch.Tensor) else type(queue).__name__
         raise WeightsError(f"{path}: 'queue' must be a (cat_num, N_q, C) tensor, found {found}")
-    return queue
+    return (queue, str(blob.get("source", ""))) if with_source else queue
 
 
 def load_queue_into(model: nn.Module, path: str | Path) -> None:
@@ -136,3 +137,38 @@ def load_queue_into(model: nn.Module, path: str | Path) -> None:
         queue.fill_(entries)
     except ValueError as exc:
         raise WeightsError(f"queue_init {path}: {exc}") from exc
+
+
+def initialise_queue(model: nn.Module, path: str | Path | None) -> None:
+    """Set up the confounder queue of a new training run as its `causal.queue.init` says (official: teacher).
+
+    - `init: teacher`: fill it from the `queue_init` file, which must hold teacher features (`cleanpose queue-init
+      --teacher`); training the causal module without it would silently start from random entries;
+    - `init: random` (paper Tab. 7a "Random"): keep the model's own seeded N(0, random_std^2) entries; a file is
+      then a contradiction;
+    - no queue (causal module off): `queue_init` must be None. A queue without a config (test stand-ins) is filled
+      from the file when one is given.
+
+    Raises:
+        ConfigError: the config and the file disagree (the message says how to fix it).
+        WeightsError: the file is bad or does not fit the model's queue.
+    """
+    queue = getattr(model, "queue", None)
+    init = getattr(getattr(queue, "cfg", None), "init", None)
+    if init == "teacher" and path is None:
+        raise ConfigError("the causal module's queue starts from teacher features (causal.queue.init: teacher) but "
+                          "the training config sets no queue_init: write the file with `cleanpose queue-init "
+                          "--teacher TEACHER.pt ...` and set queue_init to it, or set model_overrides {causal: {queue: "
+                          "{init: random}}} for the random-initialisation ablation")
+    if init == "random" and path is not None:
+        raise ConfigError(f"queue_init {path} is set but causal.queue.init is random (the model's own seeded "
+                          "entries): remove queue_init, or set causal.queue.init: teacher to use the file")
+    if path is None:
+        return
+    if init == "teacher":
+        source = load_queue(path, with_source=True)[1]
+        if source.startswith("random"):
+            raise ConfigError(f"queue_init {path} holds random entries ({source}) but causal.queue.init is teacher: "
+                              "write teacher features with `cleanpose queue-init --teacher`, or set "
+                              "causal.queue.init: random and remove queue_init")
+    load_queue_into(model, path)

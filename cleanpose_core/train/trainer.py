@@ -12,6 +12,13 @@ Output folder:
   config, the step), without optimiser or RNG state;
 - ``tb/``: TensorBoard event files.
 
+Epochs: the loop counts iterations; an epoch ends when the first data source has returned its epoch's last batch
+(official NOCS: 120k CAMERA images / 30 = 4,000 iterations, as many as REAL's). Then `engine.end_of_epoch` runs,
+before that step's checkpoint: a confounder queue with the per-epoch policy commits its staged entries.
+
+Confounder queue at the start (`queue_init.initialise_queue`): `causal.queue.init: teacher` needs the training
+config's `queue_init` file (`cleanpose queue-init`); `init: random` keeps the model's seeded random entries.
+
 Randomness: every global generator is seeded with `seed` before the model is built (identical initial weights
 on all ranks), then with `seed + rank` for the training itself (different augmentations per rank), as
 torchvision's references do. A checkpoint stores every rank's generator states, so a resumed run draws exactly
@@ -42,7 +49,7 @@ from ..io import (MODEL_FORMAT, CheckpointError, capture_rng_state, load_checkpo
 from .components import Components, default_components
 from .config import TrainConfig
 from .distributed import DistInfo, cleanup, init_distributed, is_main_process, reduce_mean
-from .engine import TOTAL_KEY, train_one_step
+from .engine import TOTAL_KEY, end_of_epoch, train_one_step
 from .loader import SourceStream
 from .schedules import build_scheduler
 
@@ -176,10 +183,9 @@ def train(
             step = int(ckpt["step"])
             del ckpt
         else:
-            if cfg.queue_init is not None:
-                from .queue_init import load_queue_into
+            from .queue_init import initialise_queue
 
-                load_queue_into(model, cfg.queue_init)
+            initialise_queue(model, cfg.queue_init)
             seed_everything(cfg.seed + info.rank)
             for g in comp.generators.values():  # other ranks: their own augmentation / sampling streams
                 if info.rank > 0:
@@ -227,6 +233,8 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
             result = train_one_step(model, batches, comp.loss_fn, optimizer, scheduler, step=step,
                                     device=device, scaler=scaler)
             step += 1
+            if streams[0].at_epoch_end:
+                end_of_epoch(model)
             for k, v in result.losses.items():
                 window[k] = window.get(k, 0.0) + v
             window_n += 1

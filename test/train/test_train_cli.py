@@ -102,6 +102,18 @@ def _tiny_config(path: Path, data_root: Path, iterations: int) -> Path:
 
 
 @needs_stack
+def test_cli_train_with_a_teacher_queue_but_no_queue_init_exits_2(tmp_path, synthetic_root, capsys):
+    cfg = _tiny_config(tmp_path / "t.yaml", synthetic_root, 1)
+    data = yaml.safe_load(cfg.read_text())
+    data["model_overrides"]["causal"]["queue"]["init"] = "teacher"  # the official recipe, without its file
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "causal.queue.init: teacher" in err and "no queue_init" in err and "cleanpose queue-init" in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@needs_stack
 def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root, capsys):
     cfg = _tiny_config(tmp_path / "t.yaml", synthetic_root, 2)
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0

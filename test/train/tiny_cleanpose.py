@@ -19,7 +19,7 @@ TINY = {
     "causal": {"front_door": {"feat_dim": 32, "cross_attn": {"block_num": 1, "d_model": 32, "num_heads": 2,
                                                              "dim_ffn": 32},
                               "self_attn": {"block_num": 1, "d_model": 32, "num_heads": 2, "dim_ffn": 32}},
-               "queue": {"length": 6, "sample_num": 3}},
+               "queue": {"length": 6, "sample_num": 3, "init": "random"}},  # no queue_init file needed
     "kd": {"teacher": {"trans_dim": 16, "depth": 2, "num_heads": 2, "group_size": 8, "num_group": 8,
                        "encoder_dims": 16, "drop_path_rate": 0.5}},
 }
