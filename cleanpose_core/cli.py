@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = ["cleanpose", *argv]  # the command as given: result files record it (eval/provenance.py)
     return int(args.func(args) or 0)
 
 

@@ -2,8 +2,9 @@
 
     cleanpose eval --results DIR [--dataset nocs|housecat6d] [--json OUT.json] [--plots DIR]
 
-Prints the overall and per-category tables, writes the evaluation JSON (DESIGN.md §4) and, with --plots, the AP
-curves. Exit code 0 on success, 2 when the results cannot be read (the message names the file).
+Prints the overall and per-category tables, writes the evaluation JSON (DESIGN.md §4, plus a `provenance` block:
+this command and commit, and the `provenance.json` that `cleanpose predict` left in the results folder) and, with
+--plots, the AP curves. Exit code 0 on success, 2 when the results cannot be read (the message names the file).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 
 from cleanpose_core.eval.metrics import PROTOCOLS, evaluate
+from cleanpose_core.eval.provenance import evaluation_provenance
 from cleanpose_core.eval.report import build_report, print_report, write_report_json
 from cleanpose_core.eval.results import ResultFileError, load_results
 
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(evaluation)
     print_report(report, evaluation)
     if args.json:
-        write_report_json(report, args.json)
+        provenance = evaluation_provenance(args.results, protocol.name, getattr(args, "command_line", None))
+        write_report_json({**report, "provenance": provenance}, args.json)
         print(f"wrote {args.json}")
     if args.plots:
         from cleanpose_core.eval.plots import plot_ap_curves  # matplotlib only when asked for

@@ -10,6 +10,10 @@ Scores: the NOCS APs rank every category's predictions by score, so the score sa
 `--score combined` (default) writes each detection's score x pose_confidence (the agreement of the network's two
 pose estimates, see `Estimator`); `--score detection` writes the segmentation score alone (with ground-truth masks
 every score is then 1, and the AP ranking is the file order).
+
+Provenance: `out/provenance.json` records the command line, the commit, the model file (sha256) and its config, the
+split's seed and domain, the masks, the readout and the score rule (`eval/provenance.py`); `cleanpose eval` copies
+it into the evaluation JSON.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cleanpose_core.config import to_dict
+from cleanpose_core.eval.provenance import file_sha256, split_metadata, write_prediction_provenance
 from cleanpose_core.eval.results import poses_to_rts, save_result
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
-from cleanpose_core.inference.estimator import (FRAME_SEGMENTERS, POSE_SOLVERS, QUEUE_SAMPLING, Estimator,
-                                               EstimatorConfig)
+from cleanpose_core.inference.estimator import (FRAME_SEGMENTERS, POSE_SOLVERS, QUEUE_SAMPLING, SHIPPED_MEAN_SIZES,
+                                               SHIPPED_POSE_MODEL, Estimator, EstimatorConfig)
 
 
 def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,13 +47,28 @@ def read_frame(root: Path, image_path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(bgr[:, :, ::-1]), depth
 
 
+def model_provenance(estimator: Estimator) -> dict:
+    """The pose model of `estimator` for the provenance record: its file, sha256, config and points per object."""
+    cfg = estimator.config
+    if cfg.pose_backend == "box_fit":
+        path = Path(cfg.mean_sizes or SHIPPED_MEAN_SIZES)
+        return {"backend": "box_fit", "file": str(path.resolve()), "sha256": file_sha256(path)}
+    path = Path(cfg.model_weights or SHIPPED_POSE_MODEL)
+    return {"backend": "cleanpose", "file": str(path.resolve()), "sha256": file_sha256(path),
+            "config": to_dict(estimator.model.cfg), "n_points": estimator.n_points}
+
+
 def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
-            progress: bool = True, score: str = "combined") -> dict[str, int]:
-    """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split`; returns counts."""
+            progress: bool = True, score: str = "combined", argv: list[str] | None = None) -> dict[str, int]:
+    """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split` and `out/provenance.json`
+    (`argv`: the command line it records, default sys.argv); returns counts."""
     files = sorted((root / "segmentation_results" / split).glob("results_*.pkl"))
     if not files:
         raise FileNotFoundError(f"no segmentation_results/{split}/results_*.pkl under {root}")
     out.mkdir(parents=True, exist_ok=True)
+    # The data split: its images live under `<root>/<split>`, whose `config.yaml` (synthetic) holds seed and domain.
+    write_prediction_provenance(out, estimator_config=estimator.config, model=model_provenance(estimator),
+                                data=split_metadata(root, split), masks=masks, score=score, argv=argv)
     counts = {"images": 0, "objects": 0, "skipped_objects": 0, "failed_images": 0}
     for path in tqdm(files, desc="predict", disable=not progress, mininterval=2.0):
         with open(path, "rb") as f:
@@ -133,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         max_mask_overlap=1.0 if args.masks == "gt" else args.max_mask_overlap,
         category_classifier=args.category_classifier, category_weight=args.category_weight))
     counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics),
-                     score=args.score)
+                     score=args.score, argv=getattr(args, "command_line", None))
     print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "
           f"{counts['skipped_objects']} skipped -> {args.out}")
     return 0 if counts["images"] else 1
