@@ -38,10 +38,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from cleanpose_core.inference.estimator import Estimator
-from cleanpose_ros.image_conversion import numpy_to_image
+from cleanpose_ros.camera_model import camera_model_from_info
+from cleanpose_ros.image_conversion import depth_from_image, numpy_to_image, rgb_from_image
 from cleanpose_ros.msg import ObjectPoseArray
-from cleanpose_ros.parameters import PoseNodeParams
-from cleanpose_ros.pose_node import Frame, estimator_config, frame_arrays
+from cleanpose_ros.parameters import PoseNodeParams, estimator_config
 from cleanpose_ros.synthetic_camera import SyntheticCamera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,9 +110,10 @@ def measure(context, frames, camera_info, threads: int, objects: int, log_path: 
             received, msg = answers[key]
             time.sleep(0.2)  # let the node go idle: one frame in flight at a time
             # The same inputs the node gives its Estimator (its own conversion of the messages it was sent).
-            rgb_in, depth_m, K_in = frame_arrays(Frame(msgs[2], msgs[1], msgs[0], 0.0), params)
+            rgb_in, (depth_in, unit) = rgb_from_image(msgs[2]), depth_from_image(msgs[1], params.depth_unit)
+            K_in = camera_model_from_info(msgs[0], params.images_rectified).intrinsics
             t0 = time.perf_counter()
-            alone = estimator.estimate(rgb_in, depth_m, K_in, "m")
+            alone = estimator.estimate(rgb_in, depth_in, K_in, unit, depth_range=(params.min_depth, params.max_depth))
             if i >= 2:
                 estimator_ms.append((time.perf_counter() - t0) * 1000.0)
                 latencies.append((received - sent) * 1000.0)

@@ -1,9 +1,9 @@
 """The pose node's work, shared by the plain node and the managed (lifecycle) one.
 
-A frame's path: `FrameInputs` (checked, synchronised) -> `Worker` mailbox -> `estimate_frame` (camera_info,
-camera model, conversion, Estimator, tracking in the fixed frame) -> `Outputs.publish` (in `target_frame`).
-Problems are counted by kind for /diagnostics and logged with a rate limit; nothing a message contains stops
-the node.
+A frame's path: `FrameInputs` (messages checked, synchronised) -> `Worker` mailbox -> `estimate_frame` (camera
+model, messages to arrays, undistortion, Estimator: the frame checked and its depth converted, once) -> tracking in
+the fixed frame -> `Outputs.publish` (in `target_frame`). Problems are counted by kind for /diagnostics and logged
+with a rate limit; nothing a message contains stops the node.
 """
 
 from __future__ import annotations
@@ -16,27 +16,18 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 
-from cleanpose_core.inference.estimator import RETUNABLE, Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import RETUNABLE, Estimator
 from cleanpose_core.inference.tracking import PoseTracker
 from cleanpose_core.inference.types import FrameResult
 from cleanpose_ros.camera_model import CameraModelCache, CameraModelError
 from cleanpose_ros.conversions import detection_array_msg, object_pose_array_msg
-from cleanpose_ros.image_conversion import ImageConversionError, depth_from_image, rgb_from_image
+from cleanpose_ros.image_conversion import (COLOUR_ENCODINGS, DEPTH_ENCODINGS, depth_from_image, image_problem,
+                                            rgb_from_image)
 from cleanpose_ros.inputs import Frame, FrameInputs, stamp_ns
 from cleanpose_ros.outputs import Estimate, Outputs
-from cleanpose_ros.parameters import PoseNodeParams
+from cleanpose_ros.parameters import PoseNodeParams, estimator_config
 from cleanpose_ros.tf_lookup import TransformSource
 from cleanpose_ros.worker import Worker
-
-
-def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
-    """The Estimator settings the node's parameters ask for."""
-    return EstimatorConfig(
-        model_weights=p.model_weights or None, pose_backend=p.pose_backend, pose_solver=p.pose_solver, device=p.device,
-        segmenter=p.segmentation_backend, segmenter_weights=p.segmentation_weights or None,
-        score_threshold=p.score_threshold, max_objects=p.max_objects, min_mask_area=p.min_mask_area,
-        min_points=p.min_points, keep_masks=p.publish_object_points,
-        category_classifier=p.category_classifier or None, category_weight=p.category_weight)
 
 
 class PoseEngine:
@@ -94,12 +85,13 @@ class PoseEngine:
     # ---------------------------------------------------------------- parameters at run time
     def apply(self, params: PoseNodeParams) -> None:
         """Take validated new parameters; ValueError (nothing changed) when the estimator refuses them."""
-        changes = {k: getattr(params, k) for k in RETUNABLE if getattr(params, k) != getattr(self.params, k)}
+        new = estimator_config(params)
+        changes = {k: getattr(new, k) for k in RETUNABLE if getattr(new, k) != getattr(self.estimator.config, k)}
         if changes:
             self.worker.call(functools.partial(self.estimator.retune, **changes))
         if (params.target_frame or params.tracking_frame) and self.transforms is None:
             self.transforms = TransformSource(self.node)
-        self.estimator.config.keep_masks = params.publish_object_points
+        self.estimator.config.keep_masks = new.keep_masks
         self.tracker.configure(params.track_max_distance, params.track_max_missed, params.track_min_hits)
         if self.inputs is not None:
             self.inputs.info_tolerance_s = params.camera_info_tolerance
@@ -128,31 +120,27 @@ class PoseEngine:
             if never and time.monotonic() - self.started < p.sync_warn_after:
                 return Estimate(FrameResult([], reason="waiting for the first camera_info"), header)  # start-up
             return Estimate(self.problem("camera_info_missing", frame.info_problem or "no camera_info"), header)
-        rgb_msg, depth_msg = frame.rgb, frame.depth
-        if (rgb_msg.width, rgb_msg.height) != (depth_msg.width, depth_msg.height):
-            return Estimate(self.problem("size_mismatch", (
-                f"rgb is {rgb_msg.width}x{rgb_msg.height} but depth is {depth_msg.width}x{depth_msg.height}: depth "
-                f"must be registered to the rgb camera at the same resolution")), header)
         try:
-            camera = self.cameras.get(info, p.images_rectified, (rgb_msg.width, rgb_msg.height))
+            camera = self.cameras.get(info, p.images_rectified, (frame.rgb.width, frame.rgb.height))
         except CameraModelError as exc:
             return Estimate(self.problem("camera_info_invalid", str(exc)), header)
         K = camera.intrinsics
-        try:
-            rgb = rgb_from_image(rgb_msg)
-            depth = depth_from_image(depth_msg, p.depth_unit)
-        except ImageConversionError as exc:
-            return Estimate(self.problem("image_invalid", str(exc)), header)
+        rgb = rgb_from_image(frame.rgb)
+        depth, unit = depth_from_image(frame.depth, p.depth_unit)  # as the sensor gave it: the Estimator converts
         if camera.needs_undistortion:
             self.warn(f"undistorting the images ({camera.describe()}); set images_rectified if they already are",
                       period=float("inf"))
-            rgb, depth = camera.undistort(rgb, depth)
-        depth[(depth < p.min_depth) | (depth > p.max_depth)] = 0.0
-        result = self.estimator.estimate(rgb, depth, K, depth_unit="m")
+            try:  # nearest-pixel resampling: depth values move unchanged, in any unit
+                rgb, depth = camera.undistort(rgb, depth)
+            except CameraModelError as exc:  # the rgb fits camera_info (checked above): the depth is another size
+                return Estimate(self.problem("size_mismatch", str(exc)), header)
+        result = self.estimator.estimate(rgb, depth, K, unit, depth_range=(p.min_depth, p.max_depth))
+        if result.frame_problem:  # size_mismatch, depth_empty, ...: the Estimator's one check of the frame
+            self.problem(result.frame_problem, result.reason)
         if category:
             result.detections = [d for d in result.detections if d.category == category]
         self._track(result, header, (K.width, K.height))
-        return Estimate(result, header, rgb, depth, K)
+        return Estimate(result, header, rgb, K)
 
     def _track(self, result: FrameResult, header, image_size: tuple[int, int]) -> None:
         frame_id, stamp = self.params.tracking_frame, stamp_ns(header)
@@ -170,8 +158,6 @@ class PoseEngine:
     def _process_and_publish(self, frame: Frame) -> None:
         estimate = self.estimate_frame(frame)
         result = estimate.result
-        if result.reason and result.reason.startswith("depth has no valid pixel"):  # a frame the sensor lost
-            self.problem("depth_empty", result.reason)
         result.timings_ms["total"] = (time.monotonic() - frame.received) * 1e3
         T = None
         target = self.params.target_frame
@@ -208,7 +194,12 @@ class PoseEngine:
             if frame is None:
                 response.success, response.message = False, "no synchronised frame received yet"
                 return response
-        else:
+        else:  # messages that did not come through the subscriptions: checked here, as they are on arrival
+            problem = image_problem(request.rgb, COLOUR_ENCODINGS) or image_problem(request.depth, DEPTH_ENCODINGS)
+            if problem is not None:
+                self.problem("image_invalid", problem)
+                response.success, response.message = False, problem
+                return response
             frame = Frame(request.rgb, request.depth, request.camera_info, received=time.monotonic())
         estimate = self.worker.call(self.estimate_frame, frame, request.category)
         result, header = estimate.result, estimate.header

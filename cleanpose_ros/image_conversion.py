@@ -2,7 +2,9 @@
 
 ROS 2 `cv_bridge` is not available from the PyPI wheels (and its PyPI namesakes are ROS 1 ports), and we need
 only five encodings, so this is a small numpy implementation that validates width, height, step, buffer size
-and byte order instead of trusting them (a wrong `step` is a classic source of sheared images).
+and byte order instead of trusting them (a wrong `step` is a classic source of sheared images). The node checks
+every message once, where it enters (`image_problem`: subscriptions and the ~/estimate service); the conversions
+take checked messages. Depth leaves here as the sensor gave it, with its unit: the Estimator converts it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 
 import numpy as np
 from sensor_msgs.msg import Image
+
+from cleanpose_core.inference.estimator import DepthUnit
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS = {
@@ -28,7 +32,7 @@ DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 
 
 class ImageConversionError(ValueError):
-    """The image message cannot be interpreted; the message says why."""
+    """An array that cannot become an image message of the encoding asked for; the message says why."""
 
 
 def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
@@ -49,10 +53,8 @@ def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
-    """Image message -> (H, W) or (H, W, C) array in the message's own encoding and dtype (a copy)."""
-    problem = image_problem(msg)
-    if problem is not None:
-        raise ImageConversionError(problem)
+    """Image message that `image_problem` accepted -> (H, W) or (H, W, C) array in the message's own encoding and
+    dtype (a copy)."""
     dtype, channels = ENCODINGS[msg.encoding]
     h, w = int(msg.height), int(msg.width)
     itemsize = np.dtype(dtype).itemsize
@@ -67,11 +69,7 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 
 
 def rgb_from_image(msg: Image) -> np.ndarray:
-    """Colour image message -> (H, W, 3) uint8 RGB."""
-    if msg.encoding not in COLOUR_ENCODINGS:
-        raise ImageConversionError(
-            f"colour image has encoding {msg.encoding!r}; expected one of {', '.join(COLOUR_ENCODINGS)}"
-        )
+    """Colour image message (checked, one of COLOUR_ENCODINGS) -> (H, W, 3) uint8 RGB."""
     array = image_to_numpy(msg)
     if msg.encoding == "mono8":
         return np.repeat(array[:, :, None], 3, axis=2)
@@ -80,24 +78,15 @@ def rgb_from_image(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def depth_from_image(msg: Image, unit: str = "auto") -> np.ndarray:
-    """Depth image message -> (H, W) float32 metres; 0 marks invalid pixels (zero, NaN, inf, negative).
+def depth_from_image(msg: Image, unit: str = "auto") -> tuple[np.ndarray, DepthUnit]:
+    """Depth image message (checked, one of DEPTH_ENCODINGS) -> ((H, W) array as the sensor gave it, its unit).
 
     unit: "auto" takes 16UC1/mono16 as millimetres and 32FC1 as metres (REP 118); "mm" or "m" override it for
     drivers that do otherwise.
     """
-    if msg.encoding not in DEPTH_ENCODINGS:
-        raise ImageConversionError(
-            f"depth image has encoding {msg.encoding!r}; expected 16UC1 (mm) or 32FC1 (m)"
-        )
-    if unit not in ("auto", "mm", "m"):
-        raise ImageConversionError(f"depth unit must be auto, mm or m, got {unit!r}")
-    array = image_to_numpy(msg)
     if unit == "auto":
         unit = "m" if msg.encoding == "32FC1" else "mm"
-    depth = array.astype(np.float32) * np.float32(1e-3 if unit == "mm" else 1.0)
-    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
-    return depth
+    return image_to_numpy(msg), unit
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, header=None) -> Image:

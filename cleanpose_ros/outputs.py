@@ -17,7 +17,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from cleanpose_core.geometry.camera import Intrinsics, pixels_to_points
+from cleanpose_core.geometry.camera import Intrinsics
 from cleanpose_core.inference.draw import draw_detections
 from cleanpose_core.inference.types import Detection, FrameResult
 from cleanpose_ros.conversions import detection_array_msg, object_pose_array_msg, transform_msgs
@@ -39,7 +39,6 @@ class Estimate:
     result: FrameResult
     header: Header                     # the rgb image's header (camera optical frame)
     rgb: np.ndarray | None = None      # (H, W, 3) uint8, undistorted when the camera needed it
-    depth: np.ndarray | None = None    # (H, W) float32 metres, gated to [min_depth, max_depth]
     intrinsics: Intrinsics | None = None
 
 
@@ -104,13 +103,13 @@ class Outputs:
 
 
 def object_cloud(estimate: Estimate) -> PointCloud2:
-    """xyz (float32) + object index (uint32) of every valid depth pixel inside each detection's mask, camera frame."""
+    """xyz (float32) + object index (uint32) of every valid depth pixel inside each detection's mask, camera frame
+    (the Estimator keeps them with the masks)."""
     chunks = []
     for index, det in enumerate(estimate.result.detections):
-        if det.mask is None:
+        if det.points is None:
             continue
-        rows, cols = np.nonzero(det.mask & (estimate.depth > 0))
-        xyz = pixels_to_points(rows, cols, estimate.depth, estimate.intrinsics)
+        xyz = det.points
         chunks.append(np.rec.fromarrays([xyz[:, 0], xyz[:, 1], xyz[:, 2], np.full(len(xyz), index, np.uint32)],
                                         names="x,y,z,object"))
     cloud = np.concatenate(chunks) if chunks else np.rec.fromarrays(

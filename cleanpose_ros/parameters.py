@@ -1,5 +1,7 @@
 """The pose node's parameters, each defined once: default, description, range and whether it may change while
-the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them.
+the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them. The parameters
+that are Estimator settings take all of that from `EstimatorConfig`'s fields (`estimator_config` builds the
+Estimator's settings from them), so the node and the library cannot disagree.
 
 - Integers are accepted for double parameters (a launch argument `rate:=10` or `score_threshold: 1` in a params
   file arrives as an INTEGER); any other type, or a value out of range, is a ValueError naming the parameter, which
@@ -20,40 +22,38 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from cleanpose_core.device import check_device_name
-from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, POSE_SOLVERS
+from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, SETTINGS, EstimatorConfig, setting
+
+_p = setting  # a node-only parameter: default, description, (low, high) bounds, run-time changeable, choices
 
 
-def _p(default, description: str, bounds: tuple | None = None, runtime: bool = False):
-    """A parameter: its default, description, (low, high) bounds and whether `ros2 param set` may change it."""
-    return field(default=default, metadata={"description": description, "bounds": bounds, "runtime": runtime})
+def _estimator(name: str, **override):
+    """The parameter that is EstimatorConfig's field `name`. Its "unset" (None: the shipped file) is "" here,
+    since a ROS parameter cannot be None."""
+    f = SETTINGS[name]
+    metadata = {**f.metadata, "estimator": name, **override}
+    return field(default="" if f.default is None else f.default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class PoseNodeParams:
     # --- models (read-only: changing them means loading other weights) ---
-    model_weights: str = _p("", "Pose model file (model_final.pt of `cleanpose train`); empty = the shipped lite model")
-    pose_backend: str = _p("cleanpose", "Pose estimator: cleanpose (the network) or box_fit (non-learned baseline)")
-    pose_solver: str = _p("keypoints", "How the network's pose is read out: keypoints (similarity fit of the predicted "
-                          "keypoint NOCS to the predicted keypoints) or regression (the pose head, as the official code)")
-    device: str = _p("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    segmentation_backend: str = _p("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
-                                   "depth_tabletop (plane + regions above it, named by the point classifier; "
-                                   "uncluttered tables, no trained segmenter)")
-    segmentation_weights: str = _p("", "Mask R-CNN checkpoint (.pt); empty = the shipped segmenter")
-    category_classifier: str = _p("", "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores "
-                                  "Mask R-CNN detections; empty = the shipped one")
+    model_weights: str = _estimator("model_weights")
+    pose_backend: str = _estimator("pose_backend")
+    pose_solver: str = _estimator("pose_solver")
+    device: str = _estimator("device")
+    segmentation_backend: str = _estimator("segmenter", choices=FRAME_SEGMENTERS)  # the others need masks per call
+    segmentation_weights: str = _estimator("segmenter_weights")
+    category_classifier: str = _estimator("category_classifier")
     # --- detection (settable at run time) ---
-    score_threshold: float = _p(0.4, "Minimum detection score (segmenter score re-weighted by the point classifier)",
-                                (0.0, 1.0), runtime=True)
-    # (validation split: recall 0.80 / precision 0.76 at 0.4; 0.75 / 0.81 at 0.5; Mask R-CNN's own score at 0.5:
-    # 0.76 / 0.69)
-    category_weight: float = _p(0.5, "Weight w of the point classifier in the detection score s^(1-w) q^w; 0 = off "
-                                "(raising it from 0 at run time needs a restart)", (0.0, 0.95), runtime=True)
-    max_objects: int = _p(10, "Maximum objects per frame (highest scores kept)", (1, 100), runtime=True)
-    min_mask_area: int = _p(100, "Minimum mask area in pixels", (1, 1_000_000), runtime=True)
-    min_points: int = _p(32, "Minimum valid depth pixels inside a mask", (4, 1_000_000), runtime=True)
+    score_threshold: float = _estimator("score_threshold")
+    category_weight: float = _estimator("category_weight")
+    max_objects: int = _estimator("max_objects")
+    min_mask_area: int = _estimator("min_mask_area")
+    min_points: int = _estimator("min_points")
     # --- input ---
-    depth_unit: str = _p("auto", "Depth units: auto (16UC1 = mm, 32FC1 = m), or force mm / m", runtime=True)
+    depth_unit: str = _p("auto", "Depth units: auto (16UC1 = mm, 32FC1 = m), or force mm / m", runtime=True,
+                         choices=("auto", "mm", "m"))
     min_depth: float = _p(0.1, "Depth below this (m) is invalid; < max_depth", (0.0, 100.0), runtime=True)
     max_depth: float = _p(3.0, "Depth beyond this (m) is invalid; > min_depth", (0.0, 100.0), runtime=True)
     images_rectified: bool = _p(False, "The images are already undistorted (image_rect topics, ZED): use the "
@@ -65,7 +65,7 @@ class PoseNodeParams:
     sync_warn_after: float = _p(5.0, "Seconds without a synchronised frame before a warning with per-topic counts",
                                 (0.1, 3600.0), runtime=True)
     input_reliability: str = _p("best_effort", "Input QoS reliability: best_effort (sensor data; matches any "
-                                "publisher) or reliable")
+                                "publisher) or reliable", choices=("best_effort", "reliable"))
     # --- frames and tracking ---
     target_frame: str = _p("", "Frame of the published detections and object TF frames; empty = the camera's "
                            "optical frame (needs TF from that frame when set)", runtime=True)
@@ -90,16 +90,12 @@ class PoseNodeParams:
     def validate(self) -> None:
         """Raise ValueError naming the parameter for a value that is not allowed."""
         for f in fields(self):
-            bounds, value = f.metadata["bounds"], getattr(self, f.name)
+            value, bounds, choices = getattr(self, f.name), f.metadata["bounds"], f.metadata["choices"]
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
                 raise ValueError(f"parameter {f.name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
+            if choices is not None and value not in choices:
+                raise ValueError(f"parameter {f.name} must be one of {list(choices)}, got {value!r}")
         check_device_name(self.device)
-        choices = {"segmentation_backend": FRAME_SEGMENTERS, "pose_backend": ("cleanpose", "box_fit"),
-                   "pose_solver": POSE_SOLVERS, "depth_unit": ("auto", "mm", "m"),
-                   "input_reliability": ("best_effort", "reliable")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"parameter {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not self.min_depth < self.max_depth:
             raise ValueError(f"parameters min_depth and max_depth: need min_depth < max_depth, got {self.min_depth}, "
                              f"{self.max_depth}")
@@ -110,6 +106,13 @@ class PoseNodeParams:
 
 FIELDS = {f.name: f for f in fields(PoseNodeParams)}
 RUNTIME = tuple(name for name, f in FIELDS.items() if f.metadata["runtime"])
+
+
+def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
+    """The Estimator settings the node's parameters ask for: every parameter that is one ("" = None, unset)."""
+    values = {f.metadata["estimator"]: getattr(p, f.name) for f in FIELDS.values() if "estimator" in f.metadata}
+    values = {name: None if v == "" and SETTINGS[name].default is None else v for name, v in values.items()}
+    return EstimatorConfig(**values, keep_masks=p.publish_object_points)
 
 
 def descriptor(name: str) -> ParameterDescriptor:

@@ -26,7 +26,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.geometry import distortion
 from cleanpose_core.geometry.camera import Intrinsics
 from cleanpose_core.config import load_yaml
@@ -43,7 +43,6 @@ from cleanpose_ros.msg import ObjectPoseArray
 from cleanpose_ros.node_main import run_node
 from cleanpose_ros.tf_publisher import ObjectTfBroadcaster
 
-SYMMETRIC = {"bottle", "bowl", "can"}
 SENSOR_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)  # like a driver (REP 2003)
 
 
@@ -202,7 +201,7 @@ class SyntheticCamera(Node):
                                  rotation=R, translation=t, size=obj.scale * np.asarray(obj.shape.extents),
                                  mask_bbox=(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())),
                                  num_points=int(np.count_nonzero(pix & (depth_mm > 0))),
-                                 symmetric=category in SYMMETRIC, track_id=obj.shape.model_id))
+                                 symmetric=category in NOCS_SYMMETRIC, track_id=obj.shape.model_id))
         return out
 
 

@@ -44,7 +44,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("cleanpose_ros.camera_model", "geometry"):
         "CameraInfo K/D become `Intrinsics` and the OpenCV undistortion maps of `geometry.distortion`",
     ("cleanpose_ros.outputs", "geometry"):
-        "the published object point cloud is the depth back-projected with `pixels_to_points`",
+        "the debug image is drawn with the frame's `Intrinsics`, which travel with the estimate",
     ("cleanpose_ros.markers", "geometry"):
         "RViz box markers are drawn from `box_corners` / `BOX_EDGES`",
     ("cleanpose_ros.demo", "geometry"):
@@ -52,7 +52,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("cleanpose_ros.parameters", "device"):
         "the `device` ROS parameter is checked with `check_device_name` when declared, before a model loads",
     ("cleanpose_ros.synthetic_camera", "cleanpose_core"):
-        "its ground-truth detections carry NOCS category ids (`NOCS_CATEGORIES`, the package's table)",
+        "its ground-truth detections carry NOCS category ids and symmetry (`NOCS_CATEGORIES`, `NOCS_SYMMETRIC`: the "
+        "package's category tables)",
     ("cleanpose_ros.synthetic_camera", "config"):
         "the simulated camera reads the synthetic-scene YAML (`load_yaml(SynthConfig, ...)`)",
     ("cleanpose_ros.synthetic_camera", "geometry"):

@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cleanpose_core import HOUSECAT6D_CATEGORIES
+from cleanpose_core import HOUSECAT6D_CATEGORIES, HOUSECAT6D_SYMMETRIC_IDS
 from cleanpose_core.geometry.camera import Intrinsics
-from cleanpose_core.geometry.symmetry import HOUSECAT6D_SYMMETRIC_IDS
 
 from .augment import ColorAugmentConfig
 from .depth_completion import fill_missing

@@ -175,7 +175,7 @@ def prepare_instance(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: 
                      rng: np.random.Generator, *, bbox=None, n_points: int = 1024, image_size: int = 224,
                      min_valid_pixels: int = 0,
                      rgb_augment: Callable[[np.ndarray], np.ndarray] | None = None,
-                     max_window: int = MAX_WINDOW) -> tuple[InstanceInput | None, str | None]:
+                     max_window: int = MAX_WINDOW, checked: bool = False) -> tuple[InstanceInput | None, str | None]:
     """One object of a frame -> network input, or None and the reason it cannot be used.
 
     Args:
@@ -193,12 +193,14 @@ def prepare_instance(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: 
         rgb_augment: optional (S, S, 3) uint8 -> (S, S, 3) uint8 colour augmentation applied to the resized
             crop before normalisation (training only).
         max_window: cap of the crop side in pixels (official 440).
+        checked: the caller has checked rgb, depth_m, mask and K (the Estimator checks a frame once, at its door,
+            and its masks as they arrive), so they are not checked again for every object.
     Returns:
         (InstanceInput, None) on success, (None, reason) otherwise. The text of `reason` before its first ':'
         is a short key for counting: 'bad input', 'empty mask', 'no valid depth in the mask', 'no valid pixels
         in the crop window', 'too few valid pixels'.
     """
-    problem = _input_problem(rgb, depth_m, mask, K)
+    problem = None if checked else _input_problem(rgb, depth_m, mask, K)
     if problem is not None:
         return None, problem
     if n_points < 1 or image_size < 1:

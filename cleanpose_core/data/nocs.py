@@ -46,8 +46,8 @@ import numpy as np
 import torch
 import yaml
 
+from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC_IDS
 from cleanpose_core.geometry.camera import CAMERA25_INTRINSICS, REAL275_INTRINSICS, Intrinsics
-from cleanpose_core.geometry.symmetry import NOCS_SYMMETRIC_IDS
 
 from .augment import ColorAugmentConfig
 from .depth_completion import fill_missing
@@ -65,7 +65,7 @@ Source = Literal["camera", "real", "synthetic"]
 # Per-instance label entries and their trailing shapes (DPDN `_label.pkl`).
 LABEL_SHAPES = {"class_ids": (), "instance_ids": (), "model_list": (), "bboxes": (4,), "scales": (),
                 "sizes": (3,), "rotations": (3, 3), "translations": (3,)}
-NUM_NOCS_CATEGORIES = 6
+NUM_NOCS_CATEGORIES = len(NOCS_CATEGORIES)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cleanpose_core import HOUSECAT6D_CATEGORIES, NOCS_CATEGORIES
+from cleanpose_core import EVAL_SYMMETRIC, HOUSECAT6D_CATEGORIES, NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.eval.results import ImageResult
 from cleanpose_core.geometry.iou import iou_3d, iou_3d_single
 from cleanpose_core.geometry.rotations import geodesic_cosine, remove_scale, symmetric_axis_cosine
@@ -69,7 +69,7 @@ class Protocol:
     iou_symmetric: frozenset[str]  # NOCS-style IoU: sweep about y
     rotation_symmetric: frozenset[str]  # rotation error: angle between y axes
     force_handle_visible: bool  # HouseCat6D: gt_handle_visibility := 1 for every object
-    catre_symmetric: frozenset[str] = frozenset({"bottle", "bowl", "can", "glass"})
+    catre_symmetric: frozenset[str] = frozenset(EVAL_SYMMETRIC)
     degree_thresholds: tuple[float, ...] = (5.0, 10.0)  # 360 is appended
     shift_thresholds: tuple[float, ...] = (2.0, 5.0)  # cm; 100 is appended
     iou_pose_threshold: float = 0.10  # pose AP only over pairs matched at this NOCS-style IoU
@@ -78,15 +78,15 @@ class Protocol:
 NOCS = Protocol(
     name="nocs",
     categories=NOCS_CATEGORIES,
-    iou_symmetric=frozenset({"bottle", "bowl", "can"}),
-    rotation_symmetric=frozenset({"bottle", "bowl", "can"}),
+    iou_symmetric=frozenset(NOCS_SYMMETRIC),
+    rotation_symmetric=frozenset(NOCS_SYMMETRIC),
     force_handle_visible=False,
 )
 HOUSECAT6D = Protocol(
     name="housecat6d",
     categories=HOUSECAT6D_CATEGORIES,
-    iou_symmetric=frozenset({"bottle", "bowl", "can", "glass"}),
-    rotation_symmetric=frozenset({"bottle", "bowl", "can", "glass"}),
+    iou_symmetric=frozenset(EVAL_SYMMETRIC),
+    rotation_symmetric=frozenset(EVAL_SYMMETRIC),
     force_handle_visible=True,
     shift_thresholds=(2.0, 5.0, 10.0),
 )

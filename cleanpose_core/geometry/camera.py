@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 DepthUnit = Literal["m", "mm"]
+DEPTH_SCALE = {"m": 1.0, "mm": 1e-3}  # metres per unit
 
 # REAL275 (and our synthetic default) and CAMERA25 intrinsics, (fx, fy, cx, cy) at 640x480.
 REAL275_INTRINSICS = (591.0125, 590.16775, 322.525, 244.11084)
@@ -51,19 +52,18 @@ class Intrinsics:
         return None
 
 
-def depth_to_metres(depth: np.ndarray, unit: DepthUnit) -> np.ndarray:
+def depth_to_metres(depth: np.ndarray, unit: DepthUnit, valid_range: tuple[float, float] | None = None) -> np.ndarray:
     """(H, W) depth in `unit` ("mm" for uint16 sensors, "m" for float images) -> (H, W) float32 metres.
 
-    Non-finite and negative values become 0 (= invalid), so downstream code only has to test `> 0`.
+    Non-finite and negative values, and with `valid_range` (min, max) metres those outside it, become 0 (= invalid),
+    so downstream code only has to test `> 0`. The input is not changed. The Estimator calls this once per frame,
+    after checking the frame, so it checks nothing itself.
     """
-    if unit not in ("m", "mm"):
-        raise ValueError(f"depth unit must be 'm' or 'mm', got {unit!r}")
-    depth = np.asarray(depth)
-    if depth.ndim != 2:
-        raise ValueError(f"depth must be a (H, W) array, got shape {depth.shape}")
-    scale = 1e-3 if unit == "mm" else 1.0
-    out = depth.astype(np.float32) * np.float32(scale)
-    out[~np.isfinite(out) | (out < 0)] = 0.0
+    out = np.asarray(depth).astype(np.float32) * np.float32(DEPTH_SCALE[unit])
+    invalid = ~np.isfinite(out) | (out < 0)
+    if valid_range is not None:
+        invalid |= (out < valid_range[0]) | (out > valid_range[1])
+    out[invalid] = 0.0
     return out
 
 

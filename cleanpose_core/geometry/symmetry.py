@@ -22,12 +22,7 @@ import numpy as np
 
 from .rotations import rotation_about_y
 
-__all__ = ["NOCS_SYMMETRIC_IDS", "HOUSECAT6D_SYMMETRIC_IDS", "y_symmetry_angle", "canonicalize_y_symmetric"]
-
-# 0-based category ids treated as y-symmetric in training (official): NOCS bottle, bowl, can (mug is not,
-# because of its handle); HouseCat6D bottle, can, glass.
-NOCS_SYMMETRIC_IDS = (0, 1, 3)
-HOUSECAT6D_SYMMETRIC_IDS = (1, 2, 7)
+__all__ = ["y_symmetry_angle", "canonicalize_y_symmetric"]
 
 
 def y_symmetry_angle(R: np.ndarray) -> np.ndarray:

@@ -25,19 +25,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.config import ConfigError
 from cleanpose_core.data import instance as instance_prep
 from cleanpose_core.data.depth_completion import fill_missing_in_columns
 from cleanpose_core.device import check_device_name, resolve_device
-from cleanpose_core.geometry.camera import DepthUnit, Intrinsics, depth_to_metres
+from cleanpose_core.geometry.camera import DEPTH_SCALE, DepthUnit, Intrinsics, depth_to_metres, pixels_to_points
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.box_fit import fit_oriented_box
@@ -52,35 +52,55 @@ log = logging.getLogger(__name__)
 
 SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
-SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")  # rotation about the object's y axis is unobservable
 POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
 QUEUE_SAMPLING = ("stream", "per_frame")  # see EstimatorConfig.queue_sampling
 # FRAME_SEGMENTERS (the segmenter kinds that run on the frame itself) is the factory's, offered here to the CLI and
 # the ROS node, which import only this layer.
-RETUNABLE = ("score_threshold", "category_weight", "max_objects", "min_mask_area", "min_points")  # Estimator.retune
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
+
+
+def setting(default, description: str, bounds: tuple | None = None, runtime: bool = False,
+            choices: tuple | None = None):
+    """A settings field: its default, description, (low, high) bounds, allowed values and whether it may change
+    while running (`Estimator.retune`). The CLI's flags and the ROS node's parameters of the same meaning are made
+    from these fields, so each value is written once."""
+    return field(default=default, metadata={"description": description, "bounds": bounds, "runtime": runtime,
+                                            "choices": choices})
 
 
 @dataclass
 class EstimatorConfig:
-    model_weights: str | None = None   # pose model file (`model_final.pt` of `cleanpose train`); None = shipped
-    pose_backend: Literal["cleanpose", "box_fit"] = "cleanpose"
-    # keypoints: R, t from fitting the predicted keypoint NOCS to the predicted keypoints (size from the head);
-    # regression: the pose head's R, t, as the official code outputs. On the seed-7 validation split the keypoint
-    # fit gave 10°5cm 54.3 against 46.1 (61.5 against 54.7 ranked by pose confidence; docs/results/pose_solver_s7.json).
-    pose_solver: Literal["keypoints", "regression"] = "keypoints"
-    device: str = "auto"               # auto (CUDA when available) | cpu | cuda | cuda:N
-    segmenter: str = "maskrcnn"        # maskrcnn | depth_tabletop | ground_truth | external (masks per call)
-    segmenter_weights: str | None = None  # Mask R-CNN file (maskrcnn only); None = the shipped one
-    score_threshold: float = 0.5       # segmentation score threshold
-    max_objects: int = 10              # per frame (bounds the batch)
-    min_mask_area: int = 64            # pixels
-    min_points: int = 32               # valid depth pixels in a mask
-    max_mask_overlap: float = 0.7      # drop a mask this much inside higher-scoring ones of its category; 1 = off
-    category_classifier: str | None = None  # point-cloud classifier that re-scores Mask R-CNN detections (and
-    #                                         names depth-tabletop ones); None = the shipped one when present
-    category_weight: float = 0.5       # w of the fused score s^(1-w) q^w (segmentation/rescoring.py); 0 = off
-    keep_masks: bool = False           # attach each object's mask to its Detection
+    model_weights: str | None = setting(None, "Pose model file (model_final.pt of `cleanpose train`); unset = the "
+                                        "shipped lite model")
+    pose_backend: str = setting("cleanpose", "Pose estimator: cleanpose (the network) or box_fit (non-learned "
+                                "baseline)", choices=("cleanpose", "box_fit"))
+    # On the seed-7 validation split the keypoint fit gave 10°5cm 54.3 against 46.1 (61.5 against 54.7 ranked by
+    # pose confidence; docs/results/pose_solver_s7.json).
+    pose_solver: str = setting("keypoints", "How the network's pose is read out: keypoints (similarity fit of the "
+                               "predicted keypoint NOCS to the predicted keypoints; size from the head) or regression "
+                               "(the pose head, as the official code)", choices=POSE_SOLVERS)
+    device: str = setting("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    segmenter: str = setting("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
+                             "depth_tabletop (plane + regions above it, named by the point classifier; uncluttered "
+                             "tables, no trained segmenter); through the API also ground_truth, or external (masks "
+                             "with every frame)")
+    segmenter_weights: str | None = setting(None, "Mask R-CNN checkpoint (.pt); unset = the shipped segmenter")
+    # What a robot acts on. Validation split: recall 0.80 / precision 0.76 at 0.4, 0.75 / 0.81 at 0.5 (Mask R-CNN's
+    # own score at 0.5: 0.76 / 0.69). Benchmarks rank by score and use a lower one (`cleanpose predict`).
+    score_threshold: float = setting(0.4, "Minimum detection score (segmenter score re-weighted by the point "
+                                     "classifier)", (0.0, 1.0), runtime=True)
+    max_objects: int = setting(10, "Maximum objects per frame (highest scores kept; bounds the pose batch)",
+                               (1, 100), runtime=True)
+    min_mask_area: int = setting(100, "Minimum mask area in pixels", (1, 1_000_000), runtime=True)
+    min_points: int = setting(32, "Minimum valid depth pixels inside a mask", (4, 1_000_000), runtime=True)
+    max_mask_overlap: float = setting(0.7, "Drop a mask lying more than this fraction inside higher-scoring ones of "
+                                      "its category (duplicates); 1 = off")
+    category_classifier: str | None = setting(None, "Point-cloud classifier (.pt of `cleanpose train-classifier`) "
+                                              "that re-scores Mask R-CNN detections and names depth-tabletop ones; "
+                                              "unset = the shipped one")
+    category_weight: float = setting(0.5, "Weight w of the point classifier in the detection score s^(1-w) q^w; 0 = "
+                                     "off (raising it from 0 at run time needs a restart)", (0.0, 0.95), runtime=True)
+    keep_masks: bool = False           # attach each object's mask and its points to its Detection
     mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
     queue_seed: int = 0                # seed of test-time confounder-queue sampling (and of each frame's points)
     # stream: the queue sampler is seeded once and draws fresh entries at every forward (official test.py: numpy
@@ -94,16 +114,22 @@ class EstimatorConfig:
     #                                    a handled bad input and a crash must look different)
 
     def validate(self) -> None:
+        for f in fields(self):
+            value, bounds, choices = getattr(self, f.name), f.metadata.get("bounds"), f.metadata.get("choices")
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise ValueError(f"{f.name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
+            if choices is not None and value not in choices:
+                raise ValueError(f"{f.name} must be one of {list(choices)}, got {value!r}")
         check_device_name(self.device)
         if self.queue_sampling not in QUEUE_SAMPLING:
             raise ValueError(f"queue_sampling must be one of {QUEUE_SAMPLING}, got {self.queue_sampling!r}")
-        if self.pose_solver not in POSE_SOLVERS:
-            raise ValueError(f"pose_solver must be one of {POSE_SOLVERS}, got {self.pose_solver!r}")
-        if not 0.0 <= self.category_weight < 1.0:
-            raise ValueError(f"category_weight must be in [0, 1), got {self.category_weight}")
         if self.segmenter == "depth_tabletop" and self.category_weight == 0.0:
             raise ValueError("segmenter depth_tabletop has no categories of its own: the point classifier names its "
                              "objects, so category_weight must be > 0")
+
+
+SETTINGS = {f.name: f for f in fields(EstimatorConfig)}
+RETUNABLE = tuple(name for name, f in SETTINGS.items() if f.metadata.get("runtime"))  # what `Estimator.retune` takes
 
 
 class Estimator:
@@ -124,12 +150,10 @@ class Estimator:
             self.n_points = cfg.n_points or trained_points
             self.image_size = self.model.cfg.image.image_size
             self.reset_queue_sampling()
-        elif cfg.pose_backend == "box_fit":
+        else:  # box_fit
             self.mean_sizes = load_mean_sizes(cfg.mean_sizes or SHIPPED_MEAN_SIZES)
             # The baseline uses only the points; a tiny RGB crop keeps the shared preprocessing cheap.
             self.n_points, self.image_size = cfg.n_points or 1024, 32
-        else:
-            raise ValueError(f"pose_backend must be cleanpose or box_fit, got {cfg.pose_backend!r}")
         # `self.filter` serves the caller's masks; a segmenter built here filters its own instances, once.
         if segmenter is not None or cfg.segmenter == "external":
             self.segmenter = segmenter
@@ -163,24 +187,35 @@ class Estimator:
 
     # ------------------------------------------------------------------------------------------------ API
     def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: Intrinsics, depth_unit: DepthUnit,
-                 masks: np.ndarray | None = None, labels=None, scores=None) -> FrameResult:
+                 masks: np.ndarray | None = None, labels=None, scores=None,
+                 depth_range: tuple[float, float] | None = None) -> FrameResult:
         """Detect and estimate every object of one frame. Never raises on bad input.
+
+        The frame is checked here, once, and its depth converted to metres here, once; the steps after this
+        trust both (segmenters and the per-object preprocessing check nothing of the frame again).
 
         Args:
             rgb: (H, W, 3) uint8 RGB.
-            depth: (H, W) depth registered to `rgb`, in `depth_unit` ("m" float or "mm" uint16); 0/NaN = missing.
+            depth: (H, W) depth registered to `rgb` as the sensor gives it, in `depth_unit` ("m": floating point;
+                "mm": any numeric type, e.g. uint16); 0, NaN and negative values = missing.
             K: intrinsics of `rgb`.
             masks, labels, scores: optional caller-supplied instances — (M, H, W) bool masks, (M,) category
                 names or 0-based ids, (M,) scores (default 1) — used instead of the segmenter.
+            depth_range: (min, max) metres outside which depth counts as missing (a sensor's trusted range);
+                None = any.
+        Returns:
+            The detections; on an unusable frame none, with `reason` and the short `frame_problem` kind.
         """
         t0 = time.perf_counter()
         try:
-            problem = self._frame_problem(rgb, depth, K, depth_unit)
-            if problem:
-                return FrameResult([], reason=problem)
-            depth_m = depth_to_metres(depth, depth_unit)
-            if not (depth_m > 0).any():
-                return FrameResult([], reason="depth has no valid pixel (all zero, negative or NaN)")
+            problem = frame_problem(rgb, depth, K, depth_unit)
+            if problem is None:
+                depth_m = depth_to_metres(depth, depth_unit, depth_range)
+                if not (depth_m > 0).any():
+                    problem = ("depth_empty", "depth has no valid pixel (all zero, negative, NaN or outside "
+                                              "depth_range)")
+            if problem is not None:
+                return FrameResult([], reason=problem[1], frame_problem=problem[0])
             instances = self._segment(rgb, depth_m, K, masks, labels, scores)
             t1 = time.perf_counter()
             timings = {"segmentation": (t1 - t0) * 1e3}
@@ -200,23 +235,6 @@ class Estimator:
             return FrameResult([], reason=f"internal error: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------------------------------------ steps
-    @staticmethod
-    def _frame_problem(rgb, depth, K, depth_unit) -> str | None:
-        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            return f"rgb must be a (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} " \
-                   f"{getattr(rgb, 'shape', '')}"
-        if not isinstance(depth, np.ndarray) or depth.ndim != 2:
-            return f"depth must be a (H, W) array, got shape {getattr(depth, 'shape', type(depth).__name__)}"
-        if depth.shape != rgb.shape[:2]:
-            return f"depth size {depth.shape} does not match rgb size {rgb.shape[:2]} (register depth to rgb)"
-        if depth_unit not in ("m", "mm"):
-            return f"depth_unit must be 'm' or 'mm', got {depth_unit!r}"
-        if depth_unit == "m" and not np.issubdtype(depth.dtype, np.floating):
-            return f"depth in metres must be floating point, got {depth.dtype} (millimetres? pass depth_unit='mm')"
-        if not isinstance(K, Intrinsics):
-            return f"intrinsics must be an Intrinsics, got {type(K).__name__}"
-        return K.problem()
-
     def _segment(self, rgb, depth_m, K, masks, labels, scores) -> InstanceMasks:
         if masks is not None:
             supplied = external_instances(masks, labels, scores)
@@ -228,10 +246,11 @@ class Estimator:
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
         self.segmenter.set_intrinsics(K)
-        return self.segmenter.segment(rgb, depth_m)
+        return self.segmenter.segment(rgb, depth_m, checked=True)
 
     def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
         t0 = time.perf_counter()
+        measured = depth_m  # the kept objects' points are the measured ones, not the hole-filled
         if self.config.fill_depth:  # only the columns the objects' crop windows use (the same values there)
             windows = [instance_prep.get_bbox(box, *depth_m.shape) for box in map(instance_prep.bbox_from_mask,
                                                                                   instances.masks) if box]
@@ -247,7 +266,7 @@ class Estimator:
                 continue
             inp, reason = instance_prep.prepare_instance(
                 rgb, depth_m, instances.masks[i], K, rng, n_points=self.n_points, image_size=self.image_size,
-                min_valid_pixels=max(self.config.min_points - 1, 0))
+                min_valid_pixels=max(self.config.min_points - 1, 0), checked=True)
             if inp is None:
                 skipped.append(f"object {i} ({name}): {reason}")
                 continue
@@ -270,12 +289,13 @@ class Estimator:
             mask = instances.masks[i]
             rows, cols = np.nonzero(mask)
             category = self.categories[category_id]
+            keep = self.config.keep_masks
             detections.append(Detection(
                 category=category, category_id=category_id, score=float(instances.scores[i]),
                 rotation=R, translation=t, size=np.abs(size), keypoints=keypoints, pose_confidence=pose_confidence,
                 mask_bbox=(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())),
-                num_points=inp.n_valid, symmetric=category in SYMMETRIC_CATEGORIES,
-                mask=mask if self.config.keep_masks else None))
+                num_points=inp.n_valid, symmetric=category in NOCS_SYMMETRIC, mask=mask if keep else None,
+                points=pixels_to_points(*np.nonzero(mask & (measured > 0)), measured, K) if keep else None))
         return detections, skipped
 
     @torch.inference_mode()
@@ -307,11 +327,38 @@ class Estimator:
         fit = fit_similarity(kpt_nocs, kpt_3d)
         if fit is None:  # degenerate keypoints: only the head's pose exists, and nothing confirms it
             return R_head, t_head, 0.0
-        symmetric = self.categories[category_id] in SYMMETRIC_CATEGORIES
+        symmetric = self.categories[category_id] in NOCS_SYMMETRIC
         confidence = float(np.exp(-rotation_error_deg(fit.rotation, R_head, symmetric) / POSE_AGREEMENT_DEG))
         if self.config.pose_solver == "keypoints":
             return fit.rotation, fit.translation, confidence
         return R_head, t_head, confidence
+
+
+def frame_problem(rgb, depth, K, depth_unit) -> tuple[str, str] | None:
+    """(kind, reason) when (rgb, depth, K, depth_unit) is not a usable frame, else None: the Estimator's one check
+    of a frame. The kind is short and fixed, for counting (a ROS node's /diagnostics)."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        return "rgb_invalid", (f"rgb must be a (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
+                               f"{getattr(rgb, 'shape', '')}")
+    if rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        return "rgb_invalid", f"rgb is too small: {rgb.shape[0]}x{rgb.shape[1]} pixels"
+    if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+        shape = getattr(depth, "shape", type(depth).__name__)
+        return "depth_invalid", f"depth must be a (H, W) array, got shape {shape}"
+    if depth.shape != rgb.shape[:2]:
+        return "size_mismatch", (f"depth size {depth.shape} does not match rgb size {rgb.shape[:2]} (register depth "
+                                 f"to rgb)")
+    if depth_unit not in DEPTH_SCALE:
+        return "depth_invalid", f"depth_unit must be one of {list(DEPTH_SCALE)}, got {depth_unit!r}"
+    if depth_unit == "m" and not np.issubdtype(depth.dtype, np.floating):
+        return "depth_invalid", f"depth in metres must be floating point, got {depth.dtype} (millimetres? pass " \
+                                f"depth_unit='mm')"
+    if not np.issubdtype(depth.dtype, np.number):
+        return "depth_invalid", f"depth must be numeric, got {depth.dtype}"
+    if not isinstance(K, Intrinsics):
+        return "intrinsics_invalid", f"intrinsics must be an Intrinsics, got {type(K).__name__}"
+    problem = K.problem()
+    return None if problem is None else ("intrinsics_invalid", problem)
 
 
 def load_mean_sizes(path: str | Path) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ class Detection:
     pose_confidence: float = 1.0
     keypoints: np.ndarray | None = None   # (K, 3) camera-frame keypoints (m)
     mask: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, when kept
+    points: np.ndarray | None = field(default=None, repr=False)  # (P, 3) the mask's measured points (m), when kept
     track_id: str | None = None   # assigned by a tracker across frames
     track_label: str | None = None  # `<category>_<id>` of a confirmed track: the object's TF frame name
 
@@ -54,6 +55,9 @@ class FrameResult:
     reason: str | None = None
     skipped: list[str] = field(default_factory=list)   # one line per object that was dropped, with why
     timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. segmentation, preprocess, pose, total
+    # Why the frame itself was unusable, as a fixed short kind for counting: rgb_invalid, depth_invalid,
+    # size_mismatch, intrinsics_invalid or depth_empty; None when the frame was used.
+    frame_problem: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -260,18 +260,20 @@ class Segmenter(abc.ABC):
         """The intrinsics of the frames that follow; the Estimator calls this before every `segment()`.
         Image-only backends ignore them; depth-only ones back-project with them."""
 
-    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> InstanceMasks:
+    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False) -> InstanceMasks:
         """Instances in one frame.
 
         Args:
             rgb: (H, W, 3) uint8, RGB channel order.
             depth_m: (H, W) float32 depth in metres, registered to `rgb`; 0 / NaN = invalid; None = no depth
                 (then the `min_points` check is skipped and depth-based backends return empty with a reason).
+            checked: the caller has checked the frame as `check_frame` does (the Estimator checks each frame
+                once, at its door), so it is not checked again.
         Returns:
             InstanceMasks with (M, H, W) masks, sorted by score; on unusable input or a backend failure an
             empty result whose `reason` says why.
         """
-        problem = check_frame(rgb, depth_m)
+        problem = None if checked else check_frame(rgb, depth_m)
         if problem is not None:
             return InstanceMasks.empty(f"{self.name}: {problem}")
         h, w = rgb.shape[:2]

@@ -146,10 +146,7 @@ class DepthTabletopSegmenter(Segmenter):
         self.intrinsics = Intrinsics(self.config.fx, self.config.fy, self.config.cx, self.config.cy)
 
     def set_intrinsics(self, K: Intrinsics) -> None:
-        """Use these intrinsics from the next frame on (the Estimator calls this with each frame's K)."""
-        problem = K.problem()
-        if problem is not None:
-            raise ValueError(problem)
+        """Use these intrinsics from the next frame on (the Estimator calls this with each frame's K, checked)."""
         self.intrinsics = K
 
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:

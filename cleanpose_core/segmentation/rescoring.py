@@ -41,7 +41,7 @@ from cleanpose_core.data.instance import sample_choose
 from cleanpose_core.geometry.camera import Intrinsics, pixels_to_points
 from cleanpose_core.io import CLASSIFIER_FORMAT, WeightsError, read_artefact
 from cleanpose_core.models.point_classifier import MIN_POINTS, PointClassifierConfig, PointNetClassifier
-from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks, SegmentationFilter, Segmenter
+from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks, SegmentationFilter, Segmenter, check_frame
 from cleanpose_core.shipped import shipped_file
 
 __all__ = ["DEFAULT_CLASSIFIER", "CANDIDATES_PER_FRAME", "mask_points", "crop_intrinsics", "box_slices",
@@ -222,12 +222,16 @@ class RescoredSegmenter(Segmenter):
         self.intrinsics = K
         self.inner.set_intrinsics(K)
 
-    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> InstanceMasks:
-        """The inner segmenter's candidates (it checks the frame), re-scored, then filtered by `self.filter`.
+    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False) -> InstanceMasks:
+        """The inner segmenter's candidates, re-scored, then filtered by `self.filter`; the frame is checked here
+        unless `checked`, and never by the inner segmenter.
 
         An inner result without candidates comes back as it is (its reason and skip lines); a failure of the
         re-scoring becomes an empty result with a reason, as in every `Segmenter`.
         """
+        problem = None if checked else check_frame(rgb, depth_m)
+        if problem is not None:
+            return InstanceMasks.empty(f"{self.name}: {problem}")
         try:
             candidates = self._predict(rgb, depth_m)
         except Exception as exc:  # a broken frame must not stop a node; the traceback goes to the log
@@ -238,7 +242,7 @@ class RescoredSegmenter(Segmenter):
         return self.filter.apply(candidates, depth_m)
 
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:
-        candidates = self.inner.segment(rgb, depth_m)
+        candidates = self.inner.segment(rgb, depth_m, checked=True)
         if len(candidates) == 0:
             return candidates
         if depth_m is None or self.intrinsics is None:

@@ -38,11 +38,10 @@ def split(tmp_path_factory):
 
 def test_shipped_model_keeps_its_accuracy_on_unseen_synthetic_instances(split, tmp_path):
     from cleanpose_core.inference.estimator import Estimator, EstimatorConfig
-    from cleanpose_core.inference.predict import predict
+    from cleanpose_core.inference.predict import GT_MASK_SETTINGS, predict
 
     torch.set_num_threads(1)
-    estimator = Estimator(EstimatorConfig(segmenter="external", device="cpu", score_threshold=0.0,
-                                          max_mask_overlap=1.0))  # as `cleanpose predict --masks gt`
+    estimator = Estimator(EstimatorConfig(segmenter="external", device="cpu", **GT_MASK_SETTINGS))  # as `--masks gt`
     counts = predict(split, "test", tmp_path / "results", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
                      progress=False)
     assert counts["skipped_objects"] == 0 and counts["failed_images"] == 0

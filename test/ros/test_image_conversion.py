@@ -1,12 +1,15 @@
-"""Image message conversion: round trips, encodings, units and every malformed-message error path."""
+"""Image message conversion: round trips, encodings, units and every malformed-message check."""
 
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
 from cleanpose_ros.image_conversion import (
+    COLOUR_ENCODINGS,
+    DEPTH_ENCODINGS,
     ImageConversionError,
     depth_from_image,
+    image_problem,
     image_to_numpy,
     numpy_to_image,
     rgb_from_image,
@@ -34,13 +37,18 @@ def test_bgr_becomes_rgb_and_mono_is_replicated():
     assert mono.shape == (2, 3, 3) and (mono == 7).all()
 
 
-def test_depth_units_follow_encoding_and_override():
+def test_depth_leaves_as_the_sensor_gave_it_with_the_unit_of_its_encoding_or_the_override():
+    # The Estimator converts to metres (once); here depth keeps its values and dtype, and gets its unit.
     mm = np.array([[1000, 0], [2500, 65535]], np.uint16)
-    np.testing.assert_allclose(depth_from_image(numpy_to_image(mm, "16UC1")), [[1.0, 0.0], [2.5, 65.535]])
+    depth, unit = depth_from_image(numpy_to_image(mm, "16UC1"))
+    assert unit == "mm" and depth.dtype == np.uint16
+    np.testing.assert_array_equal(depth, mm)
     metres = np.array([[1.5, np.nan], [-1.0, np.inf]], np.float32)
-    np.testing.assert_allclose(depth_from_image(numpy_to_image(metres, "32FC1")), [[1.5, 0], [0, 0]])
-    # A driver that writes millimetres into 32FC1: the override fixes it.
-    np.testing.assert_allclose(depth_from_image(numpy_to_image(metres * 1000, "32FC1"), unit="mm")[0, 0], 1.5)
+    depth, unit = depth_from_image(numpy_to_image(metres, "32FC1"))
+    assert unit == "m"
+    np.testing.assert_array_equal(depth, metres)
+    # A driver that writes millimetres into 32FC1: the override says so.
+    assert depth_from_image(numpy_to_image(metres * 1000, "32FC1"), unit="mm")[1] == "mm"
 
 
 def test_padded_rows_and_big_endian_are_honoured():
@@ -57,13 +65,17 @@ def test_padded_rows_and_big_endian_are_honoured():
     (Image(height=2, width=4, encoding="rgb8", step=6, data=bytes(24)), "step 6 is smaller"),
     (Image(height=4, width=4, encoding="mono8", step=4, data=bytes(10)), "buffer holds 10 bytes"),
 ])
-def test_malformed_images_raise_a_clear_error(msg, match):
-    with pytest.raises(ImageConversionError, match=match):
-        image_to_numpy(msg)
+def test_malformed_images_are_named_by_the_check_the_node_makes_on_arrival(msg, match):
+    assert match in image_problem(msg)
 
 
 def test_wrong_kind_of_image_is_rejected():
-    with pytest.raises(ImageConversionError, match="expected 16UC1"):
-        depth_from_image(numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb8"))
-    with pytest.raises(ImageConversionError, match="colour image has encoding '32FC1'"):
-        rgb_from_image(numpy_to_image(np.zeros((2, 2), np.float32), "32FC1"))
+    assert "unsupported encoding 'rgb8'; accepted: 16UC1" in image_problem(
+        numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb8"), DEPTH_ENCODINGS)
+    assert "unsupported encoding '32FC1'; accepted: rgb8" in image_problem(
+        numpy_to_image(np.zeros((2, 2), np.float32), "32FC1"), COLOUR_ENCODINGS)
+
+
+def test_an_array_that_does_not_fit_the_encoding_is_refused():
+    with pytest.raises(ImageConversionError, match="does not fit encoding rgb8"):
+        numpy_to_image(np.zeros((2, 2), np.uint8), "rgb8")

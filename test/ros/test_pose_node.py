@@ -133,7 +133,7 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         h.node.destroy_node()
     log = log_path.read_text()
     assert "depth/image rejected: unsupported encoding 'rgb8'" in log
-    assert "rgb is 160x120 but depth is 160x60" in log
+    assert "depth size (60, 160) does not match rgb size (120, 160)" in log  # the Estimator's check of the frame
     assert "empty image (0x0)" in log
     assert "no synchronised rgb/depth" in log and "received so far" in log
     assert "Traceback" not in log

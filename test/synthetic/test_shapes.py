@@ -6,13 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.data.synthetic.shapes import (
     PART_DISPLAY,
     PART_GLASS,
     PART_HANDLE,
     PART_KEYBOARD,
-    SYMMETRIC_CATEGORIES,
     farthest_point_indices,
     instance_indices,
     make_instance,
@@ -31,7 +30,7 @@ def test_every_instance_is_in_the_nocs_frame_centred_with_unit_diagonal(category
     assert shape.model_id == f"{category}_{index:04d}"
 
 
-@pytest.mark.parametrize("category", SYMMETRIC_CATEGORIES)
+@pytest.mark.parametrize("category", NOCS_SYMMETRIC)
 def test_symmetric_categories_are_rotationally_symmetric_about_y(category):
     rng = np.random.default_rng(0)
     for index in (0, 1, 7):

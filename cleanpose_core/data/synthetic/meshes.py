@@ -36,7 +36,7 @@ import yaml
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from cleanpose_core import NOCS_CATEGORIES
+from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.config import ConfigError
 from cleanpose_core.data.synthetic.shapes import PART_BODY, PART_HANDLE, ShapeInstance, _normalise
 
@@ -46,7 +46,6 @@ SHAPENET_SYNSETS = {"02876657": "bottle", "02880940": "bowl", "02942699": "camer
                     "03642806": "laptop", "03797390": "mug"}
 NOCS_OBJ_SUBSETS = {"train": "train", "val": "test", "real_train": "train", "real_test": "test"}
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
-ROTATIONALLY_SYMMETRIC = ("bottle", "bowl", "can")  # about y, as SYMMETRIC_CATEGORIES in shapes.py
 _AXES = {"x": 0, "y": 1, "z": 2}
 _ENTRY_KEYS = {"file", "category", "up", "front", "size_m", "scale", "split", "id"}
 SYMMETRY_TOLERANCE = 2.0  # rotated-surface distance / sampling noise above which an axis is not a symmetry axis
@@ -325,7 +324,7 @@ def mug_handle(mesh: trimesh.Trimesh, n: int = 4000) -> tuple[str | None, np.nda
 def check_instance(shape: ShapeInstance, path: str) -> list[str]:
     """Warnings (each naming the file) where `shape` breaks the NOCS frame conventions of its category."""
     warnings = []
-    if shape.category in ROTATIONALLY_SYMMETRIC:
+    if shape.category in NOCS_SYMMETRIC:
         _w, v = np.linalg.eigh(np.cov(trimesh.sample.sample_surface(shape.mesh, 2000, seed=4)[0].T))
         axes = np.vstack([np.eye(3), v.T])
         err = symmetry_errors(shape.mesh, axes)

@@ -47,9 +47,6 @@ PART_DISPLAY = 8  # laptop display
 PART_INNER = 9  # inside of bowl / mug
 NUM_PARTS = 10
 
-# Categories whose canonical frame is rotationally symmetric about y (the NOCS symmetric training ids 0, 1, 3).
-SYMMETRIC_CATEGORIES = ("bottle", "bowl", "can")
-
 _SECTIONS = 48  # angular resolution of solids of revolution: chord error 0.2 % of the radius, ~2-4k faces
 
 
