@@ -12,8 +12,20 @@ __version__ = "0.1.0"
 # Category names of the NOCS benchmarks (REAL275 / CAMERA25), 1-based in result files, index 0 = background.
 NOCS_CATEGORIES = ("bottle", "bowl", "camera", "can", "laptop", "mug")
 # HouseCat6D's ten categories, in the official 1-based order.
-HOUSECAT6D_CATEGORIES = ("box", "bottle", "can", "cup", "remote", "teapot", "cutlery", "glass", "shoe", "tube")
-# Rotationally symmetric about the object's y axis (a spin about it is unobservable), as the official training code
+HOUSECAT6D_CATEGORIES = (
+    "box",
+    "bottle",
+    "can",
+    "cup",
+    "remote",
+    "teapot",
+    "cutlery",
+    "glass",
+    "shoe",
+    "tube",
+)
+# Rotationally symmetric about the object's y axis (a spin about it is unobservable), as the official
+# training code
 # treats them; a mug is not, because of its handle.
 NOCS_SYMMETRIC = ("bottle", "bowl", "can")
 HOUSECAT6D_SYMMETRIC = ("bottle", "can", "glass")

@@ -18,11 +18,14 @@ COMMAND_MODULES = (
     "cleanpose_core.train.cli",  # train, teacher, queue-init, train-seg, train-classifier
     "cleanpose_core.data.synthetic.cli",  # synth
     "cleanpose_core.inference.predict",  # predict
+    "cleanpose_core.inference.export_cli",  # export
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cleanpose", description="CleanPose: category-level 9DoF pose from RGB-D.")
+    parser = argparse.ArgumentParser(
+        prog="cleanpose", description="CleanPose: category-level 9DoF pose from RGB-D."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -33,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    args.command_line = ["cleanpose", *argv]  # the command as given: result files record it (eval/provenance.py)
+    # the command as given: result files record it (eval/provenance.py)
+    args.command_line = ["cleanpose", *argv]
     return int(args.func(args) or 0)
 
 

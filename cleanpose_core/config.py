@@ -86,7 +86,8 @@ def _check_value(tp: Any, value: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass `cls` from a mapping; unknown keys, wrong types and failed `validate()` raise ConfigError."""
+    """Build dataclass `cls` from a mapping; unknown keys, wrong types and failed `validate()` raise
+    ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)

@@ -24,7 +24,8 @@ def models_dir() -> Path:
     checkout = _PACKAGE_DIR.parent / "models"
     if checkout.is_dir() or len(_PACKAGE_DIR.parents) < 4:
         return checkout
-    installed = _PACKAGE_DIR.parents[3] / "share" / "cleanpose_ros" / "models"  # <prefix>/lib/pythonX.Y/site-packages
+    # <prefix>/lib/pythonX.Y/site-packages
+    installed = _PACKAGE_DIR.parents[3] / "share" / "cleanpose_ros" / "models"
     return installed if installed.is_dir() else checkout
 
 

@@ -66,10 +66,14 @@ def match_to_ground_truth(pred: ObjectPoseArray, gt: ObjectPoseArray) -> list[di
             used.add(best)
             g = gt.objects[best]
             Rg, tg = _matrix(g.pose)
-            row.update(gt_instance=g.id, rotation_error_deg=round(float(rotation_error_deg(R, Rg, g.symmetric)), 2),
-                       translation_error_cm=round(float(best_d * 100), 2),
-                       size_error_cm=round(float(np.linalg.norm(
-                           np.array(row["size_m"]) - [g.size.x, g.size.y, g.size.z]) * 100), 2))
+            row.update(
+                gt_instance=g.id,
+                rotation_error_deg=round(float(rotation_error_deg(R, Rg, g.symmetric)), 2),
+                translation_error_cm=round(float(best_d * 100), 2),
+                size_error_cm=round(
+                    float(np.linalg.norm(np.array(row["size_m"]) - [g.size.x, g.size.y, g.size.z]) * 100), 2
+                ),
+            )
         rows.append(row)
     return rows
 
@@ -149,7 +153,8 @@ def run(frames: int, out: Path, rate: float, seed: int, timeout: float, duration
                       "-r", f"rgb/image:={CAMERA_NS}/color/image_raw",
                       "-r", f"depth/image:={CAMERA_NS}/aligned_depth_to_color/image_raw",
                       "-r", f"rgb/camera_info:={CAMERA_NS}/color/camera_info"]}
-    procs: dict[str, subprocess.Popen] = {}  # started inside the try, so that an error never leaves them running
+    # started inside the try, so that an error never leaves them running
+    procs: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands.items():
             procs[name] = _start(command, out / f"{name}.log")
@@ -197,14 +202,23 @@ def summarise(monitor: DemoMonitor, frames: int, out: Path) -> int:
     n_gt = sum(r["num_ground_truth"] or 0 for r in records)
     summary = {
         "frames_processed": len(monitor.poses),
-        "latency_ms": {"mean": float(np.mean(latencies)) if latencies else None,
-                       "p95": float(np.percentile(latencies, 95)) if latencies else None},
+        "latency_ms": {
+            "mean": float(np.mean(latencies)) if latencies else None,
+            "p95": float(np.percentile(latencies, 95)) if latencies else None,
+        },
         "objects_ground_truth": n_gt,
         "objects_detected_and_matched": len(matched),
-        "rotation_error_deg_median": float(np.median([d["rotation_error_deg"] for d in matched])) if matched else None,
-        "translation_error_cm_median": float(np.median([d["translation_error_cm"] for d in matched])) if matched else None,
-        "within_10deg_5cm": (sum(d["rotation_error_deg"] <= 10 and d["translation_error_cm"] <= 5 for d in matched)
-                             / n_gt) if n_gt else None,
+        "rotation_error_deg_median": float(np.median([d["rotation_error_deg"] for d in matched]))
+        if matched
+        else None,
+        "translation_error_cm_median": float(np.median([d["translation_error_cm"] for d in matched]))
+        if matched
+        else None,
+        "within_10deg_5cm": (
+            sum(d["rotation_error_deg"] <= 10 and d["translation_error_cm"] <= 5 for d in matched) / n_gt
+        )
+        if n_gt
+        else None,
         "tf_frames": sorted(monitor.tf_frames),
         "object_tf_frames": len([f for f in monitor.tf_frames if f.startswith("cleanpose/")]),
         "ground_truth_objects_seen": len({o.id for gt in monitor.gt.values() for o in gt.objects}),
@@ -212,14 +226,18 @@ def summarise(monitor: DemoMonitor, frames: int, out: Path) -> int:
     }
     (out / "detections.json").write_text(json.dumps({"summary": summary, "frames": records}, indent=2))
     if monitor.debug_frames:
-        imageio.mimsave(out / "demo.gif", [imageio.imread(p) for p in monitor.debug_frames], duration=0.25, loop=0)
+        imageio.mimsave(
+            out / "demo.gif", [imageio.imread(p) for p in monitor.debug_frames], duration=0.25, loop=0
+        )
     print(json.dumps(summary, indent=2))
     print(f"[demo] wrote {out}/frames/*.png, demo.gif, bag/ (MCAP), detections.json")
     return 0 if len(monitor.poses) >= max(frames, 1) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=20, help="frames the pose node must process")
     parser.add_argument("--out", type=Path, default=Path("output/demo"))
     parser.add_argument("--rate", type=float, default=5.0, help="synthetic camera rate (Hz)")

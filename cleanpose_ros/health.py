@@ -1,4 +1,5 @@
-"""/diagnostics and the "no input" warning, once a second: rates, drops, latency, device and every problem by kind
+"""/diagnostics and the "no input" warning, once a second: rates, drops, latency, device and every problem by
+kind
 (rejected messages per topic and kind, frames without an estimate per kind), so an operator sees why a node
 that runs gives nothing."""
 

@@ -2,8 +2,10 @@
 
 ROS 2 `cv_bridge` is not available from the PyPI wheels (and its PyPI namesakes are ROS 1 ports), and we need
 only five encodings, so this is a small numpy implementation that validates width, height, step, buffer size
-and byte order instead of trusting them (a wrong `step` is a classic source of sheared images). The node checks
-every message once, where it enters (`image_problem`: subscriptions and the ~/estimate service); the conversions
+and byte order instead of trusting them (a wrong `step` is a classic source of sheared images). The node
+checks
+every message once, where it enters (`image_problem`: subscriptions and the ~/estimate service); the
+conversions
 take checked messages. Depth leaves here as the sensor gave it, with its unit: the Estimator converts it.
 """
 
@@ -36,7 +38,8 @@ class ImageConversionError(ValueError):
 
 
 def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
-    """Why the message cannot be read as an image of one of the `accepted` encodings, or None. Cheap (no copy):
+    """Why the message cannot be read as an image of one of the `accepted` encodings, or None. Cheap (no
+    copy):
     the node checks every arriving message with it, so a malformed one never displaces a good one."""
     if msg.encoding not in accepted:
         return f"unsupported encoding {msg.encoding!r}; accepted: {', '.join(accepted)}"
@@ -53,13 +56,16 @@ def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
-    """Image message that `image_problem` accepted -> (H, W) or (H, W, C) array in the message's own encoding and
+    """Image message that `image_problem` accepted -> (H, W) or (H, W, C) array in the message's own encoding
+    and
     dtype (a copy)."""
     dtype, channels = ENCODINGS[msg.encoding]
     h, w = int(msg.height), int(msg.width)
     itemsize = np.dtype(dtype).itemsize
     row_bytes = w * channels * itemsize
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data, np.uint8)
+    data = np.frombuffer(
+        bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data, np.uint8
+    )
     rows = data[: msg.step * h].reshape(h, msg.step)[:, :row_bytes]
     big_endian_data = bool(msg.is_bigendian)
     order = ">" if big_endian_data else "<"
@@ -79,7 +85,8 @@ def rgb_from_image(msg: Image) -> np.ndarray:
 
 
 def depth_from_image(msg: Image, unit: str = "auto") -> tuple[np.ndarray, DepthUnit]:
-    """Depth image message (checked, one of DEPTH_ENCODINGS) -> ((H, W) array as the sensor gave it, its unit).
+    """Depth image message (checked, one of DEPTH_ENCODINGS) -> ((H, W) array as the sensor gave it, its
+    unit).
 
     unit: "auto" takes 16UC1/mono16 as millimetres and 32FC1 as metres (REP 118); "mm" or "m" override it for
     drivers that do otherwise.

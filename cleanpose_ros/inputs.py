@@ -5,7 +5,8 @@
 - rgb + depth: message_filters.ApproximateTimeSynchronizer when installed (what ROS users expect), else our
   `ApproximateSync` (sync.py), within `sync_slop`.
 - camera_info is not part of the match: many drivers stamp it differently or publish it at another rate. The
-  newest valid camera_info of the rgb image's frame is used if its stamp lies within `camera_info_tolerance` of
+  newest valid camera_info of the rgb image's frame is used if its stamp lies within `camera_info_tolerance`
+  of
   the image's (0 = any age). When it is older than that, the image's own camera_info may still be on its way
   (a low frame rate, or a driver that publishes it after the images): the frame waits for it up to
   INFO_WAIT_S, and goes on with the problem if none comes or a newer image pair takes its place.
@@ -51,7 +52,8 @@ def stamp_ns(header) -> int:
 class Frame:
     rgb: Image
     depth: Image
-    info: CameraInfo | None  # the camera_info paired with the images when they matched; None: see info_problem
+    # the camera_info paired with the images when they matched; None: see info_problem
+    info: CameraInfo | None
     received: float  # time.monotonic() when the set was complete
     info_problem: str | None = None
 
@@ -68,7 +70,8 @@ def camera_info_problem(info: CameraInfo) -> str | None:
 
 
 class FrameInputs:
-    """Subscriptions and matching; `on_frame(Frame)` is called from the subscription callbacks (keep it cheap)."""
+    """Subscriptions and matching; `on_frame(Frame)` is called from the subscription callbacks (keep it
+    cheap)."""
 
     def __init__(self, node: Node, on_frame: Callable[[Frame], None], slop_s: float, queue_size: int,
                  reliability: str, callback_group=None):
@@ -83,7 +86,8 @@ class FrameInputs:
         self._waiting: Frame | None = None  # a matched frame whose camera_info has not arrived yet
         self._lock = threading.Lock()
         self._wait_timer = node.create_timer(0.1, self._release_overdue, callback_group=callback_group)
-        # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable QoS) must not
+        # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable
+        # QoS) must not
         # lose messages before they are matched; the worker still takes only the newest frame.
         qos = QoSProfile(depth=queue_size, history=QoSHistoryPolicy.KEEP_LAST,
                          reliability=QoSReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
@@ -175,7 +179,8 @@ class FrameInputs:
         self._on_frame(frame)
 
     def _info_may_follow(self, rgb: Image) -> bool:
-        """Whether the newest camera_info of this image's frame is older than the image (beyond the tolerance)."""
+        """Whether the newest camera_info of this image's frame is older than the image (beyond the
+        tolerance)."""
         with self._lock:
             info = self._infos.get(rgb.header.frame_id, self._newest_info)
         return info is not None and stamp_ns(info.header) < stamp_ns(rgb.header)
@@ -185,7 +190,10 @@ class FrameInputs:
         with self._lock:
             info = self._infos.get(rgb.header.frame_id, self._newest_info)
         if info is None:
-            return None, f"no valid camera_info received yet on {self._node.resolve_topic_name(TOPICS['info'])}"
+            return (
+                None,
+                f"no valid camera_info received yet on {self._node.resolve_topic_name(TOPICS['info'])}",
+            )
         age = abs(stamp_ns(info.header) - stamp_ns(rgb.header)) * 1e-9
         if self.info_tolerance_s > 0 and age > self.info_tolerance_s:
             return None, (f"newest camera_info is {age:.2f} s from the image (camera_info_tolerance "

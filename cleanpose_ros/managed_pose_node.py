@@ -1,4 +1,5 @@
-"""managed_pose_node: the pose node as a ROS 2 managed (lifecycle) node, for systems that bring nodes up in order.
+"""managed_pose_node: the pose node as a ROS 2 managed (lifecycle) node, for systems that bring nodes up in
+order.
 
 - configure: declare-and-validate parameters, load the models (the slow part), create the publishers;
 - activate: subscribe to the camera, offer ~/estimate, report on /diagnostics;

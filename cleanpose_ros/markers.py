@@ -72,7 +72,8 @@ class MarkerBuilder:
         marker.pose = pose_msg(det.rotation, det.translation)
         marker.scale.x = 0.003
         length = self.axis_length
-        for axis, colour in enumerate(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):  # x red, y green, z blue
+        # x red, y green, z blue
+        for axis, colour in enumerate(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
             tip = [0.0, 0.0, 0.0]
             tip[axis] = length
             marker.points += [Point(), Point(x=tip[0], y=tip[1], z=tip[2])]

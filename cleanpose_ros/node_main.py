@@ -1,6 +1,7 @@
 """The one `main()` body of every node executable: init, build, spin, shut down cleanly.
 
-Configuration errors raised while building the node (bad parameters, missing weight files) end the process with
+Configuration errors raised while building the node (bad parameters, missing weight files) end the process
+with
 exit code 2 and a one-line message naming the problem, instead of a traceback.
 """
 
@@ -32,7 +33,8 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # SIGINT/SIGTERM shut the context down from rclpy's signal handler; an executor caught between its checks
+        # SIGINT/SIGTERM shut the context down from rclpy's signal handler; an executor caught
+        # between its checks
         # then fails to build its wait set (RCLError). That is a normal stop, anything else is not.
         if rclpy.ok():
             raise

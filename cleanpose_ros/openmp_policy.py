@@ -1,4 +1,5 @@
-"""Imported for its effect, before anything imports torch: OpenMP threads of the node processes sleep while idle.
+"""Imported for its effect, before anything imports torch: OpenMP threads of the node processes sleep while
+idle.
 
 libgomp spin-waits between parallel regions by default when a process has no more OpenMP threads than cores.
 On a robot the node shares the CPU with camera drivers and other nodes, and spinning threads then take the

@@ -103,15 +103,19 @@ class Outputs:
 
 
 def object_cloud(estimate: Estimate) -> PointCloud2:
-    """xyz (float32) + object index (uint32) of every valid depth pixel inside each detection's mask, camera frame
+    """xyz (float32) + object index (uint32) of every valid depth pixel inside each detection's mask, camera
+    frame
     (the Estimator keeps them with the masks)."""
     chunks = []
     for index, det in enumerate(estimate.result.detections):
         if det.points is None:
             continue
         xyz = det.points
-        chunks.append(np.rec.fromarrays([xyz[:, 0], xyz[:, 1], xyz[:, 2], np.full(len(xyz), index, np.uint32)],
-                                        names="x,y,z,object"))
+        chunks.append(
+            np.rec.fromarrays(
+                [xyz[:, 0], xyz[:, 1], xyz[:, 2], np.full(len(xyz), index, np.uint32)], names="x,y,z,object"
+            )
+        )
     cloud = np.concatenate(chunks) if chunks else np.rec.fromarrays(
         [np.zeros(0, np.float32)] * 3 + [np.zeros(0, np.uint32)], names="x,y,z,object")
     fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32 if i < 3 else PointField.UINT32,

@@ -54,7 +54,9 @@ def _typestore_with(type_names: list[str]):
 class BagRecorder:
     """Subscribe to (topic, message class) pairs and write everything received to an MCAP bag."""
 
-    def __init__(self, node: Node, path: str | Path, topics: list[tuple[str, type]], qos: QoSProfile | None = None):
+    def __init__(
+        self, node: Node, path: str | Path, topics: list[tuple[str, type]], qos: QoSProfile | None = None
+    ):
         self._path = Path(path)
         type_names = [cls.__module__.split(".")[0] + "/msg/" + cls.__name__ for _, cls in topics]
         self._store = _typestore_with(type_names)
@@ -65,7 +67,9 @@ class BagRecorder:
         for (topic, cls), type_name in zip(topics, type_names):
             self._connections[topic] = self._writer.add_connection(topic, type_name, typestore=self._store)
             self.counts[topic] = 0
-            node.create_subscription(cls, topic, self._callback(topic, node), qos or QoSProfile(depth=100), raw=True)
+            node.create_subscription(
+                cls, topic, self._callback(topic, node), qos or QoSProfile(depth=100), raw=True
+            )
 
     def _callback(self, topic: str, node: Node):
         def on_message(data: bytes) -> None:

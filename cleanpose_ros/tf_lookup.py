@@ -1,10 +1,14 @@
-"""Transforms between frames at an image's stamp: tf2_ros's Buffer and TransformListener when installed, else a
+"""Transforms between frames at an image's stamp: tf2_ros's Buffer and TransformListener when installed, else
+a
 small listener of /tf and /tf_static with the same answers for what the node asks.
 
-Why a fallback: tf2_ros has no PyPI wheel, and the node must track objects in a fixed frame wherever it runs. The
-fallback keeps a few seconds of every dynamic edge, interpolates between the two samples around the stamp (linear
+Why a fallback: tf2_ros has no PyPI wheel, and the node must track objects in a fixed frame wherever it runs.
+The
+fallback keeps a few seconds of every dynamic edge, interpolates between the two samples around the stamp
+(linear
 translation, slerp rotation), allows a short extrapolation past the newest sample (`max_extrapolation`), and
-chains edges through the tree's common ancestor. Answers are (4, 4) float64 matrices mapping points of `source`
+chains edges through the tree's common ancestor. Answers are (4, 4) float64 matrices mapping points of
+`source`
 into `target`, or None when there is no transform (the caller decides what that means).
 """
 
@@ -22,8 +26,12 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from cleanpose_ros.tf_publisher import TF_QOS
 
-TF_STATIC_QOS = QoSProfile(depth=100, history=QoSHistoryPolicy.KEEP_LAST, reliability=QoSReliabilityPolicy.RELIABLE,
-                           durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+TF_STATIC_QOS = QoSProfile(
+    depth=100,
+    history=QoSHistoryPolicy.KEEP_LAST,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 
 def transform_to_matrix(transform) -> np.ndarray:
@@ -89,8 +97,10 @@ class TfCache:
         self._edges: dict[str, _Edge] = {}  # child -> edge from its parent
         self._lock = threading.Lock()
         self._keep_ns, self._extrapolation_ns = int(keep_s * 1e9), int(max_extrapolation_s * 1e9)
-        self._subs = [node.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS),
-                      node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)]
+        self._subs = [
+            node.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS),
+            node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS),
+        ]
 
     def _on_tf(self, msg, static: bool) -> None:
         try:
@@ -110,7 +120,8 @@ class TfCache:
                          transform_to_matrix(tf.transform))
 
     def _to_root(self, frame: str, stamp_ns: int | None) -> tuple[list[str], list[np.ndarray]] | None:
-        """Frames from `frame` up to its root and T(parent <- frame) of each step; None if an edge has no sample."""
+        """Frames from `frame` up to its root and T(parent <- frame) of each step; None if an edge has no
+        sample."""
         chain, mats = [frame], []
         while chain[-1] in self._edges and len(chain) < 64:
             edge = self._edges[chain[-1]]
@@ -150,7 +161,8 @@ def _compose(steps: list[np.ndarray]) -> np.ndarray:
 
 
 class TransformSource:
-    """`lookup(target, source, stamp_ns, timeout_s)`: the transform at the stamp, waiting up to `timeout_s` for
+    """`lookup(target, source, stamp_ns, timeout_s)`: the transform at the stamp, waiting up to `timeout_s`
+    for
     it, else the latest one; None when neither exists."""
 
     def __init__(self, node: Node):

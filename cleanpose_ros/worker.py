@@ -33,7 +33,8 @@ class Worker:
             self._cv.notify()
 
     def call(self, fn: Callable, *args) -> Any:
-        """Run fn(*args) on the worker thread (ahead of the next mailbox item) and return its result or raise."""
+        """Run fn(*args) on the worker thread (ahead of the next mailbox item) and return its result or
+        raise."""
         if threading.current_thread() is self._thread:
             return fn(*args)
         future: Future = Future()

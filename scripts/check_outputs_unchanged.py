@@ -1,10 +1,12 @@
 """Check that a refactor left the Estimator's outputs unchanged: the same result pickles on a fixed split.
 
-    python scripts/check_outputs_unchanged.py record  --ref /tmp/cleanpose_ref   # on the code before the change
+    python scripts/check_outputs_unchanged.py record  --ref /tmp/cleanpose_ref   # on the code before the
+    change
     python scripts/check_outputs_unchanged.py compare --ref /tmp/cleanpose_ref   # on the code after it
 
 `record` renders a small synthetic test split once (`cleanpose synth --scenes 6 --split test --seed 99`, into
-`--split-root`, reused when it is there), runs every variant below on it with the shipped models on the CPU and
+`--split-root`, reused when it is there), runs every variant below on it with the shipped models on the CPU
+and
 keeps the result pickles under `--ref`, with a manifest of the split's files (sha256), so that `compare` can
 refuse a split rendered by other code. `compare` runs the same variants into `--out` and checks every pickle
 against the recorded one: the same files, the same detections in the same order, the same categories and
@@ -22,7 +24,8 @@ Variants (the first four through the command line, the last two through the Pyth
 
 Training (a few CPU steps each, on the same split): `cleanpose train-classifier`, `cleanpose teacher` (a small
 PointNet++ SSG; the test split's object models and labels stand in for a training split) and `cleanpose
-train-seg` (3 steps at 120 x 160). Their weights must match the recorded ones within `--atol` and their metrics
+train-seg` (3 steps at 120 x 160). Their weights must match the recorded ones within `--atol` and their
+metrics
 and losses too (wall times aside).
 """
 
@@ -43,8 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SYNTH = ["--scenes", "6", "--split", "test", "--seed", "99"]
-# Every variant re-seeds the confounder-queue sampler for every image (`per_frame`), as the Estimator did before the
-# `stream` default: outputs then compare with references recorded before it, and no image depends on the others.
+# Every variant re-seeds the confounder-queue sampler for every image (`per_frame`), as the Estimator did
+# before the
+# `stream` default: outputs then compare with references recorded before it, and no image depends on the
+# others.
 PER_FRAME = ["--queue-sampling", "per_frame"]
 CLI_VARIANTS: dict[str, list[str]] = {
     "maskrcnn": ["--masks", "model", *PER_FRAME],
@@ -54,24 +59,86 @@ CLI_VARIANTS: dict[str, list[str]] = {
 }
 # (EstimatorConfig overrides at construction, Estimator.retune changes before the first frame)
 RETUNED_VARIANTS: dict[str, tuple[dict, dict]] = {
-    "retuned_maskrcnn": ({"segmenter": "maskrcnn", "score_threshold": 0.5, "category_weight": 0.5},
-                         {"score_threshold": 0.15, "category_weight": 0.3, "max_objects": 6, "min_points": 40}),
-    "retuned_tabletop": ({"segmenter": "depth_tabletop", "score_threshold": 0.5, "category_weight": 0.5},
-                         {"score_threshold": 0.2, "category_weight": 0.7, "min_mask_area": 200}),
+    "retuned_maskrcnn": (
+        {"segmenter": "maskrcnn", "score_threshold": 0.5, "category_weight": 0.5},
+        {"score_threshold": 0.15, "category_weight": 0.3, "max_objects": 6, "min_points": 40},
+    ),
+    "retuned_tabletop": (
+        {"segmenter": "depth_tabletop", "score_threshold": 0.5, "category_weight": 0.5},
+        {"score_threshold": 0.2, "category_weight": 0.7, "min_mask_area": 200},
+    ),
 }
-TEACHER_CONFIG = {"arch": "pointnet2_ssg", "points": 128, "batch_size": 8, "iterations": 6, "val_fraction": 0.3,
-                  "seed": 3, "device": "cpu",
-                  "encoder": {"npoints": [32, 8], "nsamples": [8, 8], "sa_mlps": [[16, 16], [16, 32]],
-                              "global_mlp": [32, 64], "fc_dims": [32, 16]}}
+TEACHER_CONFIG = {
+    "arch": "pointnet2_ssg",
+    "points": 128,
+    "batch_size": 8,
+    "iterations": 6,
+    "val_fraction": 0.3,
+    "seed": 3,
+    "device": "cpu",
+    "encoder": {
+        "npoints": [32, 8],
+        "nsamples": [8, 8],
+        "sa_mlps": [[16, 16], [16, 32]],
+        "global_mlp": [32, 64],
+        "fc_dims": [32, 16],
+    },
+}
 TRAINING: dict[str, list[str]] = {  # name -> command line ({data}, {out} and {teacher_root} filled in)
-    "train_classifier": ["train-classifier", "--data", "{data}", "--split", "test", "--out", "{out}/classifier.pt",
-                         "--iterations", "20", "--batch-size", "16", "--seed", "1", "--device", "cpu",
-                         "--no-progress"],
-    "teacher": ["teacher", "--arch", "pointnet2_ssg", "--data", "{teacher_root}", "--out", "{out}/teacher.pt",
-                "--config", "{out}/teacher.yaml", "--no-progress"],
-    "train_seg": ["train-seg", "--data", "{data}", "--split", "test", "--out", "{out}/seg.pt", "--iterations", "3",
-                  "--batch-size", "2", "--min-size", "120", "--max-size", "160", "--seed", "0", "--device", "cpu",
-                  "--checkpoint-every", "2", "--no-progress"],
+    "train_classifier": [
+        "train-classifier",
+        "--data",
+        "{data}",
+        "--split",
+        "test",
+        "--out",
+        "{out}/classifier.pt",
+        "--iterations",
+        "20",
+        "--batch-size",
+        "16",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ],
+    "teacher": [
+        "teacher",
+        "--arch",
+        "pointnet2_ssg",
+        "--data",
+        "{teacher_root}",
+        "--out",
+        "{out}/teacher.pt",
+        "--config",
+        "{out}/teacher.yaml",
+        "--no-progress",
+    ],
+    "train_seg": [
+        "train-seg",
+        "--data",
+        "{data}",
+        "--split",
+        "test",
+        "--out",
+        "{out}/seg.pt",
+        "--iterations",
+        "3",
+        "--batch-size",
+        "2",
+        "--min-size",
+        "120",
+        "--max-size",
+        "160",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "2",
+        "--no-progress",
+    ],
 }
 TRAINING_FILES = {"train_classifier": ("classifier.pt",), "teacher": ("teacher.pt",),
                   "train_seg": ("seg.pt", "seg.pt.train.pt")}
@@ -81,8 +148,11 @@ CLOSE_KEYS = ("pred_scores", "pred_RTs", "pred_scales", "gt_RTs", "gt_scales")
 
 def split_manifest(root: Path) -> dict[str, str]:
     """{relative path: sha256} of the files the predictions read (segmentation pickles, colour and depth)."""
-    files = sorted(root.glob("segmentation_results/test/*.pkl")) + sorted(root.glob("test/**/*_color.png")) + \
-        sorted(root.glob("test/**/*_depth.png"))
+    files = (
+        sorted(root.glob("segmentation_results/test/*.pkl"))
+        + sorted(root.glob("test/**/*_color.png"))
+        + sorted(root.glob("test/**/*_depth.png"))
+    )
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -90,8 +160,11 @@ def ensure_split(root: Path) -> None:
     if (root / "segmentation_results" / "test").is_dir():
         return
     print(f"[check] rendering the fixed split into {root}", flush=True)
-    subprocess.run([sys.executable, "-m", "cleanpose_core.cli", "synth", "--out", str(root), *SYNTH, "--quiet"],
-                   check=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "cleanpose_core.cli", "synth", "--out", str(root), *SYNTH, "--quiet"],
+        check=True,
+        cwd=REPO,
+    )
 
 
 def run_variants(root: Path, out: Path) -> None:
@@ -144,8 +217,10 @@ def compare_trees(a, b, atol: float, where: str, problems: list[str]) -> float:
         return max([compare_trees(a[k], b[k], atol, f"{where}.{k}", problems) for k in a
                     if k in b and "second" not in str(k)] + [0.0])
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
-        return max([compare_trees(x, y, atol, f"{where}[{i}]", problems) for i, (x, y) in enumerate(zip(a, b))]
-                   + [0.0])
+        return max(
+            [compare_trees(x, y, atol, f"{where}[{i}]", problems) for i, (x, y) in enumerate(zip(a, b))]
+            + [0.0]
+        )
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         if a.shape != b.shape or a.dtype != b.dtype:
             problems.append(f"{where}: {a.dtype} {tuple(a.shape)} -> {b.dtype} {tuple(b.shape)}")
@@ -229,9 +304,15 @@ def compare_pickles(ref: Path, new: Path, atol: float) -> tuple[list[str], dict[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("record", "compare"))
-    p.add_argument("--ref", type=Path, default=Path("/tmp/cleanpose_ref"), help="recorded outputs (record writes)")
-    p.add_argument("--out", type=Path, default=Path("/tmp/cleanpose_new"), help="new outputs (compare writes)")
-    p.add_argument("--split-root", type=Path, default=Path("/tmp/ref_split"), help="the fixed synthetic split")
+    p.add_argument(
+        "--ref", type=Path, default=Path("/tmp/cleanpose_ref"), help="recorded outputs (record writes)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("/tmp/cleanpose_new"), help="new outputs (compare writes)"
+    )
+    p.add_argument(
+        "--split-root", type=Path, default=Path("/tmp/ref_split"), help="the fixed synthetic split"
+    )
     p.add_argument("--atol", type=float, default=1e-5, help="tolerance on scores, poses and sizes")
     args = p.parse_args(argv)
     args.ref, args.out, args.split_root = (path.resolve() for path in (args.ref, args.out, args.split_root))
@@ -241,14 +322,21 @@ def main(argv: list[str] | None = None) -> int:
         args.ref.mkdir(parents=True, exist_ok=True)
         run_variants(args.split_root, args.ref)
         run_training(args.split_root, args.ref)
-        (args.ref / "split_manifest.json").write_text(json.dumps(split_manifest(args.split_root), indent=1) + "\n")
-        print(f"[check] recorded {len(CLI_VARIANTS) + len(RETUNED_VARIANTS)} variants and {len(TRAINING)} training "
-              f"runs under {args.ref}")
+        (args.ref / "split_manifest.json").write_text(
+            json.dumps(split_manifest(args.split_root), indent=1) + "\n"
+        )
+        print(
+            f"[check] recorded {len(CLI_VARIANTS) + len(RETUNED_VARIANTS)} variants and {len(TRAINING)} "
+            f"training runs under {args.ref}"
+        )
         return 0
 
     manifest = args.ref / "split_manifest.json"
     if not manifest.is_file():
-        print(f"error: no recording under {args.ref}; run `record` on the code before the change", file=sys.stderr)
+        print(
+            f"error: no recording under {args.ref}; run `record` on the code before the change",
+            file=sys.stderr,
+        )
         return 2
     if json.loads(manifest.read_text()) != split_manifest(args.split_root):
         print(f"error: the split under {args.split_root} is not the one recorded", file=sys.stderr)

@@ -1,6 +1,8 @@
-"""Markdown results table from `cleanpose eval --json` reports: one row per method, mean ± spread over its runs.
+"""Markdown results table from `cleanpose eval --json` reports: one row per method, mean ± spread over its
+runs.
 
-    python scripts/results_table.py "CleanPose lite=a.json,b.json" "AG-Pose lite=c.json,d.json" "box fit=e.json"
+    python scripts/results_table.py "CleanPose lite=a.json,b.json" "AG-Pose lite=c.json,d.json" "box
+    fit=e.json"
 
 Spread = half the range (max - min) / 2 over a row's runs, shown when a row has more than one run.
 """

@@ -6,7 +6,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synthetic_frame():
-    """One rendered 640x480 frame of a synthetic test scene with >= 3 objects, its GT masks, labels and poses."""
+    """One rendered 640x480 frame of a synthetic test scene with >= 3 objects, its GT masks, labels and
+    poses."""
     pytest.importorskip("open3d")
     from cleanpose_core.data.synthetic.config import SynthConfig
     from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
@@ -29,5 +30,11 @@ def synthetic_frame():
             masks.append(mask)
             labels.append(obj.shape.category)
             poses.append(object_pose_in_camera(obj.R_wo, obj.t_wo, frame.R_wc, frame.C))
-    return dict(rgb=frame.rgb, depth=frame.depth.astype(np.float32), K=K, masks=np.stack(masks), labels=labels,
-                poses=poses)
+    return dict(
+        rgb=frame.rgb,
+        depth=frame.depth.astype(np.float32),
+        K=K,
+        masks=np.stack(masks),
+        labels=labels,
+        poses=poses,
+    )

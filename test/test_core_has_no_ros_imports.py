@@ -7,8 +7,20 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "cleanpose_core"
 ROS_TOP_LEVEL = {
-    "rclpy", "rcl_interfaces", "rosidl_runtime_py", "rosidl_parser", "ament_index_python", "launch", "launch_ros",
-    "tf2_ros", "tf2_py", "message_filters", "cv_bridge", "image_geometry", "sensor_msgs_py", "builtin_interfaces",
+    "rclpy",
+    "rcl_interfaces",
+    "rosidl_runtime_py",
+    "rosidl_parser",
+    "ament_index_python",
+    "launch",
+    "launch_ros",
+    "tf2_ros",
+    "tf2_py",
+    "message_filters",
+    "cv_bridge",
+    "image_geometry",
+    "sensor_msgs_py",
+    "builtin_interfaces",
     "cleanpose_ros",
 }
 
@@ -36,7 +48,9 @@ def imported_names(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_detector_recognises_ros_imports():
     # Guard against a checker that can never fail.
-    tree = ast.parse("import rclpy\nfrom vision_msgs.msg import Detection3D\nimportlib.import_module('tf2_ros')\n")
+    tree = ast.parse(
+        "import rclpy\nfrom vision_msgs.msg import Detection3D\nimportlib.import_module('tf2_ros')\n"
+    )
     assert [n for _, n in imported_names(tree) if is_ros_module(n)] == ["rclpy", "vision_msgs.msg", "tf2_ros"]
     assert not is_ros_module("numpy") and not is_ros_module("torch.nn")
 

@@ -37,27 +37,44 @@ ONLY_IMPORTED_BY_ITSELF = ("train",)
 
 # (importing module, imported layer): why it is allowed. Existing code, not to be copied.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("cleanpose_core.cli", "train"):
-        "the one command line registers every sub-command by module name, `cleanpose train` among them",
-    ("cleanpose_core.models.cli", "config"):
-        "the `cleanpose model-info` command reads a model YAML; a command wires blocks, it is not one",
-    ("cleanpose_ros.camera_model", "geometry"):
-        "CameraInfo K/D become `Intrinsics` and the OpenCV undistortion maps of `geometry.distortion`",
-    ("cleanpose_ros.outputs", "geometry"):
-        "the debug image is drawn with the frame's `Intrinsics`, which travel with the estimate",
-    ("cleanpose_ros.markers", "geometry"):
-        "RViz box markers are drawn from `box_corners` / `BOX_EDGES`",
-    ("cleanpose_ros.demo", "geometry"):
-        "the demo scores its detections against the simulated ground truth (`rotation_error_deg`)",
-    ("cleanpose_ros.parameters", "device"):
-        "the `device` ROS parameter is checked with `check_device_name` when declared, before a model loads",
-    ("cleanpose_ros.synthetic_camera", "cleanpose_core"):
-        "its ground-truth detections carry NOCS category ids and symmetry (`NOCS_CATEGORIES`, `NOCS_SYMMETRIC`: the "
-        "package's category tables)",
-    ("cleanpose_ros.synthetic_camera", "config"):
-        "the simulated camera reads the synthetic-scene YAML (`load_yaml(SynthConfig, ...)`)",
-    ("cleanpose_ros.synthetic_camera", "geometry"):
-        "the simulated camera has intrinsics and, optionally, a distorted lens (`geometry.distortion`)",
+    (
+        "cleanpose_core.cli",
+        "train",
+    ): "the one command line registers every sub-command by module name, `cleanpose train` among them",
+    (
+        "cleanpose_core.models.cli",
+        "config",
+    ): "the `cleanpose model-info` command reads a model YAML; a command wires blocks, it is not one",
+    (
+        "cleanpose_ros.camera_model",
+        "geometry",
+    ): "CameraInfo K/D become `Intrinsics` and the OpenCV undistortion maps of `geometry.distortion`",
+    (
+        "cleanpose_ros.outputs",
+        "geometry",
+    ): "the debug image is drawn with the frame's `Intrinsics`, which travel with the estimate",
+    ("cleanpose_ros.markers", "geometry"): "RViz box markers are drawn from `box_corners` / `BOX_EDGES`",
+    (
+        "cleanpose_ros.demo",
+        "geometry",
+    ): "the demo scores its detections against the simulated ground truth (`rotation_error_deg`)",
+    (
+        "cleanpose_ros.parameters",
+        "device",
+    ): "the `device` ROS parameter is checked with `check_device_name` when declared, before a model loads",
+    (
+        "cleanpose_ros.synthetic_camera",
+        "cleanpose_core",
+    ): "its ground-truth detections carry NOCS category ids and symmetry (`NOCS_CATEGORIES`, "
+    "`NOCS_SYMMETRIC`: the package's category tables)",
+    (
+        "cleanpose_ros.synthetic_camera",
+        "config",
+    ): "the simulated camera reads the synthetic-scene YAML (`load_yaml(SynthConfig, ...)`)",
+    (
+        "cleanpose_ros.synthetic_camera",
+        "geometry",
+    ): "the simulated camera has intrinsics and, optionally, a distorted lens (`geometry.distortion`)",
 }
 
 

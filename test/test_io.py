@@ -1,4 +1,5 @@
-"""cleanpose_core.io: format tags that shipped files depend on, one error class, and running without `train`."""
+"""cleanpose_core.io: format tags that shipped files depend on, one error class, and running without
+`train`."""
 
 import subprocess
 import sys

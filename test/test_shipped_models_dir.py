@@ -1,4 +1,5 @@
-"""The shipped models are found from a checkout, from a colcon install without symlinks, and via the env var."""
+"""The shipped models are found from a checkout, from a colcon install without symlinks, and via the env
+var."""
 
 import shutil
 import subprocess
@@ -26,6 +27,12 @@ def test_colcon_install_layout_finds_share_models(tmp_path):
     (site / "cleanpose_core" / "__init__.py").write_text("")
     models = tmp_path / "share" / "cleanpose_ros" / "models"
     models.mkdir(parents=True)
-    out = subprocess.run([sys.executable, "-c", "from cleanpose_core.shipped import models_dir; print(models_dir())"],
-                         cwd=tmp_path, env={"PYTHONPATH": str(site)}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from cleanpose_core.shipped import models_dir; print(models_dir())"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(out.stdout.strip()) == models

@@ -1,10 +1,14 @@
-"""Training-time augmentation of one instance, as the official readers do it, drawn from an explicit generator.
+"""Training-time augmentation of one instance, as the official readers do it, drawn from an explicit
+generator.
 
 Per training instance ([CP provider/nocs_dataset.py, utils/data_utils.py], architecture-facts §1.2 steps 6-7):
-- colour: torchvision `ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.3)` on the resized crop,
-  then `rgb_add_noise`: saturation ×U(1.25, 1.45) and value ×U(1.15, 1.35) in HSV (always); with p = 0.2 each a
+- colour: torchvision `ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.3)` on the resized
+crop,
+  then `rgb_add_noise`: saturation ×U(1.25, 1.45) and value ×U(1.15, 1.35) in HSV (always); with p = 0.2 each
+  a
   random sharpen, a linear motion blur (1-15 px, random angle) and a Gaussian blur (3×3 with p 0.8, else 5×5,
-  σ ~ U(0, 1)); Gaussian pixel noise with σ = randint(15) (p 0.8) or randint(25); with p = 0.2 extra N(0, 7) noise;
+  σ ~ U(0, 1)); Gaussian pixel noise with σ = randint(15) (p 0.8) or randint(25); with p = 0.2 extra N(0, 7)
+  noise;
 - points: clip(0.001 · N(0, 1), −0.005, 0.005) metres added to every coordinate.
 (Rotation / translation / scale augmentation happens inside the network, on the batch.)
 
@@ -52,7 +56,8 @@ class ColorAugmentConfig:
 
 def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 0.4, contrast: float = 0.4,
                  saturation: float = 0.4, hue: float = 0.3) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB: torchvision ColorJitter's four adjustments, random order."""
+    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB: torchvision ColorJitter's four adjustments, random
+    order."""
     order = rng.permutation(4)
     b = rng.uniform(max(0.0, 1 - brightness), 1 + brightness)
     c = rng.uniform(max(0.0, 1 - contrast), 1 + contrast)
@@ -72,7 +77,8 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 
 
 
 def linear_motion_blur(img: np.ndarray, angle_deg: float, length: int) -> np.ndarray:
-    """Blur along a line of `length` px at `angle_deg` (the official kernel: a line from the kernel centre)."""
+    """Blur along a line of `length` px at `angle_deg` (the official kernel: a line from the kernel
+    centre)."""
     rad = np.deg2rad(angle_deg)
     dx, dy = np.cos(rad), np.sin(rad)
     a = int(max(abs(dx), abs(dy)) * length * 2)
@@ -90,7 +96,8 @@ def linear_motion_blur(img: np.ndarray, angle_deg: float, length: int) -> np.nda
 
 
 def rgb_add_noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8: the official HSV / sharpen / blur / noise chain (see module)."""
+    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8: the official HSV / sharpen / blur / noise chain (see
+    module)."""
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float64)
     hsv[:, :, 1] = np.clip(np.trunc(hsv[:, :, 1] * rng.uniform(1.25, 1.45)), 0, 255)
     hsv[:, :, 2] = np.clip(np.trunc(hsv[:, :, 2] * rng.uniform(1.15, 1.35)), 0, 255)
@@ -121,6 +128,9 @@ def augment_rgb(img: np.ndarray, rng: np.random.Generator, cfg: ColorAugmentConf
     return rgb_add_noise(img, rng) if cfg.add_noise else img
 
 
-def point_noise(n_points: int, rng: np.random.Generator, sigma: float = 0.001, clip: float = 0.005) -> np.ndarray:
-    """(N, 3) float32 noise in metres: clip(sigma · N(0, 1), −clip, clip) per coordinate (official 1 mm, ±5 mm)."""
+def point_noise(
+    n_points: int, rng: np.random.Generator, sigma: float = 0.001, clip: float = 0.005
+) -> np.ndarray:
+    """(N, 3) float32 noise in metres: clip(sigma · N(0, 1), −clip, clip) per coordinate (official 1 mm, ±5
+    mm)."""
     return np.clip(sigma * rng.standard_normal((n_points, 3)), -clip, clip).astype(np.float32)

@@ -1,20 +1,27 @@
-"""IP-Basic multi-scale depth completion, as the official CleanPose / AG-Pose / DPDN readers run it on every frame.
+"""IP-Basic multi-scale depth completion, as the official CleanPose / AG-Pose / DPDN readers run it on every
+frame.
 
-Ku, Harakeh and Waslander, "In Defense of Classical Image Processing: Fast Depth Completion on the CPU" (CRV 2018).
-The official readers call `fill_missing(depth_mm, 1000, 1)`, i.e. IP-Basic's `fill_in_multiscale` on metres with
-`max_depth = 3.0`, bins near (0.01, 1] m / medium (1, 2] m / far > 2 m, bilateral final blur and no extrapolation,
+Ku, Harakeh and Waslander, "In Defense of Classical Image Processing: Fast Depth Completion on the CPU" (CRV
+2018).
+The official readers call `fill_missing(depth_mm, 1000, 1)`, i.e. IP-Basic's `fill_in_multiscale` on metres
+with
+`max_depth = 3.0`, bins near (0.01, 1] m / medium (1, 2] m / far > 2 m, bilateral final blur and no
+extrapolation,
 at train and test time alike ([CP utils/data_utils.py], architecture-facts §1.2 step 2).
 
-The algorithm works on "inverted" depth (max_depth − d), so that dilation (a max filter) lets nearer surfaces win:
+The algorithm works on "inverted" depth (max_depth − d), so that dilation (a max filter) lets nearer surfaces
+win:
 1. invert valid pixels (> 0.01 m); 2. dilate each depth bin with its own cross kernel (7×7 near, 5×5 medium,
 3×3 far) and paste far → medium → near; 3. close small holes (5×5); 4. median-blur valid pixels (5×5);
-5. fill the empty pixels below each column's first valid pixel with a 9×9 dilation; 6. six rounds of masked 5×5
+5. fill the empty pixels below each column's first valid pixel with a 9×9 dilation; 6. six rounds of masked
+5×5
 dilation for the large holes, again only below the top valid pixel; 7. median then bilateral blur of the valid
 pixels; 8. invert back.
 
 Differences from the official code (outputs are the same for every pixel a reader can use):
 - it works on metres directly instead of mm → m → mm;
-- pixels deeper than `max_depth` invert to negative values; the official code leaves them negative in its output,
+- pixels deeper than `max_depth` invert to negative values; the official code leaves them negative in its
+output,
   here they come out as 0 (invalid), which is what every caller's `depth > 0` test already made of them;
 - the per-column Python loops are vectorised.
 """
@@ -38,7 +45,8 @@ def _cross(size: int) -> np.ndarray:
 
 
 _CROSS_3, _CROSS_5, _CROSS_7 = _cross(3), _cross(5), _cross(7)
-# How far (px) across columns an output pixel of `fill_missing` depends on its input: the kernel half-widths of
+# How far (px) across columns an output pixel of `fill_missing` depends on its input: the kernel half-widths
+# of
 # steps 2-7 (3 + 4 + 2 + 4 + 6 x 2 + 2 + 2). The top-of-column mask looks along whole columns, never across.
 REACH_PX = 29
 _VALID = 0.01  # metres (inverted depth): IP-Basic's "is this pixel filled" threshold
@@ -129,7 +137,8 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
 def fill_missing_in_columns(depth_m: np.ndarray, c0: int, c1: int, **options) -> np.ndarray:
     """`fill_missing` for the columns [c0, c1); other columns may be left unfilled (missing depth as 0).
 
-    The values in [c0, c1) are identical to those of the whole-frame `fill_missing`: it runs on that column band
+    The values in [c0, c1) are identical to those of the whole-frame `fill_missing`: it runs on that column
+    band
     widened by more than `REACH_PX` on each side, over the full height (each column's topmost measurement
     matters). The Estimator fills only the columns its objects' crop windows use.
     """

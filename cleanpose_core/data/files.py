@@ -1,8 +1,10 @@
-"""Readers for the per-image files of the NOCS/DPDN and HouseCat6D layouts, failing with a reason, never an assert.
+"""Readers for the per-image files of the NOCS/DPDN and HouseCat6D layouts, failing with a reason, never an
+assert.
 
 Formats (architecture-facts §1.1, §1.5):
 - colour `*_color.png` / `rgb/*.png`: 8-bit BGR on disk (OpenCV order); returned as (H, W, 3) uint8 RGB;
-- depth `*_depth.png`, `camera_full_depths/*_composed.png`, `depth/*.png`: (H, W) uint16 millimetres, or NOCS's
+- depth `*_depth.png`, `camera_full_depths/*_composed.png`, `depth/*.png`: (H, W) uint16 millimetres, or
+NOCS's
   3-channel encoded variant where depth = G·256 + R of the RGB image (channels 1 and 2 of OpenCV's BGR array)
   and 32001 marks "no depth"; returned as (H, W) float32 metres, 0 = missing;
 - instance masks `*_mask.png` / `instance/*.png`: instance ids read from channel 2 of OpenCV's 3-channel read
@@ -23,7 +25,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["SampleError", "read_color_rgb", "read_depth_m", "decode_depth_mm", "read_instance_mask", "read_pickle"]
+__all__ = [
+    "SampleError",
+    "read_color_rgb",
+    "read_depth_m",
+    "decode_depth_mm",
+    "read_instance_mask",
+    "read_pickle",
+]
 
 ENCODED_NO_DEPTH = 32001  # NOCS's "missing" value in 3-channel encoded depth images
 
@@ -57,7 +66,8 @@ def read_color_rgb(path: str | Path) -> np.ndarray:
 def decode_depth_mm(raw: np.ndarray, where: str = "<array>") -> np.ndarray:
     """A depth image as read by `cv2.imread(path, -1)` -> (H, W) uint16 millimetres, 0 = missing.
 
-    Accepts (H, W) uint16 millimetres, or the 3-channel encoded variant (depth = channel 1 · 256 + channel 2 of
+    Accepts (H, W) uint16 millimetres, or the 3-channel encoded variant (depth = channel 1 · 256 + channel 2
+    of
     the BGR array, 32001 = missing), as NOCS's `load_depth`.
     """
     if raw.ndim == 3 and raw.shape[2] >= 3:
@@ -72,7 +82,9 @@ def decode_depth_mm(raw: np.ndarray, where: str = "<array>") -> np.ndarray:
 
 def read_depth_m(path: str | Path) -> np.ndarray:
     """Depth image file (uint16 mm or 3-channel encoded) -> (H, W) float32 metres, 0 = missing."""
-    return decode_depth_mm(_imread(path, cv2.IMREAD_UNCHANGED), str(path)).astype(np.float32) * np.float32(1e-3)
+    return decode_depth_mm(_imread(path, cv2.IMREAD_UNCHANGED), str(path)).astype(np.float32) * np.float32(
+        1e-3
+    )
 
 
 def read_instance_mask(path: str | Path) -> np.ndarray:

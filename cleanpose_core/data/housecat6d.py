@@ -5,12 +5,15 @@ Layout (architecture-facts §1.5): `root/scene*/` (training) and `root/test_scen
   channel 2, `labels/<name>_label.pkl` with `class_ids` (1..10), `instance_ids`, `bboxes` (y1, x1, y2, x2),
   `rotations` (n, 3, 3), `translations` (n, 3) m and `gt_scales` (n, 3) absolute metric box sizes;
 - `intrinsics.txt` (3 × 3 camera matrix) and `meta.txt` per scene. Images are 852 × 1096.
-Category order (1-based): box, bottle, can, cup, remote, teapot, cutlery, glass, shoe, tube; bottle, can and glass
+Category order (1-based): box, bottle, can, cup, remote, teapot, cutlery, glass, shoe, tube; bottle, can and
+glass
 (0-based 1, 2, 7) are canonicalised about y in training. There are no model point clouds, so samples have no
 `model`, `qo` or `pc_mask` (the reconstruction loss then uses every point: `recon_obj_aware: false`).
 
-Training ([CP provider/housecat6d_dataset.py `HouseCat6DTrainingDataset`]): every image of every training scene,
-shuffled by `reset(epoch, seed)`, one random instance per image, the same per-instance pipeline and augmentation
+Training ([CP provider/housecat6d_dataset.py `HouseCat6DTrainingDataset`]): every image of every training
+scene,
+shuffled by `reset(epoch, seed)`, one random instance per image, the same per-instance pipeline and
+augmentation
 as NOCS (`samples.build_training_sample`), crop windows bounded by the 852 × 1096 image. Test
 (`HouseCat6DTestDataset`): ground-truth masks and boxes, predicted class = ground-truth class, score 1, and
 result fields gt_RTs = [‖s‖·R | t], gt_scales = s / ‖s‖.
@@ -19,8 +22,10 @@ Differences from the official readers:
 - an instance without valid pixels is skipped and counted (`skipped`) and another image drawn
   deterministically; the official training reader returns None and trips an assert;
 - randomness depends on (seed, epoch, index) only (`sampling`);
-- at test time an instance needs more than 16 valid pixels inside its crop window (official: in the whole image,
-  then it samples from the window, which fails when the box misses the mask); images keep their place even when
+- at test time an instance needs more than 16 valid pixels inside its crop window (official: in the whole
+image,
+  then it samples from the window, which fails when the box misses the mask); images keep their place even
+  when
   every instance is dropped; `gt_handle_visibility` is all ones (HouseCat6D has no mug-handle flag).
 """
 
@@ -50,8 +55,14 @@ __all__ = ["HouseCat6DTrainConfig", "HouseCat6DTrainDataset", "HouseCat6DTestCon
            "list_images", "read_scene_intrinsics"]
 
 # Per-instance label entries and their trailing shapes.
-LABEL_SHAPES = {"class_ids": (), "instance_ids": (), "bboxes": (4,), "rotations": (3, 3), "translations": (3,),
-                "gt_scales": (3,)}
+LABEL_SHAPES = {
+    "class_ids": (),
+    "instance_ids": (),
+    "bboxes": (4,),
+    "rotations": (3, 3),
+    "translations": (3,),
+    "gt_scales": (3,),
+}
 NUM_CATEGORIES = len(HOUSECAT6D_CATEGORIES)
 
 
@@ -128,7 +139,8 @@ class HouseCat6DTrainConfig:
 
 
 class HouseCat6DTrainDataset(EpochDrawDataset):
-    """HouseCat6D training instances; item = pts, rgb, choose, category_label, translation/rotation/size_label."""
+    """HouseCat6D training instances; item = pts, rgb, choose, category_label,
+    translation/rotation/size_label."""
 
     def __init__(self, cfg: HouseCat6DTrainConfig) -> None:
         cfg.validate()
@@ -228,7 +240,8 @@ class HouseCat6DTestDataset(torch.utils.data.Dataset):
 
 
 def _gt_fields(gts: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Result-file ground truth from a HouseCat6D label: RTs = [‖s‖·R | t], scales = s / ‖s‖ (official test)."""
+    """Result-file ground truth from a HouseCat6D label: RTs = [‖s‖·R | t], scales = s / ‖s‖ (official
+    test)."""
     n = len(gts["instance_ids"])
     sizes = np.asarray(gts["gt_scales"], dtype=np.float64).reshape(n, 3)
     diag = np.linalg.norm(sizes, axis=1)

@@ -1,19 +1,25 @@
-"""Per-instance preprocessing shared by training readers and the inference engine: frame + mask -> network input.
+"""Per-instance preprocessing shared by training readers and the inference engine: frame + mask -> network
+input.
 
 Conventions: camera optical frame x right / y down / z forward, metres; pixel (u, v) = (column, row); image
-boxes are (y1, x1, y2, x2) with y2/x2 exclusive, as NOCS label files store them; N points, S = crop side in pixels.
+boxes are (y1, x1, y2, x2) with y2/x2 exclusive, as NOCS label files store them; N points, S = crop side in
+pixels.
 
 What one instance becomes ([CP provider/nocs_dataset.py], architecture-facts §1.2 steps 3-8 and §1.4):
 1. a square crop window around the instance box (`get_bbox`): side (max(h, w) // 40 + 1) · 40, capped at 440,
    centred on the box centre and shifted (not clipped) to lie inside the image;
-2. the valid pixels: instance mask AND depth > 0 inside the window; N of them are drawn (`sample_choose`), with
+2. the valid pixels: instance mask AND depth > 0 inside the window; N of them are drawn (`sample_choose`),
+with
    replacement when there are at most N, without replacement otherwise;
 3. their back-projection with the intrinsics (`pts`, camera frame, not centred: the network centres them);
-4. the RGB window resized to S × S (bilinear) and ImageNet-normalised (`rgb`), optionally colour-augmented first;
-5. every point's flat index in the S × S crop (`choose`): floor(row · S / side) · S + floor(col · S / side), with
+4. the RGB window resized to S × S (bilinear) and ImageNet-normalised (`rgb`), optionally colour-augmented
+first;
+5. every point's flat index in the S × S crop (`choose`): floor(row · S / side) · S + floor(col · S / side),
+with
    (row, col) the pixel's position inside the window.
 
-Everything is numpy in, numpy out (no torch); randomness comes only from the `numpy.random.Generator` passed in.
+Everything is numpy in, numpy out (no torch); randomness comes only from the `numpy.random.Generator` passed
+in.
 Bad input never raises: `prepare_instance` returns `(None, reason)` (empty mask, no valid depth, too few valid
 pixels, mismatched shapes, bad intrinsics) and callers count and skip.
 
@@ -97,7 +103,8 @@ def get_bbox(bbox, image_height: int = 480, image_width: int = 640, max_window: 
         max_window: cap of the side (official 440 px); also capped at min(image_height, image_width).
         step: the side is rounded up to the next multiple of `step` strictly above max(h, w).
     Returns:
-        A window of side min((max(h, w) // step + 1) · step, cap), centred on the box centre (integer division)
+        A window of side min((max(h, w) // step + 1) · step, cap), centred on the box centre (integer
+        division)
         and shifted to lie inside the image.
     """
     y1, x1, y2, x2 = (int(v) for v in bbox)
@@ -106,7 +113,8 @@ def get_bbox(bbox, image_height: int = 480, image_width: int = 640, max_window: 
     half = side // 2
     rc, cc = (y1 + y2) // 2, (x1 + x2) // 2
     rmin, cmin = rc - half, cc - half
-    # Shift (keep the side) so that the window lies inside the image; the cap above makes this always possible.
+    # Shift (keep the side) so that the window lies inside the image; the cap above makes this always
+    # possible.
     rmin = min(max(rmin, 0), image_height - side)
     cmin = min(max(cmin, 0), image_width - side)
     return CropWindow(rmin, rmin + side, cmin, cmin + side)
@@ -122,7 +130,8 @@ def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def sample_choose(n_valid: int, n_points: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_points,) int64 indices into n_valid candidates, with replacement iff n_valid <= n_points (official)."""
+    """(n_points,) int64 indices into n_valid candidates, with replacement iff n_valid <= n_points
+    (official)."""
     if n_valid <= 0:
         raise ValueError("sample_choose needs at least one candidate")
     return rng.choice(n_valid, n_points, replace=n_valid <= n_points).astype(np.int64)
@@ -171,11 +180,21 @@ def _input_problem(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: In
     return None if problem is None else f"bad input: {problem}"
 
 
-def prepare_instance(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: Intrinsics,
-                     rng: np.random.Generator, *, bbox=None, n_points: int = 1024, image_size: int = 224,
-                     min_valid_pixels: int = 0,
-                     rgb_augment: Callable[[np.ndarray], np.ndarray] | None = None,
-                     max_window: int = MAX_WINDOW, checked: bool = False) -> tuple[InstanceInput | None, str | None]:
+def prepare_instance(
+    rgb: np.ndarray,
+    depth_m: np.ndarray,
+    mask: np.ndarray,
+    K: Intrinsics,
+    rng: np.random.Generator,
+    *,
+    bbox=None,
+    n_points: int = 1024,
+    image_size: int = 224,
+    min_valid_pixels: int = 0,
+    rgb_augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_window: int = MAX_WINDOW,
+    checked: bool = False,
+) -> tuple[InstanceInput | None, str | None]:
     """One object of a frame -> network input, or None and the reason it cannot be used.
 
     Args:
@@ -193,7 +212,8 @@ def prepare_instance(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: 
         rgb_augment: optional (S, S, 3) uint8 -> (S, S, 3) uint8 colour augmentation applied to the resized
             crop before normalisation (training only).
         max_window: cap of the crop side in pixels (official 440).
-        checked: the caller has checked rgb, depth_m, mask and K (the Estimator checks a frame once, at its door,
+        checked: the caller has checked rgb, depth_m, mask and K (the Estimator checks a frame once, at its
+        door,
             and its masks as they arrive), so they are not checked again for every object.
     Returns:
         (InstanceInput, None) on success, (None, reason) otherwise. The text of `reason` before its first ':'
@@ -235,5 +255,10 @@ def prepare_instance(rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: 
     crop = crop_rgb(rgb, window, image_size)
     if rgb_augment is not None:
         crop = rgb_augment(crop)
-    return InstanceInput(pts=pts, rgb=normalize_rgb(crop), choose=remap_choose(choose, window.side, image_size),
-                         window=window, n_valid=int(candidates.size)), None
+    return InstanceInput(
+        pts=pts,
+        rgb=normalize_rgb(crop),
+        choose=remap_choose(choose, window.side, image_size),
+        window=window,
+        n_valid=int(candidates.size),
+    ), None

@@ -12,14 +12,19 @@ Layouts (architecture-facts §1.1); `source` picks one, and image prefixes come 
   test pickles root/segmentation_results/<split>, intrinsics from root/<split>/config.yaml (else REAL275).
 
 Per prefix: `_color.png`, `_mask.png` (ids in channel 2, 255 = background) and `_label.pkl` (class_ids 1..6,
-instance_ids, model_list, bboxes (y1, x1, y2, x2), scales, sizes, rotations, translations). The metric box size is
-`scales · sizes` for every source: REAL (and synthetic) `sizes` are extents / diagonal and `scales` the diagonal;
+instance_ids, model_list, bboxes (y1, x1, y2, x2), scales, sizes, rotations, translations). The metric box
+size is
+`scales · sizes` for every source: REAL (and synthetic) `sizes` are extents / diagonal and `scales` the
+diagonal;
 CAMERA `sizes` are the model's NOCS-space extents and `scales` the NOCS→camera similarity scale.
 
-`NOCSTrainDataset` ([CP provider/nocs_dataset.py `TrainingDataset`], §1.2): `reset(epoch, seed)` draws the epoch's
-images (`sampling.epoch_draw`), each item takes one random labelled instance of its image, completes the depth,
+`NOCSTrainDataset` ([CP provider/nocs_dataset.py `TrainingDataset`], §1.2): `reset(epoch, seed)` draws the
+epoch's
+images (`sampling.epoch_draw`), each item takes one random labelled instance of its image, completes the
+depth,
 prepares the instance (crop, N points, colour augmentation, point noise), canonicalises the rotation of the
-symmetric categories and computes `qo` and `pc_mask` from the model point cloud. `NOCSTestDataset` (§1.4) reads
+symmetric categories and computes `qo` and `pc_mask` from the model point cloud. `NOCSTestDataset` (§1.4)
+reads
 segmentation-result pickles and yields every usable predicted instance of an image as one `TestImage`.
 
 Differences from the official readers:
@@ -133,13 +138,16 @@ def read_image_list(path: Path) -> list[str]:
 class NOCSTrainConfig:
     """Options of one NOCS-format training source (the `dataset:` block of a training data source)."""
 
-    root: str  # data root: holds camera/, real/, obj_models/ ...; for synthetic the `cleanpose synth --out` folder
+    # data root: holds camera/, real/, obj_models/ ...; for synthetic the `cleanpose synth --out` folder
+    root: str
     source: Source = "real"  # file layout, depth source and intrinsics (module docstring)
     split: str = "train"  # list file <split>_list.txt and models file
-    num_img_per_epoch: int = -1  # images per epoch; official CAMERA 120000 (no replacement), REAL 40000; -1 = all
+    # images per epoch; official CAMERA 120000 (no replacement), REAL 40000; -1 = all
+    num_img_per_epoch: int = -1
     sample_num: int = 1024  # N points per instance (official 1024; the lite model uses 512)
     image_size: int = 224  # S, RGB crop side in pixels
-    outlier_th: float = 0.1  # pc_mask threshold in NOCS units (official config 0.1; the reader's default was 0.2)
+    # pc_mask threshold in NOCS units (official config 0.1; the reader's default was 0.2)
+    outlier_th: float = 0.1
     fill_depth: bool = True  # IP-Basic depth completion first, as the official readers
     point_noise: bool = True  # clip(0.001 N(0, 1), +-0.005) m per coordinate
     color: ColorAugmentConfig = field(default_factory=ColorAugmentConfig)  # ColorJitter + rgb_add_noise
@@ -178,7 +186,9 @@ class NOCSTrainDataset(EpochDrawDataset):
             raise FileNotFoundError(f"object models not found or not a dict: {self.layout.models_file}")
         self.models = {k: np.asarray(v, dtype=np.float32) for k, v in models.items()}
         self.skipped = SkipCounter(f"NOCS {cfg.source} {cfg.split}")
-        log.info("NOCS %s/%s: %d images, %d models", cfg.source, cfg.split, len(self.img_list), len(self.models))
+        log.info(
+            "NOCS %s/%s: %d images, %d models", cfg.source, cfg.split, len(self.img_list), len(self.models)
+        )
         self.reset(0, 0)
 
     def num_images(self) -> int:
@@ -188,7 +198,8 @@ class NOCSTrainDataset(EpochDrawDataset):
         return str(self.img_list[image])
 
     def load(self, image: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """The sample of one random instance of image `image` (index into `img_list`); SampleError if unusable."""
+        """The sample of one random instance of image `image` (index into `img_list`); SampleError if
+        unusable."""
         cfg, prefix = self.cfg, self.layout.image_base / self.img_list[image]
         gts = check_label(read_pickle(f"{prefix}_label.pkl"), LABEL_SHAPES, f"{prefix}_label.pkl")
         depth = read_depth_m(self.layout.depth_path(prefix))
@@ -200,18 +211,34 @@ class NOCSTrainDataset(EpochDrawDataset):
         idx = int(rng.integers(len(gts["instance_ids"])))
         cat_id = int(gts["class_ids"][idx]) - 1
         if not 0 <= cat_id < NUM_NOCS_CATEGORIES:
-            raise SampleError("bad label", f"{prefix}: class id {cat_id + 1} outside 1..{NUM_NOCS_CATEGORIES}")
+            raise SampleError(
+                "bad label", f"{prefix}: class id {cat_id + 1} outside 1..{NUM_NOCS_CATEGORIES}"
+            )
         model = self.models.get(gts["model_list"][idx])
         if model is None:
             raise SampleError("unknown model", f"{prefix}: model {gts['model_list'][idx]!r} not in "
                                                f"{self.layout.models_file.name}")
         size = float(gts["scales"][idx]) * np.asarray(gts["sizes"][idx], dtype=np.float32)
         return build_training_sample(
-            rgb, depth, mask == int(gts["instance_ids"][idx]), gts["bboxes"][idx], self.layout.intrinsics, rng,
-            cat_id=cat_id, rotation=gts["rotations"][idx], translation=gts["translations"][idx], size=size,
-            symmetric=cat_id in cfg.symmetric_ids, n_points=cfg.sample_num, image_size=cfg.image_size,
-            color=cfg.color, add_point_noise=cfg.point_noise, min_valid_pixels=cfg.min_valid_pixels,
-            model=model, outlier_th=cfg.outlier_th)
+            rgb,
+            depth,
+            mask == int(gts["instance_ids"][idx]),
+            gts["bboxes"][idx],
+            self.layout.intrinsics,
+            rng,
+            cat_id=cat_id,
+            rotation=gts["rotations"][idx],
+            translation=gts["translations"][idx],
+            size=size,
+            symmetric=cat_id in cfg.symmetric_ids,
+            n_points=cfg.sample_num,
+            image_size=cfg.image_size,
+            color=cfg.color,
+            add_point_noise=cfg.point_noise,
+            min_valid_pixels=cfg.min_valid_pixels,
+            model=model,
+            outlier_th=cfg.outlier_th,
+        )
 
 
 @dataclass
@@ -235,7 +262,8 @@ class NOCSTestConfig:
 
 
 class NOCSTestDataset(torch.utils.data.Dataset):
-    """Test images from segmentation-result pickles (sorted); item = `TestImage` (DataLoader batch_size=None)."""
+    """Test images from segmentation-result pickles (sorted); item = `TestImage` (DataLoader
+    batch_size=None)."""
 
     GT_KEYS = ("gt_class_ids", "gt_bboxes", "gt_RTs", "gt_scales", "gt_handle_visibility")
     PRED_KEYS = ("pred_class_ids", "pred_bboxes", "pred_scores")
@@ -245,7 +273,9 @@ class NOCSTestDataset(torch.utils.data.Dataset):
         self.cfg = cfg
         self.layout = NOCSLayout.resolve(cfg.root, cfg.source, cfg.split, cfg.intrinsics)
         self.results_dir = Path(cfg.results_dir) if cfg.results_dir else self.layout.results_dir
-        self.result_files = sorted(glob.glob(os.path.join(glob.escape(str(self.results_dir)), "results_*.pkl")))
+        self.result_files = sorted(
+            glob.glob(os.path.join(glob.escape(str(self.results_dir)), "results_*.pkl"))
+        )
         if not self.result_files:
             raise FileNotFoundError(f"no results_*.pkl in {self.results_dir}")
         self.skipped = SkipCounter(f"NOCS test {cfg.source}")
@@ -268,7 +298,9 @@ class NOCSTestDataset(torch.utils.data.Dataset):
             result["image_path"] = data["image_path"]
             return self._load(path, data, result, sample_rng(self.cfg.seed, 0, index))
         except (SampleError, KeyError, ValueError, TypeError) as exc:
-            error = exc if isinstance(exc, SampleError) else SampleError("bad result file", f"{path}: {exc!r}")
+            error = (
+                exc if isinstance(exc, SampleError) else SampleError("bad result file", f"{path}: {exc!r}")
+            )
             self.skipped.add(error)
             result.update(pred_class_ids=np.zeros(0, np.int64), pred_bboxes=np.zeros((0, 4), np.int64),
                           pred_scores=np.zeros(0, np.float32))
@@ -304,5 +336,6 @@ class NOCSTestDataset(torch.utils.data.Dataset):
             cat_ids.append(cat_id)
         for key in self.PRED_KEYS:
             result[key] = np.asarray(data[key])[kept]
-        return TestImage(path, stack_instances(instances, cat_ids, cfg.sample_num, cfg.image_size), result, kept,
-                         dropped)
+        return TestImage(
+            path, stack_instances(instances, cat_ids, cfg.sample_num, cfg.image_size), result, kept, dropped
+        )

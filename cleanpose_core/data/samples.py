@@ -1,13 +1,16 @@
 """What the NOCS and HouseCat6D readers share: one training sample's tensors, test images, skip counting.
 
-A training sample ([CP provider/nocs_dataset.py `TrainingDataset.__getitem__`], architecture-facts §1.2) is the
+A training sample ([CP provider/nocs_dataset.py `TrainingDataset.__getitem__`], architecture-facts §1.2) is
+the
 per-instance input of `instance.prepare_instance` (with colour augmentation) plus point noise and the targets:
 `translation_label` (3,) metres, `rotation_label` (3, 3) object -> camera (canonicalised about y for symmetric
-categories), `size_label` (3,) metric box size, and, when the object's model point cloud is known (NOCS), `model`
+categories), `size_label` (3,) metric box size, and, when the object's model point cloud is known (NOCS),
+`model`
 (M, 3) NOCS points, `qo` (N, 3) = Rᵀ(p − t)/‖size‖ of every observed point and `pc_mask` (N,) = 1 where `qo`
 lies within `outlier_th` of the model (the reconstruction loss ignores the others).
 
-A test image (§1.4) is every usable instance of one image stacked into a batch, plus the result-file fields the
+A test image (§1.4) is every usable instance of one image stacked into a batch, plus the result-file fields
+the
 evaluation needs (`TestImage`).
 """
 
@@ -70,7 +73,8 @@ def check_label(gts: Any, shapes: dict[str, tuple[int, ...]], where: str) -> dic
     Returns:
         `gts` with every listed key converted to a numpy array of shape (n, *shape).
     Raises:
-        SampleError: 'bad label' (not a dict, missing key, wrong shape, lengths differ) or 'no labelled instance'.
+        SampleError: 'bad label' (not a dict, missing key, wrong shape, lengths differ) or 'no labelled
+        instance'.
     """
     if not isinstance(gts, dict):
         raise SampleError("bad label", f"{where}: expected a dict, got {type(gts).__name__}")
@@ -90,21 +94,39 @@ def check_label(gts: Any, shapes: dict[str, tuple[int, ...]], where: str) -> dic
 
 
 def observed_nocs(pts: np.ndarray, R: np.ndarray, t: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """(N, 3) camera-frame points (m) -> (N, 3) NOCS coordinates Rᵀ(p − t) / (‖size‖ + 1e-8) (official `qo`)."""
+    """(N, 3) camera-frame points (m) -> (N, 3) NOCS coordinates Rᵀ(p − t) / (‖size‖ + 1e-8) (official
+    `qo`)."""
     return ((pts - t[None, :]) / (np.linalg.norm(size) + 1e-8) @ R).astype(np.float32)
 
 
 def inlier_mask(qo: np.ndarray, model: np.ndarray, threshold: float) -> np.ndarray:
-    """(N,) float32: 1 where the nearest of the (M, 3) model points is closer than `threshold` (NOCS units)."""
+    """(N,) float32: 1 where the nearest of the (M, 3) model points is closer than `threshold` (NOCS
+    units)."""
     dist, _ = cKDTree(model).query(qo, k=1)
     return (dist < threshold).astype(np.float32)
 
 
-def build_training_sample(rgb: np.ndarray, depth_m: np.ndarray, inst_mask: np.ndarray, bbox: Any, K: Intrinsics,
-                          rng: np.random.Generator, *, cat_id: int, rotation: np.ndarray, translation: np.ndarray,
-                          size: np.ndarray, symmetric: bool, n_points: int, image_size: int,
-                          color: ColorAugmentConfig, add_point_noise: bool, min_valid_pixels: int = 0,
-                          model: np.ndarray | None = None, outlier_th: float = 0.1) -> dict[str, torch.Tensor]:
+def build_training_sample(
+    rgb: np.ndarray,
+    depth_m: np.ndarray,
+    inst_mask: np.ndarray,
+    bbox: Any,
+    K: Intrinsics,
+    rng: np.random.Generator,
+    *,
+    cat_id: int,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    size: np.ndarray,
+    symmetric: bool,
+    n_points: int,
+    image_size: int,
+    color: ColorAugmentConfig,
+    add_point_noise: bool,
+    min_valid_pixels: int = 0,
+    model: np.ndarray | None = None,
+    outlier_th: float = 0.1,
+) -> dict[str, torch.Tensor]:
     """One training instance -> the official sample dict of tensors; raises SampleError when it is unusable.
 
     Args:

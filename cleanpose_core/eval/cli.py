@@ -2,9 +2,12 @@
 
     cleanpose eval --results DIR [--dataset nocs|housecat6d] [--json OUT.json] [--plots DIR]
 
-Prints the overall and per-category tables, writes the evaluation JSON (DESIGN.md §4, plus a `provenance` block:
-this command and commit, and the `provenance.json` that `cleanpose predict` left in the results folder) and, with
---plots, the AP curves. Exit code 0 on success, 2 when the results cannot be read (the message names the file).
+Prints the overall and per-category tables, writes the evaluation JSON (DESIGN.md §4, plus a `provenance`
+block:
+this command and commit, and the `provenance.json` that `cleanpose predict` left in the results folder) and,
+with
+--plots, the AP curves. Exit code 0 on success, 2 when the results cannot be read (the message names the
+file).
 """
 
 from __future__ import annotations
@@ -26,15 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score result pickles with the official NOCS / HouseCat6D mAP protocol",
-        description="Score a folder of per-image result pickles (NOCS/SPD/DPDN/AG-Pose format) exactly as the "
-        "official evaluation does: NOCS-style and CATRE 3D IoU mAP, rotation/translation mAP.",
+        description="Score a folder of per-image result pickles (NOCS/SPD/DPDN/AG-Pose format) exactly as "
+        "the official evaluation does: NOCS-style and CATRE 3D IoU mAP, rotation/translation mAP.",
     )
     parser.add_argument("--results", required=True, metavar="DIR",
                         help="folder of result pickles (NOCS: results*.pkl; HouseCat6D: test_scene*/*.pkl)")
     parser.add_argument("--dataset", choices=sorted(PROTOCOLS), default="nocs",
                         help="protocol: categories, symmetric sets, thresholds (default: nocs)")
-    parser.add_argument("--json", metavar="OUT.json", help="write the evaluation JSON here (values in percent)")
-    parser.add_argument("--plots", metavar="DIR", help="write AP-vs-threshold PNGs here (adds the fine sweeps)")
+    parser.add_argument(
+        "--json", metavar="OUT.json", help="write the evaluation JSON here (values in percent)"
+    )
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write AP-vs-threshold PNGs here (adds the fine sweeps)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -1,11 +1,13 @@
-"""The NOCS evaluation protocol (mAP of 3D IoU and of rotation/translation error), as the official code computes it.
+"""The NOCS evaluation protocol (mAP of 3D IoU and of rotation/translation error), as the official code
+computes it.
 
 Reproduces `compute_independent_mAP` (NOCS `utils.py`, as copied into DPDN, AG-Pose and CleanPose
 `utils/evaluation_utils.py`), its HouseCat6D variant (`housecat6d_eval_utils.py`) and `compute_CATRE_IoU`
 (`CATRE_evaluation_utils.py`), including their quirks:
 
 * Per category, per image: predictions sorted by score (`argsort(scores)[::-1]`); each takes the unmatched
-  ground truth (GT) of highest IoU; the match needs IoU **>** threshold (strict), compared in float32 because the
+  ground truth (GT) of highest IoU; the match needs IoU **>** threshold (strict), compared in float32 because
+  the
   official overlap matrix is float32. An unmatched GT of lower IoU ends the search.
 * IoU "nocs" uses the per-corner extrema of `iou.py`; y-symmetric categories (and mugs whose handle is hidden,
   `gt_handle_visibility == 0`) sweep the prediction about y in 20 steps. IoU "catre" uses true axis-aligned
@@ -14,7 +16,8 @@ Reproduces `compute_independent_mAP` (NOCS `utils.py`, as copied into DPDN, AG-P
   pose recall). Each prediction (score order) takes the unmatched GT with the smallest degree + cm sum that is
   within both thresholds. Degree and cm threshold lists get 360 and 100 appended, so "5deg" is 5° at any
   translation and "2cm" 2 cm at any rotation.
-* Rotation error: scale removed by cbrt(det); bottle/bowl/can (+glass for HouseCat6D) and hidden-handle mugs use
+* Rotation error: scale removed by cbrt(det); bottle/bowl/can (+glass for HouseCat6D) and hidden-handle mugs
+use
   the angle between the y axes, computed WITHOUT clipping: rounding can give arccos(1 + ε) = NaN, and NaN
   passes every `err > thr` test (counts as within threshold) while sorting last. Reproduced on purpose.
   Other categories: arccos(clip((tr(R̂Rᵀ) − 1)/2)). Translation error ‖t̂ − t‖·100 cm.
@@ -23,9 +26,11 @@ Reproduces `compute_independent_mAP` (NOCS `utils.py`, as copied into DPDN, AG-P
   official code does; the overall value is the plain mean over categories (NaN propagates).
 
 What differs from the official code: everything is vectorised (IoU for all pairs at once, greedy matching
-vectorised over thresholds) so REAL275's 2,754 images take seconds, not minutes. Values that fall within rounding
+vectorised over thresholds) so REAL275's 2,754 images take seconds, not minutes. Values that fall within
+rounding
 distance of a threshold (or of the arccos domain edge) are recomputed with the official per-pair arithmetic,
-so match decisions agree bit for bit. `test/eval/reference_eval.py` keeps a loop-by-loop oracle of the official
+so match decisions agree bit for bit. `test/eval/reference_eval.py` keeps a loop-by-loop oracle of the
+official
 code and the tests assert equality on random result sets.
 """
 
@@ -52,8 +57,10 @@ FINE_SHIFT_THRESHOLDS = tuple(i / 2 for i in range(21))
 ANY_DEGREE = 360.0  # appended to the degree list by the official code: "any rotation"
 ANY_SHIFT = 100.0  # appended to the cm list: "any translation"
 
-# Distances from a threshold below which a value is recomputed with the official per-pair arithmetic. They cover
-# float32 result files (relative error ~1e-7) with a wide margin; values further away cannot flip a comparison.
+# Distances from a threshold below which a value is recomputed with the official per-pair arithmetic. They
+# cover
+# float32 result files (relative error ~1e-7) with a wide margin; values further away cannot flip a
+# comparison.
 _IOU_BAND = 1e-5
 _DEGREE_BAND = 1e-3
 _CM_BAND = 1e-3
@@ -118,7 +125,9 @@ class Evaluation:
     def iou_index(self, threshold: float) -> int:
         hit = np.flatnonzero(np.isclose(self.iou_thresholds, threshold, rtol=0, atol=1e-9))
         if not hit.size:
-            raise KeyError(f"IoU threshold {threshold} was not evaluated (have {self.iou_thresholds.tolist()})")
+            raise KeyError(
+                f"IoU threshold {threshold} was not evaluated (have {self.iou_thresholds.tolist()})"
+            )
         return int(hit[0])
 
     def iou_ap(self, threshold: float, method: str = "nocs") -> np.ndarray:
@@ -128,7 +137,9 @@ class Evaluation:
 
     def pose_ap(self, degrees: float = ANY_DEGREE, cm: float = ANY_SHIFT) -> np.ndarray:
         """(C,) AP at a rotation (degrees) and translation (cm) threshold; the defaults mean "any"."""
-        hit = np.flatnonzero(np.all(np.isclose(self.pose_thresholds, [degrees, cm], rtol=0, atol=1e-9), axis=1))
+        hit = np.flatnonzero(
+            np.all(np.isclose(self.pose_thresholds, [degrees, cm], rtol=0, atol=1e-9), axis=1)
+        )
         if not hit.size:
             raise KeyError(f"pose threshold ({degrees} deg, {cm} cm) was not evaluated")
         return self.pose_aps[:, int(hit[0])]
@@ -147,7 +158,9 @@ def average_precision(matched: np.ndarray, scores: np.ndarray, num_gt: int) -> n
     """
     matched = np.atleast_2d(np.asarray(matched, dtype=bool))
     if matched.shape[1] != np.shape(scores)[0]:
-        raise ValueError(f"average_precision: {matched.shape[1]} match flags for {np.shape(scores)[0]} scores")
+        raise ValueError(
+            f"average_precision: {matched.shape[1]} match flags for {np.shape(scores)[0]} scores"
+        )
     n = matched.shape[1]
     order = np.argsort(np.asarray(scores, dtype=np.float64))[::-1]
     hits = np.cumsum(matched[:, order], axis=1)
@@ -198,7 +211,8 @@ def _greedy_pose_matches(degrees: np.ndarray, cm: np.ndarray, limits: np.ndarray
     """
     n_pred, n_gt = degrees.shape
     # `err > thr` is False for NaN, so a NaN error is within every threshold, as in the official code.
-    within = ~(degrees[:, None, :] > limits[None, :, 0:1]) & ~(cm[:, None, :] > limits[None, :, 1:2])  # (P, K, G)
+    # (P, K, G)
+    within = ~(degrees[:, None, :] > limits[None, :, 0:1]) & ~(cm[:, None, :] > limits[None, :, 1:2])
     gt_matched = np.zeros((limits.shape[0], n_gt), dtype=bool)
     pred_matched = np.zeros((limits.shape[0], n_pred), dtype=bool)
     for i in range(n_pred):
@@ -214,7 +228,8 @@ def _greedy_pose_matches(degrees: np.ndarray, cm: np.ndarray, limits: np.ndarray
 def pose_error_single(rt_pred: np.ndarray, rt_gt: np.ndarray, symmetric: bool) -> tuple[float, float]:
     """(degrees, cm) of one pair with the official `compute_RT_degree_cm_symmetry` arithmetic and dtypes.
 
-    Slow; used to settle errors within rounding distance of a threshold and the symmetric arccos(1 + ε) = NaN case.
+    Slow; used to settle errors within rounding distance of a threshold and the symmetric arccos(1 + ε) = NaN
+    case.
     """
     R_1 = rt_pred[:3, :3] / np.cbrt(np.linalg.det(rt_pred[:3, :3]))
     R_2 = rt_gt[:3, :3] / np.cbrt(np.linalg.det(rt_gt[:3, :3]))
@@ -280,7 +295,9 @@ def evaluate(
     n_cat = len(categories)
     iou_list = sorted(set(float(t) for t in iou_thresholds) | (set(FINE_IOU_THRESHOLDS) if fine else set()))
     if not any(abs(t - protocol.iou_pose_threshold) < 1e-12 for t in iou_list):
-        raise ValueError(f"iou_thresholds must contain the pose-matching threshold {protocol.iou_pose_threshold}")
+        raise ValueError(
+            f"iou_thresholds must contain the pose-matching threshold {protocol.iou_pose_threshold}"
+        )
     iou_thr = np.asarray(iou_list, dtype=np.float64)
     iou_thr32 = iou_thr.astype(np.float32)  # the official comparison float32(IoU) > thr happens in float32
     pose_idx = int(np.argmin(np.abs(iou_thr - protocol.iou_pose_threshold)))
@@ -288,7 +305,9 @@ def evaluate(
     shifts = list(protocol.shift_thresholds) + [ANY_SHIFT]
     combos = {(d, s) for d in degrees for s in shifts}
     if fine:
-        combos |= {(d, ANY_SHIFT) for d in FINE_DEGREE_THRESHOLDS} | {(ANY_DEGREE, s) for s in FINE_SHIFT_THRESHOLDS}
+        combos |= {(d, ANY_SHIFT) for d in FINE_DEGREE_THRESHOLDS} | {
+            (ANY_DEGREE, s) for s in FINE_SHIFT_THRESHOLDS
+        }
     limits = np.asarray(sorted(combos), dtype=np.float64)  # (K, 2)
 
     gts, preds = _flatten(results, "gt"), _flatten(results, "pred")
@@ -302,7 +321,8 @@ def evaluate(
     hidden_handle = is_mug & (gt_handle == 0) & (not protocol.force_handle_visible)
 
     # 1. Groups (image, category) with predictions in descending score order, and all their (pred, gt) pairs.
-    groups: list[tuple[int, int, np.ndarray, np.ndarray, int]] = []  # (image, class, gt idx, pred idx, pair offset)
+    # (image, class, gt idx, pred idx, pair offset)
+    groups: list[tuple[int, int, np.ndarray, np.ndarray, int]] = []
     pair_pred, pair_gt = [], []
     n_pairs = 0
     for img, r in enumerate(results):
@@ -375,10 +395,16 @@ def evaluate(
         scores = np.concatenate(iou_scores[c]) if iou_scores[c] else np.zeros(0)
         num_pred[c] = scores.size
         for method, out in (("nocs", iou_aps), ("catre", catre_aps)):
-            hits = np.concatenate(iou_hits[method][c], axis=1) if iou_hits[method][c] else np.zeros((iou_thr.size, 0), bool)
+            hits = (
+                np.concatenate(iou_hits[method][c], axis=1)
+                if iou_hits[method][c]
+                else np.zeros((iou_thr.size, 0), bool)
+            )
             out[c] = average_precision(hits, scores, num_gt[c])
         p_scores = np.concatenate(pose_scores[c]) if pose_scores[c] else np.zeros(0)
-        p_hits = np.concatenate(pose_hits[c], axis=1) if pose_hits[c] else np.zeros((limits.shape[0], 0), bool)
+        p_hits = (
+            np.concatenate(pose_hits[c], axis=1) if pose_hits[c] else np.zeros((limits.shape[0], 0), bool)
+        )
         pose_aps[c] = average_precision(p_hits, p_scores, num_pose_gt[c])
         if num_gt[c] == 0 and scores.size:
             log.warning("category %s has %d predictions but no ground truth: its IoU AP is NaN (as in the "
@@ -403,11 +429,16 @@ def _originals(results, preds: _Objects, gts: _Objects, p: int, g: int):
             rg.gt_scales[gts.local[g]])
 
 
-def _pose_errors(results, preds: _Objects, gts: _Objects, pp, pg, symmetric, limits) -> tuple[np.ndarray, np.ndarray]:
-    """(degrees, cm) of all pairs with the official quirks (unclipped symmetric arccos), settled near thresholds."""
+def _pose_errors(
+    results, preds: _Objects, gts: _Objects, pp, pg, symmetric, limits
+) -> tuple[np.ndarray, np.ndarray]:
+    """(degrees, cm) of all pairs with the official quirks (unclipped symmetric arccos), settled near
+    thresholds."""
     R_pred = remove_scale(preds.rts[pp, :3, :3])
     R_gt = remove_scale(gts.rts[pg, :3, :3])
-    cos = np.where(symmetric, symmetric_axis_cosine(R_pred, R_gt), np.clip(geodesic_cosine(R_pred, R_gt), -1, 1))
+    cos = np.where(
+        symmetric, symmetric_axis_cosine(R_pred, R_gt), np.clip(geodesic_cosine(R_pred, R_gt), -1, 1)
+    )
     with np.errstate(invalid="ignore"):
         degrees = np.arccos(cos) * (180 / np.pi)
     diff = preds.rts[pp, :3, 3] - gts.rts[pg, :3, 3]

@@ -34,11 +34,21 @@ def _curves(evaluation: Evaluation) -> dict[str, tuple[np.ndarray, np.ndarray, s
     cm_x = np.asarray(FINE_SHIFT_THRESHOLDS)
     return {
         "iou": (iou_x * 100, evaluation.iou_aps[:, iou_cols] * 100, "3D IoU threshold (%)"),
-        "catre_iou": (iou_x * 100, evaluation.catre_iou_aps[:, iou_cols] * 100, "3D IoU* (CATRE) threshold (%)"),
-        "rotation": (deg_x, np.stack([evaluation.pose_ap(d, ANY_SHIFT) for d in deg_x], 1) * 100,
-                     "rotation error threshold (degrees)"),
-        "translation": (cm_x, np.stack([evaluation.pose_ap(ANY_DEGREE, s) for s in cm_x], 1) * 100,
-                        "translation error threshold (cm)"),
+        "catre_iou": (
+            iou_x * 100,
+            evaluation.catre_iou_aps[:, iou_cols] * 100,
+            "3D IoU* (CATRE) threshold (%)",
+        ),
+        "rotation": (
+            deg_x,
+            np.stack([evaluation.pose_ap(d, ANY_SHIFT) for d in deg_x], 1) * 100,
+            "rotation error threshold (degrees)",
+        ),
+        "translation": (
+            cm_x,
+            np.stack([evaluation.pose_ap(ANY_DEGREE, s) for s in cm_x], 1) * 100,
+            "translation error threshold (cm)",
+        ),
     }
 
 

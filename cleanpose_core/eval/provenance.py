@@ -7,15 +7,18 @@
     code          {commit: `git rev-parse HEAD` of this checkout or null, dirty: uncommitted changes or null}
     model         the pose model: {file, sha256, config (the resolved model config), n_points}, or the box-fit
                   baseline's {backend: box_fit, file (mean sizes), sha256}
-    data          {root, split, domain, seed, scenes, depth_model, camera, rgb_effects}: seed and domain read from the
-                  split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain null (and the rest
+    data          {root, split, domain, seed, scenes, depth_model, camera, rgb_effects}: seed and domain read
+    from the
+                  split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain null (and the
+                  rest
                   null) when the split has none (REAL275, CAMERA25, ...)
     masks         gt (the split's ground-truth masks) | model (the segmenter of `estimator`)
     readout       {pose_backend, pose_solver (keypoints | regression), queue_sampling, queue_seed}
     score         the result score rule: combined (detection score x pose confidence) | detection
     estimator     every EstimatorConfig field (segmenter, thresholds, weights files, ...)
 
-`cleanpose eval --json` adds `"provenance": {"eval": {command, created_utc, code, results, protocol}, "predict":
+`cleanpose eval --json` adds `"provenance": {"eval": {command, created_utc, code, results, protocol},
+"predict":
 <that file, or null when the folder has none>}` to the evaluation JSON (`evaluation_provenance`).
 """
 
@@ -42,7 +45,8 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout this code runs from (
 
 
 def git_state(repo: str | Path = REPO) -> dict[str, Any]:
-    """{commit: HEAD's sha1 or None, dirty: whether tracked or untracked files differ from it, or None} of `repo`;
+    """{commit: HEAD's sha1 or None, dirty: whether tracked or untracked files differ from it, or None} of
+    `repo`;
     None where there is no git or no repository (an installed copy)."""
     def git(*args: str) -> str | None:
         try:
@@ -67,7 +71,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def split_metadata(root: str | Path, split: str) -> dict[str, Any]:
-    """{root, split, domain, seed, scenes, depth_model, camera, rgb_effects} of a test split; seed and domain come
+    """{root, split, domain, seed, scenes, depth_model, camera, rgb_effects} of a test split; seed and domain
+    come
     from the metadata `cleanpose synth` writes (`<root>/<split>/config.yaml`), null where there is none."""
     out: dict[str, Any] = {"root": str(Path(root).resolve()), "split": split, "domain": None, "seed": None,
                            "scenes": None, "depth_model": None, "camera": None, "rgb_effects": None}
@@ -93,7 +98,8 @@ def _now() -> str:
 def write_prediction_provenance(out: str | Path, *, estimator_config: Any, model: dict[str, Any],
                                 data: dict[str, Any], masks: str, score: str,
                                 argv: list[str] | None = None) -> Path:
-    """Write `out/provenance.json` for the result pickles `cleanpose predict` writes there (see module docstring).
+    """Write `out/provenance.json` for the result pickles `cleanpose predict` writes there (see module
+    docstring).
 
     Args:
         estimator_config: the `EstimatorConfig` (a dataclass) that produced the results.
@@ -130,10 +136,17 @@ def read_prediction_provenance(results: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def evaluation_provenance(results: str | Path, protocol: str, argv: list[str] | None = None) -> dict[str, Any]:
+def evaluation_provenance(
+    results: str | Path, protocol: str, argv: list[str] | None = None
+) -> dict[str, Any]:
     """The `provenance` block of an evaluation JSON: how it was scored, and how its results were predicted."""
     return {
-        "eval": {"command": list(sys.argv if argv is None else argv), "created_utc": _now(), "code": git_state(),
-                 "results": str(Path(results).resolve()), "protocol": protocol},
+        "eval": {
+            "command": list(sys.argv if argv is None else argv),
+            "created_utc": _now(),
+            "code": git_state(),
+            "results": str(Path(results).resolve()),
+            "protocol": protocol,
+        },
         "predict": read_prediction_provenance(results),
     }

@@ -1,7 +1,9 @@
-"""Evaluation reports: the JSON contract of DESIGN.md §4 and tables laid out like the paper's Table 1 and Table 8.
+"""Evaluation reports: the JSON contract of DESIGN.md §4 and tables laid out like the paper's Table 1 and
+Table 8.
 
 JSON: {"overall": {key: percent}, "per_category": {category: {key: percent}}} with the keys of `METRIC_KEYS`.
-`iou_*` are the official NOCS-style IoU APs, `catre_iou_*` the CATRE (true axis-aligned) ones that the CleanPose
+`iou_*` are the official NOCS-style IoU APs, `catre_iou_*` the CATRE (true axis-aligned) ones that the
+CleanPose
 paper marks with '*', `5deg` is 5° at any translation and `2cm` 2 cm at any rotation (the official 360°/100 cm
 "any" thresholds). "overall" is the plain mean over categories, as the official code reports it. Values the
 official code gives as NaN (a category with predictions but no ground truth) are written as null.
@@ -64,7 +66,8 @@ def _percent(value: float) -> float | None:
 def build_report(evaluation: Evaluation) -> dict[str, dict]:
     """The evaluation JSON: {"overall": {key: %}, "per_category": {name: {key: %}}} (NaN -> None)."""
     aps = per_category_aps(evaluation)
-    overall = {key: _percent(np.mean(values)) for key, values in aps.items()}  # NaN propagates, like the official
+    # NaN propagates, like the official
+    overall = {key: _percent(np.mean(values)) for key, values in aps.items()}
     per_category = {
         name: {key: _percent(values[c]) for key, values in aps.items()}
         for c, name in enumerate(evaluation.categories)
@@ -88,7 +91,8 @@ def _cell(value: float | None) -> str:
 
 
 def print_report(report: dict, evaluation: Evaluation | None = None, console=None) -> None:
-    """Print the overall table (paper Table 1 layout) and the per-category table (Table 8 layout) with rich."""
+    """Print the overall table (paper Table 1 layout) and the per-category table (Table 8 layout) with
+    rich."""
     from rich.console import Console
     from rich.table import Table
 
@@ -98,7 +102,8 @@ def print_report(report: dict, evaluation: Evaluation | None = None, console=Non
             console = Console(width=200)
     title = "Overall mAP (%)"
     if evaluation is not None:
-        title += f" — {evaluation.protocol.name}, {evaluation.num_images} images, {int(evaluation.num_gt.sum())} objects"
+        n_objects = int(evaluation.num_gt.sum())
+        title += f" — {evaluation.protocol.name}, {evaluation.num_images} images, {n_objects} objects"
     overall = Table(title=title, caption="IoU: NOCS-style (official); IoU*: CATRE axis-aligned")
     for key in TABLE1_KEYS:
         overall.add_column(_HEADERS[key], justify="right")
@@ -115,6 +120,10 @@ def print_report(report: dict, evaluation: Evaluation | None = None, console=Non
     for c, (name, values) in enumerate(report["per_category"].items()):
         counts = [str(evaluation.num_gt[c]), str(evaluation.num_pred[c])] if evaluation is not None else []
         per.add_row(name, *counts, *(_cell(values[k]) for k in METRIC_KEYS))
-    counts = [str(int(evaluation.num_gt.sum())), str(int(evaluation.num_pred.sum()))] if evaluation is not None else []
+    counts = (
+        [str(int(evaluation.num_gt.sum())), str(int(evaluation.num_pred.sum()))]
+        if evaluation is not None
+        else []
+    )
     per.add_row("mean", *counts, *(_cell(report["overall"][k]) for k in METRIC_KEYS), style="bold")
     console.print(per)

@@ -5,14 +5,17 @@ One pickle per test image holding a dict (the official loader also accepts a lis
     gt_class_ids (G,) int, 1-based into the category list (NOCS: bottle, bowl, camera, can, laptop, mug)
     gt_RTs (G, 4, 4)      [[s·R, t], [0, 0, 0, 1]], s = metric box diagonal, t in metres, R object -> camera
     gt_scales (G, 3)      box extents normalised to unit diagonal (metric size = s · scales)
-    gt_handle_visibility (G,)  0 = mug handle hidden (the mug is then scored as y-symmetric); optional, default 1
+    gt_handle_visibility (G,)  0 = mug handle hidden (the mug is then scored as y-symmetric); optional,
+    default 1
     pred_class_ids (P,), pred_RTs (P, 4, 4), pred_scales (P, 3), pred_scores (P,)  same meanings
     optional: pred_bboxes (P, 4), gt_bboxes (G, 4) image boxes (y1, x1, y2, x2), image_path (str)
 
-Differences from the official loader (`evaluate` in evaluation_utils.py), all on malformed input only: it asserts
+Differences from the official loader (`evaluate` in evaluation_utils.py), all on malformed input only: it
+asserts
 or crashes deep inside the metric loops (or calls `exit()` on a bad RT last row); here every problem raises
 `ResultFileError` naming the file and the key. Arrays keep the dtype stored in the file (float32 RTs stay
-float32), because the evaluator reproduces the official arithmetic bit for bit where a value sits on a threshold.
+float32), because the evaluator reproduces the official arithmetic bit for bit where a value sits on a
+threshold.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class ResultFileError(ValueError):
 
 @dataclass(frozen=True)
 class ImageResult:
-    """Ground truth and predictions of one image (G ground-truth objects, P predictions). See module docstring."""
+    """Ground truth and predictions of one image (G ground-truth objects, P predictions). See module
+    docstring."""
 
     gt_class_ids: np.ndarray  # (G,) int64, 1-based
     gt_RTs: np.ndarray  # (G, 4, 4) float, file dtype
@@ -97,11 +101,15 @@ def _id_array(value: Any, key: str, count: int | None, where: str) -> np.ndarray
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.ndim != 1 or (count is not None and arr.shape[0] != count):
-        raise ResultFileError(f"{where}: '{key}' has shape {arr.shape}, expected ({count if count is not None else 'n'},)")
+        raise ResultFileError(
+            f"{where}: '{key}' has shape {arr.shape}, expected ({count if count is not None else 'n'},)"
+        )
     if not np.issubdtype(arr.dtype, np.number) or (
         np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr) & (arr == np.round(arr)))
     ):
-        raise ResultFileError(f"{where}: '{key}' must hold integers, got {arr.dtype} values {arr[:5].tolist()}")
+        raise ResultFileError(
+            f"{where}: '{key}' must hold integers, got {arr.dtype} values {arr[:5].tolist()}"
+        )
     return arr.astype(np.int64)
 
 
@@ -112,7 +120,9 @@ def _check_rts(rts: np.ndarray, key: str, where: str) -> None:
     last = rts[:, 3, :] if rts.shape[0] else np.zeros((0, 4))
     wrong = np.flatnonzero(~np.all(last == np.array([0, 0, 0, 1]), axis=1))
     if wrong.size:
-        raise ResultFileError(f"{where}: '{key}'[{int(wrong[0])}] last row is {last[wrong[0]].tolist()}, must be [0, 0, 0, 1]")
+        raise ResultFileError(
+            f"{where}: '{key}'[{int(wrong[0])}] last row is {last[wrong[0]].tolist()}, must be [0, 0, 0, 1]"
+        )
     dets = np.linalg.det(rts[:, :3, :3].astype(np.float64)) if rts.shape[0] else np.zeros(0)
     if np.any(dets <= 0):
         bad = int(np.flatnonzero(dets <= 0)[0])
@@ -181,7 +191,8 @@ def validate_result(data: Any, num_categories: int, source: str = "<memory>") ->
 
 
 def load_result_file(path: str, num_categories: int) -> list[ImageResult]:
-    """One pickle -> its image results (a file may hold one dict or, like the official loader allows, a list)."""
+    """One pickle -> its image results (a file may hold one dict or, like the official loader allows, a
+    list)."""
     try:
         with open(path, "rb") as f:
             data = pickle.load(f)
@@ -219,7 +230,8 @@ def load_results(directory: str, num_categories: int, layout: str = "nocs") -> l
 
 
 def save_result(path: str, result: ImageResult | dict[str, Any], num_categories: int | None = None) -> None:
-    """Write one image result as a standard pickle (validated first when given as a dict with `num_categories`)."""
+    """Write one image result as a standard pickle (validated first when given as a dict with
+    `num_categories`)."""
     if isinstance(result, dict):
         if num_categories is not None:
             result = validate_result(result, num_categories, path)
@@ -235,7 +247,9 @@ def save_result(path: str, result: ImageResult | dict[str, Any], num_categories:
     os.replace(tmp, path)
 
 
-def poses_to_rts(rotations: np.ndarray, translations: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def poses_to_rts(
+    rotations: np.ndarray, translations: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Poses in our convention -> result-file (RTs, scales), as the official test scripts store predictions.
 
     Args:

@@ -1,12 +1,16 @@
 """3D boxes of NOCS objects: the 8 corners of a box given its extents, transformed by a result-file RT.
 
-Conventions: column vectors, RT (4, 4) = [[s·R, t], [0, 0, 0, 1]] maps the NOCS canonical frame (box centred at
-the origin, y up, extents `scales` normalised to unit diagonal) to the camera frame in metres, so a box's metric
+Conventions: column vectors, RT (4, 4) = [[s·R, t], [0, 0, 0, 1]] maps the NOCS canonical frame (box centred
+at
+the origin, y up, extents `scales` normalised to unit diagonal) to the camera frame in metres, so a box's
+metric
 size is s·scales. Points are rows: (..., N, 3).
 
-The corner order is the one of the official NOCS `get_3d_bbox` (x varies slowest within each y half, z fastest):
+The corner order is the one of the official NOCS `get_3d_bbox` (x varies slowest within each y half, z
+fastest):
 (+x,+y,+z), (+x,+y,-z), (-x,+y,+z), (-x,+y,-z), (+x,-y,+z), (+x,-y,-z), (-x,-y,+z), (-x,-y,-z).
-It matters: the official "NOCS-style" IoU compares boxes corner by corner (see `iou.py`), so another order gives
+It matters: the official "NOCS-style" IoU compares boxes corner by corner (see `iou.py`), so another order
+gives
 other numbers.
 """
 
@@ -42,7 +46,8 @@ def box_corners(scales: np.ndarray) -> np.ndarray:
 
 
 def transform_points(points: np.ndarray, rt: np.ndarray) -> np.ndarray:
-    """(..., N, 3) points, (..., 4, 4) similarity/rigid RT -> (..., N, 3) RT·[p; 1] (last row assumed [0, 0, 0, 1])."""
+    """(..., N, 3) points, (..., 4, 4) similarity/rigid RT -> (..., N, 3) RT·[p; 1] (last row assumed [0, 0,
+    0, 1])."""
     points = np.asarray(points, dtype=np.float64)
     rt = np.asarray(rt, dtype=np.float64)
     return points @ np.swapaxes(rt[..., :3, :3], -1, -2) + rt[..., None, :3, 3]
@@ -60,6 +65,7 @@ def axis_aligned_extents(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def metric_size(rt: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """(..., 4, 4) RT, (..., 3) normalised extents -> (..., 3) metric box size s·scales, s = cbrt(det(s·R))."""
+    """(..., 4, 4) RT, (..., 3) normalised extents -> (..., 3) metric box size s·scales, s =
+    cbrt(det(s·R))."""
     rt = np.asarray(rt, dtype=np.float64)
     return np.cbrt(np.linalg.det(rt[..., :3, :3]))[..., None] * np.asarray(scales, dtype=np.float64)

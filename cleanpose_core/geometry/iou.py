@@ -8,7 +8,8 @@ camera-frame corners are RT·(±scales/2) (see `boxes.py`). Column vectors; the 
   the max/min over its x, y, z coordinates, and treats those 8-vectors as box bounds: "volumes" are products
   over 8 per-corner ranges. It is not a geometric IoU, and it depends on the corner order, but it is what the
   published numbers mean, so it is reproduced exactly.
-* method "catre" (CATRE's fix, the numbers the CleanPose paper marks with '*'): the same with `axis=1`, i.e. the
+* method "catre" (CATRE's fix, the numbers the CleanPose paper marks with '*'): the same with `axis=1`, i.e.
+the
   IoU of the two camera-frame axis-aligned boxes enclosing the transformed corners.
 
 For y-symmetric objects both rotate the FIRST box (the prediction) about its own y axis by 2πk/20, k = 0..19,
@@ -37,13 +38,15 @@ _CHUNK = 2048  # pairs per vectorised block: 2048 x 20 x 8 x 3 doubles ~ 8 MB pe
 
 
 def _bounds(corners: np.ndarray, method: IoUMethod) -> tuple[np.ndarray, np.ndarray]:
-    """(..., 8, 3) corners -> (min, max): (..., 8) per-corner over xyz for "nocs", (..., 3) per-axis for "catre"."""
+    """(..., 8, 3) corners -> (min, max): (..., 8) per-corner over xyz for "nocs", (..., 3) per-axis for
+    "catre"."""
     axis = -1 if method == "nocs" else -2
     return corners.min(axis=axis), corners.max(axis=axis)
 
 
 def _iou_from_bounds(min_1, max_1, min_2, max_2) -> np.ndarray:
-    """Bounds (..., K) of two "boxes" -> (...,) intersection over union, intersection 0 when any range is < 0."""
+    """Bounds (..., K) of two "boxes" -> (...,) intersection over union, intersection 0 when any range is <
+    0."""
     overlap = np.minimum(max_1, max_2) - np.maximum(min_1, min_2)
     inter = np.where(overlap.min(-1) < 0, 0.0, np.prod(overlap, axis=-1))
     union = np.prod(max_1 - min_1, axis=-1) + np.prod(max_2 - min_2, axis=-1) - inter
@@ -118,7 +121,9 @@ def iou_3d_single(
 
     def corners_homogeneous(scales):
         # Built element by element like the official get_3d_bbox, so float32 extents stay float32.
-        c = np.array([[sx * scales[0] / 2, sy * scales[1] / 2, sz * scales[2] / 2] for sx, sy, sz in _SIGN_TUPLES])
+        c = np.array(
+            [[sx * scales[0] / 2, sy * scales[1] / 2, sz * scales[2] / 2] for sx, sy, sz in _SIGN_TUPLES]
+        )
         c = c.transpose()
         return np.vstack([c, np.ones((1, c.shape[1]), dtype=np.float32)])
 
@@ -142,11 +147,18 @@ def iou_3d_single(
     best = 0
     for k in range(SYMMETRY_STEPS):
         theta = 2 * math.pi * k / float(SYMMETRY_STEPS)
-        rot = np.array([[np.cos(theta), 0, np.sin(theta), 0], [0, 1, 0, 0], [-np.sin(theta), 0, np.cos(theta), 0],
-                        [0, 0, 0, 1]])
+        rot = np.array(
+            [
+                [np.cos(theta), 0, np.sin(theta), 0],
+                [0, 1, 0, 0],
+                [-np.sin(theta), 0, np.cos(theta), 0],
+                [0, 0, 0, 1],
+            ]
+        )
         best = max(best, asymmetric(rt_1 @ rot))
     return float(best)
 
 
-# The corner signs as plain ints: multiplying by ±1 then halving keeps the official rounding (exact in binary).
+# The corner signs as plain ints: multiplying by ±1 then halving keeps the official rounding (exact in
+# binary).
 _SIGN_TUPLES = [tuple(int(v) for v in row) for row in CORNER_SIGNS]

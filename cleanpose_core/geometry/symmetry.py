@@ -1,7 +1,8 @@
 """Symmetric ground truth: canonicalise a rotation about the object's y (symmetry) axis.
 
 Conventions: column vectors; R (3, 3) maps the object frame to the camera frame (x_cam = R x_obj + t); camera
-optical frame x right / y down / z forward; the NOCS canonical frame has y up, which is the symmetry axis of the
+optical frame x right / y down / z forward; the NOCS canonical frame has y up, which is the symmetry axis of
+the
 rotationally symmetric categories; angles in radians.
 
 For an object that is symmetric about its y axis, R and R·Ry(θ) are the same pose for every θ. Training labels
@@ -11,7 +12,8 @@ result satisfies R02 = R20 with R00 + R22 ≥ 0, so applying it twice changes no
 ([CP provider/nocs_dataset.py], architecture-facts §1.2 step 9.)
 
 Right-multiplying R by Ry(s) rotates the vector (R00 + R22, R02 − R20) by s, so φ grows by s and the label is
-the same for every spin about y, except where that vector is zero: its squared length is (1 + R11)², i.e. when the
+the same for every spin about y, except where that vector is zero: its squared length is (1 + R11)², i.e. when
+the
 object's y axis points along the camera's −y. Difference from the official code: it divides by that length, so
 such a label becomes NaN; here atan2(0, 0) = 0 leaves the rotation unchanged.
 """
@@ -26,7 +28,8 @@ __all__ = ["y_symmetry_angle", "canonicalize_y_symmetric"]
 
 
 def y_symmetry_angle(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotations -> (...,) angle φ (radians) of the y spin that `canonicalize_y_symmetric` removes."""
+    """(..., 3, 3) rotations -> (...,) angle φ (radians) of the y spin that `canonicalize_y_symmetric`
+    removes."""
     R = np.asarray(R, dtype=np.float64)
     return np.arctan2(R[..., 0, 2] - R[..., 2, 0], R[..., 0, 0] + R[..., 2, 2])
 

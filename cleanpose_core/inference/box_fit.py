@@ -5,7 +5,8 @@ Used in the results table to show what the learned model adds. For each segmente
 2. principal axes of the points (numpy SVD); each object axis is assigned the principal direction whose
    variance rank matches the rank of that axis in the category's mean size (the longest object axis gets
    the direction of largest spread), so a tall bottle's y axis follows its long side;
-3. signs: object y points up in the image (towards camera -y), z towards the camera, x completes a right-handed frame;
+3. signs: object y points up in the image (towards camera -y), z towards the camera, x completes a
+right-handed frame;
 4. size = the category's mean metric size; the centre is the middle of the points' extent in that frame,
    pushed away from the camera along the viewing ray by half of the size the camera cannot see (depth only
    samples the front surface).
@@ -56,7 +57,8 @@ def fit_oriented_box(points: np.ndarray, mean_size: np.ndarray) -> tuple[np.ndar
 def category_mean_sizes(label_files: list[Path]) -> dict[str, list[float]]:
     """Mean metric extents per category (m) over NOCS/DPDN `_label.pkl` files (metric size = scales * sizes).
 
-    This is the only thing the baseline learns from training data. Categories absent from the files are left out.
+    This is the only thing the baseline learns from training data. Categories absent from the files are left
+    out.
     """
     per_category: dict[str, list[np.ndarray]] = {c: [] for c in NOCS_CATEGORIES}
     for path in label_files:

@@ -41,6 +41,7 @@ from cleanpose_core.geometry.camera import DEPTH_SCALE, DepthUnit, Intrinsics, d
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.box_fit import fit_oriented_box
+from cleanpose_core.inference.runtime import RUNTIMES, apply_runtime
 from cleanpose_core.inference.types import Detection, FrameResult
 from cleanpose_core.io.pose_model import load_pose_model
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
@@ -80,6 +81,10 @@ class EstimatorConfig:
                                "predicted keypoint NOCS to the predicted keypoints; size from the head) or regression "
                                "(the pose head, as the official code)", choices=POSE_SOLVERS)
     device: str = setting("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    runtime: str = setting("auto", "CPU runtime of the dense network parts: eager (PyTorch, the reference), onnx "
+                           "(ONNX Runtime; exports next to the weights from `cleanpose export`, else made at start) "
+                           "or auto (onnx when onnxruntime is installed and the device is the CPU)",
+                           choices=RUNTIMES)
     segmenter: str = setting("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
                              "depth_tabletop (plane + regions above it, named by the point classifier; uncluttered "
                              "tables, no trained segmenter); through the API also ground_truth, or external (masks "
@@ -162,6 +167,7 @@ class Estimator:
                 kind=cfg.segmenter, filter=dataclasses.replace(self.filter), device=cfg.device,
                 weights=cfg.segmenter_weights, category_classifier=cfg.category_classifier,
                 category_weight=cfg.category_weight))
+        self.runtime = apply_runtime(self, cfg.runtime)  # "eager" or "onnx": what the dense parts run in
 
     def retune(self, **changes) -> None:
         """Change the detection thresholds (`RETUNABLE` fields of the config) without reloading any model: what

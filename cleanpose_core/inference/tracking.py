@@ -1,17 +1,21 @@
-"""Frame-to-frame identity for detections: stable ids for TF frame names, and stable frames for symmetric objects.
+"""Frame-to-frame identity for detections: stable ids for TF frame names, and stable frames for symmetric
+objects.
 
 A deliberately simple tracker: detections are matched to live tracks by the Hungarian algorithm (scipy) on
 centre distance, gated by `max_distance`; a track of another category matches only within half that distance
-and only when no track of the detection's own category is as good (the segmenter sometimes names one object two
+and only when no track of the detection's own category is as good (the segmenter sometimes names one object
+two
 ways: one object must keep one frame), and a second detection within half a gate of a matched one is a
 duplicate of that object and opens no track. Each track keeps score-weighted category votes; after `min_hits`
-detections in consecutive frames it is confirmed (a sporadic false positive rarely is) and gets its name `<category>_<id>` (`Detection.track_label`, the TF frame), from the
+detections in consecutive frames it is confirmed (a sporadic false positive rarely is) and gets its name
+`<category>_<id>` (`Detection.track_label`, the TF frame), from the
 votes at that moment, and keeps it. Unmatched detections open new tracks; tracks unseen for more than
 `max_missed` frames are dropped. Ids are never reused, so a name always means the same physical object.
 
 Where it tracks: in a fixed frame when the caller gives the camera's pose in it (`camera_pose`, e.g. from TF
 `odom` <- optical frame): objects standing still stay still there however the camera moves. Without a pose it
-tracks in the camera frame and predicts each track with a constant-velocity model (when frames carry stamps), so
+tracks in the camera frame and predicts each track with a constant-velocity model (when frames carry stamps),
+so
 a smoothly moving camera does not push objects out of the gate.
 
 Symmetric categories (rotation about the object's y axis unobservable): the network's rotation about y is
@@ -112,18 +116,22 @@ class PoseTracker:
 
     def update(self, detections: list[Detection], camera_pose: np.ndarray | None = None,
                stamp: float | None = None, image_size: tuple[int, int] | None = None) -> list[Detection]:
-        """Set `track_id`, `track_label` (confirmed tracks) and, for symmetric objects, a stabilised rotation on
+        """Set `track_id`, `track_label` (confirmed tracks) and, for symmetric objects, a stabilised rotation
+        on
         each detection, in place.
 
         Args:
             detections: this frame's detections, poses in the camera frame.
-            camera_pose: (4, 4) pose of the camera in the tracking frame, or None to track in the camera frame.
+            camera_pose: (4, 4) pose of the camera in the tracking frame, or None to track in the camera
+            frame.
                 Keep it None or not-None for the whole life of the tracker, or `rebase` when it changes.
             stamp: the frame's time in seconds (the motion model's clock), or None.
             image_size: (width, height): detections whose mask touches the image border are cut off, so their
                 centre is biased; they may join a track within twice the gate and move its centre less.
         """
-        R_tc, t_tc = (np.eye(3), np.zeros(3)) if camera_pose is None else (camera_pose[:3, :3], camera_pose[:3, 3])
+        R_tc, t_tc = (
+            (np.eye(3), np.zeros(3)) if camera_pose is None else (camera_pose[:3, :3], camera_pose[:3, 3])
+        )
         moving_frame = camera_pose is None
         centres = [R_tc @ d.translation + t_tc for d in detections]
         cut = np.array([_touches_border(d, image_size) for d in detections], bool)
@@ -145,9 +153,13 @@ class PoseTracker:
             self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp, weight)
         for i in sorted(set(range(len(detections))) - {i for i, _ in pairs}):
             det = detections[i]
-            # Two objects cannot share a place: a second detection this close to a tracked one is the segmenter
+            # Two objects cannot share a place: a second detection this close to a tracked one
+            # is the segmenter
             # seeing one object twice (a camera's lens as a can). It keeps no track and gets no TF frame.
-            if any(np.linalg.norm(centres[i] - centres[i2]) <= 0.5 * self._gate(self._tracks[j]) for i2, j in pairs):
+            if any(
+                np.linalg.norm(centres[i] - centres[i2]) <= 0.5 * self._gate(self._tracks[j])
+                for i2, j in pairs
+            ):
                 det.track_id = det.track_label = None
                 continue
             if det.symmetric:

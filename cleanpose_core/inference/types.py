@@ -29,7 +29,8 @@ class Detection:
     pose_confidence: float = 1.0
     keypoints: np.ndarray | None = None   # (K, 3) camera-frame keypoints (m)
     mask: np.ndarray | None = field(default=None, repr=False)  # (H, W) bool, when kept
-    points: np.ndarray | None = field(default=None, repr=False)  # (P, 3) the mask's measured points (m), when kept
+    # (P, 3) the mask's measured points (m), when kept
+    points: np.ndarray | None = field(default=None, repr=False)
     track_id: str | None = None   # assigned by a tracker across frames
     track_label: str | None = None  # `<category>_<id>` of a confirmed track: the object's TF frame name
 
@@ -49,7 +50,8 @@ class Detection:
 
 @dataclass
 class FrameResult:
-    """Everything estimated on one RGB-D frame. `reason` says why the list is empty (or partial) when it is."""
+    """Everything estimated on one RGB-D frame. `reason` says why the list is empty (or partial) when it
+    is."""
 
     detections: list[Detection]
     reason: str | None = None

@@ -28,8 +28,9 @@ from torch import nn
 
 __all__ = ["WeightsError", "WeightsNotFoundError", "ArtefactFormat", "FORMATS", "MODEL_FORMAT",
            "CHECKPOINT_FORMAT", "MASKRCNN_FORMAT", "CLASSIFIER_FORMAT", "TEACHER_FORMAT",
-           "FEATURE_CACHE_FORMAT", "QUEUE_FORMAT", "atomic_save", "save_artefact", "read_weights_file",
-           "describe_contents", "check_format", "read_artefact", "unwrap_state_dict", "load_state_dict_file",
+           "FEATURE_CACHE_FORMAT", "QUEUE_FORMAT", "ONNX_FORMAT", "atomic_save", "save_artefact",
+           "read_weights_file", "describe_contents", "check_format", "read_artefact", "unwrap_state_dict",
+           "load_state_dict_file",
            "strip_prefix", "select_prefix", "load_strict", "frozen_prefixes", "trainable_state_dict",
            "load_trainable_state_dict"]
 
@@ -61,6 +62,7 @@ CLASSIFIER_FORMAT = "cleanpose-point-classifier-1"  # the point-cloud category c
 TEACHER_FORMAT = "cleanpose-teacher-1"  # a frozen teacher encoder (PointBERT / PointNet++ SSG)
 FEATURE_CACHE_FORMAT = "cleanpose-featcache-1"  # cached teacher features per sample id
 QUEUE_FORMAT = "cleanpose-queue-1"  # the initial confounder queue
+ONNX_FORMAT = "cleanpose-onnx-1"  # a network part for ONNX Runtime (`onnx_artefacts.py`; ONNX, not torch)
 
 FORMATS: dict[str, ArtefactFormat] = {f.tag: f for f in (
     ArtefactFormat(MODEL_FORMAT, "CleanPose model", "`cleanpose train` (model_final.pt)"),
@@ -72,6 +74,7 @@ FORMATS: dict[str, ArtefactFormat] = {f.tag: f for f in (
                    "`cleanpose teacher` (or `cleanpose teacher --arch ARCH --ulip2 CKPT` for ULIP-2)"),
     ArtefactFormat(FEATURE_CACHE_FORMAT, "teacher feature cache", "`TeacherFeatureCache.save`"),
     ArtefactFormat(QUEUE_FORMAT, "confounder queue", "`cleanpose queue-init`"),
+    ArtefactFormat(ONNX_FORMAT, "ONNX Runtime export", "`cleanpose export`"),
 )}
 
 

@@ -50,8 +50,13 @@ class GAFAConfig:
 
 
 def _pos_mlp(hidden: int, d: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(3, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d), nn.ReLU(inplace=True),
-                         nn.Linear(d, d))
+    return nn.Sequential(
+        nn.Linear(3, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, d),
+        nn.ReLU(inplace=True),
+        nn.Linear(d, d),
+    )
 
 
 class GAFABlock(nn.Module):
@@ -60,7 +65,9 @@ class GAFABlock(nn.Module):
     def __init__(self, k: int, d: int, pos_hidden: int = 64, tau: float = 5.0):
         super().__init__()
         self.k, self.tau = k, tau
-        self.fc_in = nn.Sequential(nn.Conv1d(d, d, 1), nn.BatchNorm1d(d), nn.ReLU(inplace=True), nn.Conv1d(d, d, 1))
+        self.fc_in = nn.Sequential(
+            nn.Conv1d(d, d, 1), nn.BatchNorm1d(d), nn.ReLU(inplace=True), nn.Conv1d(d, d, 1)
+        )
         self.fc_delta = _pos_mlp(pos_hidden, d)
         self.fc_delta_1 = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(inplace=True), nn.Linear(d, d))
         self.fc_delta_abs = _pos_mlp(pos_hidden, d)

@@ -65,7 +65,8 @@ class AttnBlock(nn.Module):
 
     def forward(self, query: torch.Tensor, feats: torch.Tensor,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """query (B, L, C), feats (B, S, C) -> updated query (B, L, C), head-averaged weights (B, L, S) or None."""
+        """query (B, L, C), feats (B, S, C) -> updated query (B, L, C), head-averaged weights (B, L, S) or
+        None."""
         q = self.norm1(query)
         attended, weights = self.cross_attn(q, feats, feats, need_weights=need_weights)
         query = query + attended
@@ -80,7 +81,9 @@ class AttnLayer(nn.Module):
 
     def __init__(self, cfg: AttnConfig):
         super().__init__()
-        self.blocks = nn.ModuleList(AttnBlock(cfg.d_model, cfg.num_heads, cfg.dim_ffn) for _ in range(cfg.block_num))
+        self.blocks = nn.ModuleList(
+            AttnBlock(cfg.d_model, cfg.num_heads, cfg.dim_ffn) for _ in range(cfg.block_num)
+        )
 
     def forward(self, query: torch.Tensor, feats: torch.Tensor,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,4 +115,6 @@ class SelfAttnLayer(nn.Sequential):
     """A stack of `SelfAttnBlock`s: (B, L, C) -> (B, L, C)."""
 
     def __init__(self, cfg: AttnConfig):
-        super().__init__(*(SelfAttnBlock(cfg.d_model, cfg.num_heads, cfg.dim_ffn) for _ in range(cfg.block_num)))
+        super().__init__(
+            *(SelfAttnBlock(cfg.d_model, cfg.num_heads, cfg.dim_ffn) for _ in range(cfg.block_num))
+        )

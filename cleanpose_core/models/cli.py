@@ -63,7 +63,9 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("model-info", help="parameter counts of a model config, per top-level module",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="model config YAML (e.g. config/model/cleanpose_paper.yaml)")
+    p.add_argument(
+        "--config", required=True, help="model config YAML (e.g. config/model/cleanpose_paper.yaml)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-teacher", action="store_true", help="leave out the KD teacher (inference build)")
     p.set_defaults(func=_run)

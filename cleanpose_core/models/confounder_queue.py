@@ -44,7 +44,8 @@ class QueueConfig:
     sample_num: int = 12  # N_s, entries drawn per category per forward (official `select_num`)
     storage: Literal["queue", "memory_bank"] = "queue"  # Tab. 5a storage
     update: Literal["fifo", "similarity", "none"] = "fifo"  # Tab. 5a update rule
-    # official: every iteration; per_epoch (paper text): pushes are staged and enter the queue when the trainer
+    # official: every iteration; per_epoch (paper text): pushes are staged and enter the queue when the
+    # trainer
     # ends an epoch (`end_epoch`, called when the first data source finishes its epoch; train/trainer.py)
     policy: Literal["per_iteration", "per_epoch"] = "per_iteration"
     # teacher (official): the trainer fills the queue from the training config's `queue_init` file of teacher
@@ -95,7 +96,8 @@ class ConfounderQueue(nn.Module):
 
     @torch.no_grad()
     def reset_random(self, generator: torch.Generator | None = None) -> None:
-        """Fill every entry with N(0, random_std^2) noise (paper Tab. 7a "Random") and clear staged entries."""
+        """Fill every entry with N(0, random_std^2) noise (paper Tab. 7a "Random") and clear staged
+        entries."""
         noise = torch.randn(self.entries.shape, generator=generator) * self.cfg.random_std
         self.entries.copy_(noise)
         self.pending.zero_()
@@ -103,7 +105,8 @@ class ConfounderQueue(nn.Module):
 
     @torch.no_grad()
     def fill_(self, entries: torch.Tensor) -> None:
-        """Replace the whole queue, e.g. with teacher features (cat_num, N_q, C) from `cleanpose queue-init`."""
+        """Replace the whole queue, e.g. with teacher features (cat_num, N_q, C) from `cleanpose
+        queue-init`."""
         if tuple(entries.shape) != tuple(self.entries.shape):
             raise ValueError(f"queue entries must have shape {tuple(self.entries.shape)} "
                              f"(cat_num, N_q, C), got {tuple(entries.shape)}")
@@ -203,7 +206,9 @@ class ConfounderQueue(nn.Module):
             self.pending[c] = torch.cat([self.pending[c, m:], new], dim=0)
             self.pending_count[c] = min(length, int(self.pending_count[c]) + m)
 
-    def _write_entries(self, feats: torch.Tensor, class_ids: torch.Tensor, generator: torch.Generator | None) -> None:
+    def _write_entries(
+        self, feats: torch.Tensor, class_ids: torch.Tensor, generator: torch.Generator | None
+    ) -> None:
         if self.cfg.update == "fifo" and self.cfg.storage == "queue":
             for c in class_ids.unique().tolist():
                 new = feats[class_ids == c][-self.cfg.length:]  # batch order kept by boolean indexing

@@ -6,7 +6,8 @@ dataset's points and ground truth, and the predictions mapped back by the networ
 
 | key | weight | term |
 |---|---|---|
-| pose | 0.3 | mean_b[ mean_j ||R_hat[:, j] - R[:, j]|| + ||t_hat - t|| + ||s_hat - s|| ] (L2 norms, not squared) |
+| pose | 0.3 | mean_b[ mean_j ||R_hat[:, j] - R[:, j]|| + ||t_hat - t|| + ||s_hat - s|| ] (L2 norms, not
+squared) |
 | cd | 2 | one-sided keypoint -> point Chamfer, all N points: mean_{b,k} min_n ||p_n - k_k|| |
 | nocs | 2 | SmoothL1(beta 0.1) between predicted keypoint NOCS and R^T (k - t) / ||s||, summed over xyz |
 | diversity | 10 | mean_b 1/(K(K-1)) sum_{i != j} max(0, 1 - d_ij / th), th = 0.01 m |
@@ -71,7 +72,8 @@ def chamfer_kpt_to_points(kpt: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
 
 def nocs_loss(kpt_nocs: torch.Tensor, kpt: torch.Tensor, gt_rot: torch.Tensor, gt_trans: torch.Tensor,
               gt_size: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
-    """Predicted keypoint NOCS (B, K, 3) against R^T (kpt - t) / ||s|| of the predicted keypoints (B, K, 3)."""
+    """Predicted keypoint NOCS (B, K, 3) against R^T (kpt - t) / ||s|| of the predicted keypoints (B, K,
+    3)."""
     target = ((kpt - gt_trans.unsqueeze(1)) / (gt_size.norm(dim=1).view(-1, 1, 1) + 1e-8)) @ gt_rot
     return F.smooth_l1_loss(kpt_nocs, target, beta=beta, reduction="none").sum(dim=2).mean()
 
@@ -140,20 +142,27 @@ class CleanPoseLoss:
         gt_r, gt_t, gt_s = (batch[k].float() for k in ("rotation_label", "translation_label", "size_label"))
         kpt = outputs["pred_kpt_3d"]
         terms: dict[str, Callable[[], torch.Tensor]] = {
-            "pose": lambda: pose_loss(outputs["pred_rotation"], outputs["pred_translation"], outputs["pred_size"],
-                                      gt_r, gt_t, gt_s),
+            "pose": lambda: pose_loss(
+                outputs["pred_rotation"], outputs["pred_translation"], outputs["pred_size"], gt_r, gt_t, gt_s
+            ),
             "cd": lambda: chamfer_kpt_to_points(kpt, pts),
             "nocs": lambda: nocs_loss(outputs["pred_kpt_nocs"], kpt, gt_r, gt_t, gt_s, cfg.nocs_beta),
             "diversity": lambda: diversity_loss(kpt, cfg.diversity_th),
-            "recon": lambda: recon_loss(pts, outputs["recon_model"],
-                                        batch["pc_mask"] if cfg.recon_obj_aware else None),
+            "recon": lambda: recon_loss(
+                pts, outputs["recon_model"], batch["pc_mask"] if cfg.recon_obj_aware else None
+            ),
             "delta": lambda: delta_loss(outputs["recon_delta"]),
-            "distillation": lambda: distillation_loss(outputs["distillation_pointnet"],
-                                                      outputs["distillation_ulip"]),
+            "distillation": lambda: distillation_loss(
+                outputs["distillation_pointnet"], outputs["distillation_ulip"]
+            ),
         }
         if cfg.distillation > 0 and "distillation_pointnet" not in outputs:
-            raise KeyError("loss.distillation > 0 but the outputs have no distillation features (KD disabled?)")
-        out = {f"loss_{name}": getattr(cfg, name) * fn() for name, fn in terms.items() if getattr(cfg, name) > 0}
+            raise KeyError(
+                "loss.distillation > 0 but the outputs have no distillation features (KD disabled?)"
+            )
+        out = {
+            f"loss_{name}": getattr(cfg, name) * fn() for name, fn in terms.items() if getattr(cfg, name) > 0
+        }
         out[TOTAL_KEY] = sum(out.values()) if out else kpt.new_zeros(())
         return out
 

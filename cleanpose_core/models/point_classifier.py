@@ -1,6 +1,7 @@
 """A small PointNet that names an object's category from its depth points (Qi et al., "PointNet", CVPR 2017).
 
-Shared per-point MLP (1x1 convolutions + BatchNorm + ReLU), max-pool, MLP head: (B, N, 3) camera-frame points in
+Shared per-point MLP (1x1 convolutions + BatchNorm + ReLU), max-pool, MLP head: (B, N, 3) camera-frame points
+in
 metres -> (B, 6) logits over the NOCS categories. The points are centred but not rescaled, so metric size
 stays a cue, which the RGB segmenter never sees. What it is for and how its scores are fused with the
 segmenter's is `segmentation/rescoring.py`; its training is `train/point_classifier.py`
@@ -16,14 +17,17 @@ from torch import nn
 
 __all__ = ["MIN_POINTS", "NUM_CATEGORIES", "PointClassifierConfig", "PointNetClassifier"]
 
-MIN_POINTS = 16      # fewer valid depth pixels than this: the shape says nothing, the object is not classified
+# fewer valid depth pixels than this: the shape says nothing, the object is not classified
+MIN_POINTS = 16
 NUM_CATEGORIES = 6   # the NOCS categories, in the order of cleanpose_core.NOCS_CATEGORIES
 
 
 @dataclass
 class PointClassifierConfig:
-    """Network and training settings of the point-cloud category classifier; a classifier file records them all
-    (the network is built from `widths`, `head` and `dropout`; `points` is drawn per object at inference too)."""
+    """Network and training settings of the point-cloud category classifier; a classifier file records them
+    all
+    (the network is built from `widths`, `head` and `dropout`; `points` is drawn per object at inference
+    too)."""
 
     widths: tuple[int, ...] = (64, 128, 256)  # shared per-point MLP (1x1 convs + BatchNorm + ReLU)
     head: tuple[int, ...] = (128,)            # hidden layers of the classification MLP
@@ -65,7 +69,12 @@ class PointNetClassifier(nn.Module):
         self.point_mlp = nn.Sequential(*layers)
         head: list[nn.Module] = []
         for h in cfg.head:
-            head += [nn.Linear(c_in, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+            head += [
+                nn.Linear(c_in, h, bias=False),
+                nn.BatchNorm1d(h),
+                nn.ReLU(inplace=True),
+                nn.Dropout(cfg.dropout),
+            ]
             c_in = h
         head.append(nn.Linear(c_in, NUM_CATEGORIES))
         self.head = nn.Sequential(*head)

@@ -1,9 +1,11 @@
 """PointNet++ MSG point encoder of CleanPose / AG-Pose (per-point geometry features, C1 = 128 channels).
 
-Paper: CleanPose §4.1 ("PointNet++ [Qi et al. 2017]"). Official code: `Pointnet2MSG` in [CP model/modules.py] on
+Paper: CleanPose §4.1 ("PointNet++ [Qi et al. 2017]"). Official code: `Pointnet2MSG` in [CP model/modules.py]
+on
 Erik Wijmans' `pointnet2_ops` modules (`PointnetSAModuleMSG`, `PointnetFPModule`, `SharedMLP` of
 `utils/pytorch_utils.py`); architecture-facts §2.2. Reproduced exactly: 4 multi-scale set-abstraction levels
-(FPS centres, ball query, grouped xyz relative to the centre and not divided by the radius, concatenated first;
+(FPS centres, ball query, grouped xyz relative to the centre and not divided by the radius, concatenated
+first;
 SharedMLP; max-pool; scales concatenated), 4 feature-propagation levels (3-NN inverse-distance interpolation,
 skip features appended after the interpolated ones), every SharedMLP layer a bias-free 1x1 Conv2d with
 Kaiming-normal init, BatchNorm and ReLU (the last layer included). Trainable parameters at the paper
@@ -53,10 +55,12 @@ class PointNet2MSGConfig:
     # shared by every scale of the level, or one list per scale. Level outputs: 64, 128, 256, 512 channels.
     sa_mlps: tuple[Widths, ...] | tuple[tuple[Widths, ...], ...] = (
         (16, 16, 32), (32, 32, 64), (64, 64, 128), (128, 128, 256))
-    # Feature-propagation widths FP0..FP3 excluding the input; FP_i maps level i+1 to level i, FP0's last width
+    # Feature-propagation widths FP0..FP3 excluding the input; FP_i maps level i+1 to level i, FP0's
+    # last width
     # is the output channel count C1.
     fp_mlps: tuple[Widths, ...] = ((128, 128), (256, 256), (256, 256), (512, 512))
-    use_xyz: bool = True  # concatenate relative xyz to the grouped features (needed: the input has no features)
+    # concatenate relative xyz to the grouped features (needed: the input has no features)
+    use_xyz: bool = True
 
     def __post_init__(self) -> None:
         # Canonical form: one width tuple per scale (a shared list is repeated for each of the level's radii).
@@ -80,15 +84,23 @@ class PointNet2MSGConfig:
         for i in range(levels):
             scales = len(self.radii[i])
             if scales < 1 or len(self.nsamples[i]) != scales or len(self.sa_mlps[i]) != scales:
-                raise ValueError(f"level {i}: radii, nsamples and sa_mlps need the same number (>= 1) of scales, "
-                                 f"got {len(self.radii[i])}, {len(self.nsamples[i])}, {len(self.sa_mlps[i])}")
-            if self.npoints[i] < 1 or any(r <= 0 for r in self.radii[i]) or any(k < 1 for k in self.nsamples[i]):
+                raise ValueError(
+                    f"level {i}: radii, nsamples and sa_mlps need the same number (>= 1) of scales, "
+                    f"got {len(self.radii[i])}, {len(self.nsamples[i])}, {len(self.sa_mlps[i])}"
+                )
+            if (
+                self.npoints[i] < 1
+                or any(r <= 0 for r in self.radii[i])
+                or any(k < 1 for k in self.nsamples[i])
+            ):
                 raise ValueError(f"level {i}: npoints, radii (m) and nsamples must be positive")
             if any(len(w) < 1 or min(w) < 1 for w in self.sa_mlps[i]) or len(self.fp_mlps[i]) < 1 \
                     or min(self.fp_mlps[i]) < 1:
                 raise ValueError(f"level {i}: MLP widths must be non-empty lists of positive integers")
         if not self.use_xyz:
-            raise ValueError("use_xyz: false leaves the first level without inputs (this encoder takes xyz only)")
+            raise ValueError(
+                "use_xyz: false leaves the first level without inputs (this encoder takes xyz only)"
+            )
 
     @property
     def sa_out_channels(self) -> tuple[int, ...]:
@@ -122,13 +134,15 @@ class PointwiseConv2d(nn.Conv2d):
 
 
 class SharedMLP(nn.Sequential):
-    """Per-point MLP on (B, C, S, k) maps: [1x1 Conv2d (no bias, Kaiming-normal), BatchNorm2d, ReLU] per layer."""
+    """Per-point MLP on (B, C, S, k) maps: [1x1 Conv2d (no bias, Kaiming-normal), BatchNorm2d, ReLU] per
+    layer."""
 
     def __init__(self, widths: Sequence[int]):
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             conv = PointwiseConv2d(c_in, c_out, bias=False)
-            nn.init.kaiming_normal_(conv.weight)  # official `init=nn.init.kaiming_normal_` (fan_in, gain sqrt 2)
+            # official `init=nn.init.kaiming_normal_` (fan_in, gain sqrt 2)
+            nn.init.kaiming_normal_(conv.weight)
             layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
@@ -182,7 +196,8 @@ class SetAbstractionMSG(nn.Module):
 
     def _project_then_group(self, conv: PointwiseConv2d, xyz_t: torch.Tensor, centre: torch.Tensor,
                             features: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
-        """conv(_group(...)) computed as grouping of the projected points: W [p_j - c ; f_j] = W p_j + W f_j - W c.
+        """conv(_group(...)) computed as grouping of the projected points: W [p_j - c ; f_j] = W p_j + W f_j -
+        W c.
 
         The first 1x1 conv then runs on N points instead of S x k grouped ones (4-12x fewer at the official
         sizes; about a quarter of the network's multiply-adds), and the gather moves fewer channels.
@@ -202,7 +217,8 @@ class SetAbstractionMSG(nn.Module):
 
 
 class FeaturePropagation(nn.Module):
-    """Upsampling: 3-NN inverse-distance interpolation of coarse features, skip features appended, SharedMLP."""
+    """Upsampling: 3-NN inverse-distance interpolation of coarse features, skip features appended,
+    SharedMLP."""
 
     def __init__(self, widths: Sequence[int]):
         super().__init__()
@@ -238,7 +254,9 @@ class PointNet2MSG(nn.Module):
         for i in reversed(range(levels)):  # FP_i: coarse features of level i+1 + skip features of level i
             coarse = cfg.fp_mlps[i + 1][-1] if i + 1 < levels else sa_out[-1]
             fp_in[i] = coarse + (sa_out[i - 1] if i >= 1 else 0)
-        self.fp_modules = nn.ModuleList(FeaturePropagation([fp_in[i], *cfg.fp_mlps[i]]) for i in range(levels))
+        self.fp_modules = nn.ModuleList(
+            FeaturePropagation([fp_in[i], *cfg.fp_mlps[i]]) for i in range(levels)
+        )
         self.out_channels = cfg.out_channels
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:

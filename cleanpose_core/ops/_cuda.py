@@ -23,7 +23,8 @@ def _pointnet2_utils() -> ModuleType | None:
 
 
 def cuda_kernels(*tensors: torch.Tensor) -> ModuleType | None:
-    """`pointnet2_ops.pointnet2_utils` if it is importable and every tensor is a float32 CUDA tensor, else None."""
+    """`pointnet2_ops.pointnet2_utils` if it is importable and every tensor is a float32 CUDA tensor, else
+    None."""
     if not all(t.is_cuda and t.dtype == torch.float32 for t in tensors):
         return None
     return _pointnet2_utils()

@@ -4,10 +4,12 @@ Official code: `furthest_point_sampling_kernel` in pointnet2_ops `_ext_src/src/s
 CleanPose/AG-Pose's PointNet++ and by ULIP-2's PointBERT grouping). Its rules, reproduced here:
 - the first centre is index 0;
 - the running minimum distance of every point starts at 1e10 and is a *squared* Euclidean distance;
-- points with squared norm <= 1e-3 (within about 3.16 cm of the origin) are never picked, except index 0 as the
+- points with squared norm <= 1e-3 (within about 3.16 cm of the origin) are never picked, except index 0 as
+the
   first centre; if every point is skipped, index 0 is picked again;
 - the next centre is the point with the largest running minimum (first index on ties, which the kernel's
-  thread reduction does not guarantee; ties only happen between duplicate points, whose coordinates are equal).
+  thread reduction does not guarantee; ties only happen between duplicate points, whose coordinates are
+  equal).
 
 `skip_near_origin=False` with a `start_idx` gives the sampler of ULIP-2's PointNet++ SSG instead
 (`farthest_point_sample` in its `pointnet2_utils.py`: random start, no skip).
@@ -36,7 +38,9 @@ def _check(xyz: torch.Tensor, npoint: int, start_idx: torch.Tensor | None) -> No
     if not xyz.is_floating_point():
         raise ValueError(f"furthest_point_sample: xyz must be floating point, got {xyz.dtype}")
     if xyz.shape[1] < 1 or npoint < 1:
-        raise ValueError(f"furthest_point_sample: need N >= 1 and npoint >= 1, got N={xyz.shape[1]}, {npoint=}")
+        raise ValueError(
+            f"furthest_point_sample: need N >= 1 and npoint >= 1, got N={xyz.shape[1]}, {npoint=}"
+        )
     if start_idx is not None:
         if start_idx.shape != (xyz.shape[0],):
             raise ValueError(f"furthest_point_sample: start_idx must be (B,) = ({xyz.shape[0]},), "

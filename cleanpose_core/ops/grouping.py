@@ -1,6 +1,8 @@
-"""Gathering features by point index: `gather_points` (one index per output) and `group_points` (k per output).
+"""Gathering features by point index: `gather_points` (one index per output) and `group_points` (k per
+output).
 
-Official code: `gather_operation` and `grouping_operation` of pointnet2_ops (`_ext_src/src/group_points_gpu.cu`,
+Official code: `gather_operation` and `grouping_operation` of pointnet2_ops
+(`_ext_src/src/group_points_gpu.cu`,
 `sampling_gpu.cu`), channel-first (B, C, N) features. The torch path is one `torch.gather` over the flattened
 indices; autograd gives the kernels' scatter-add backward. `index_points` is the channel-last variant
 (B, N, C) used for coordinates.
@@ -17,8 +19,10 @@ __all__ = ["gather_points", "group_points", "index_points", "gather_points_naive
 
 def _check(name: str, features: torch.Tensor, idx: torch.Tensor, idx_dims: int) -> None:
     if features.dim() != 3 or idx.dim() != idx_dims or idx.shape[0] != features.shape[0]:
-        raise ValueError(f"{name}: expected features (B, C, N) and idx with {idx_dims} dims and the same B, got "
-                         f"{tuple(features.shape)} and {tuple(idx.shape)}")
+        raise ValueError(
+            f"{name}: expected features (B, C, N) and idx with {idx_dims} dims and the same B, got "
+            f"{tuple(features.shape)} and {tuple(idx.shape)}"
+        )
     if idx.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"{name}: idx must be an integer tensor, got {idx.dtype}")
 
@@ -46,10 +50,13 @@ def group_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def index_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Channel-last gather: points (B, N, C) at idx (B, *shape) -> (B, *shape, C). Differentiable in `points`."""
+    """Channel-last gather: points (B, N, C) at idx (B, *shape) -> (B, *shape, C). Differentiable in
+    `points`."""
     if points.dim() != 3 or idx.dim() < 2 or idx.shape[0] != points.shape[0]:
-        raise ValueError(f"index_points: expected points (B, N, C) and idx (B, ...), got {tuple(points.shape)} "
-                         f"and {tuple(idx.shape)}")
+        raise ValueError(
+            f"index_points: expected points (B, N, C) and idx (B, ...), got {tuple(points.shape)} "
+            f"and {tuple(idx.shape)}"
+        )
     b, _, c = points.shape
     flat = idx.long().reshape(b, -1, 1).expand(-1, -1, c)
     return torch.gather(points, 1, flat).view(*idx.shape, c)

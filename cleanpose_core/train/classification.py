@@ -2,7 +2,8 @@
 
 Both are "classify object point clouds into the NOCS categories": cross-entropy, AdamW, a cosine decay of the
 learning rate to 1 % over the run, a loud stop on a non-finite loss. What differs is the network and how a
-batch is drawn, which the caller passes in (`teacher.train_teacher`, `point_classifier.train_point_classifier`).
+batch is drawn, which the caller passes in (`teacher.train_teacher`,
+`point_classifier.train_point_classifier`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ def train_classification(model: nn.Module, draw: Callable[[int], Batch], *, iter
     """Train `model` (points -> logits, on `device`) in place for `iterations` steps.
 
     Args:
-        draw: iteration -> one batch on the CPU; called once per step, in order, so its randomness decides the run.
+        draw: iteration -> one batch on the CPU; called once per step, in order, so its randomness decides the
+        run.
         name: for the progress bar and the error message.
     Returns:
-        {"loss": exponential moving average (0.95) of the loss, "accuracy": the same of the batch accuracy, %}.
+        {"loss": exponential moving average (0.95) of the loss, "accuracy": the same of the batch accuracy,
+        %}.
     Raises:
         FloatingPointError: a non-finite loss (naming `name` and the iteration).
     """

@@ -21,8 +21,22 @@ from ..config import ConfigError, from_dict, load_yaml, read_yaml_mapping, to_di
 __all__ = ["register"]
 
 # `train-seg` flags that override its config file (or the defaults); None = not given.
-_SEG_OVERRIDES = ("data", "split", "out", "iterations", "batch_size", "seed", "backbone", "optimizer", "lr", "min_size",
-              "max_size", "checkpoint_every", "device", "init")
+_SEG_OVERRIDES = (
+    "data",
+    "split",
+    "out",
+    "iterations",
+    "batch_size",
+    "seed",
+    "backbone",
+    "optimizer",
+    "lr",
+    "min_size",
+    "max_size",
+    "checkpoint_every",
+    "device",
+    "init",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,11 +93,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--data", help="dataset folder holding <split>_list.txt")
     s.add_argument("--split", help="list to train on (default: train)")
     s.add_argument("--out", help="weights file to write, e.g. models/segmenter_maskrcnn_mobilenet_v3.pt")
-    s.add_argument("--config", help="SegTrainConfig YAML with any of the options below and more (augmentation, "
-                                    "schedule); flags override it")
+    s.add_argument(
+        "--config",
+        help="SegTrainConfig YAML with any of the options below and more (augmentation, "
+        "schedule); flags override it",
+    )
     s.add_argument("--iterations", type=int, help="optimizer steps to reach (default 3000)")
     s.add_argument("--batch-size", type=int, help="images per step (default 4)")
-    s.add_argument("--seed", type=int, help="seed for initialisation, data order and augmentation (default 0)")
+    s.add_argument(
+        "--seed", type=int, help="seed for initialisation, data order and augmentation (default 0)"
+    )
     s.add_argument("--backbone", choices=["mobilenet_v3", "resnet50"], help="default mobilenet_v3")
     s.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
     s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -92,20 +111,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 250)")
     s.add_argument("--device", help="auto | cpu | cuda (default auto)")
     s.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
-    s.add_argument("--init", help="fine-tune: start from this weights file of the same architecture (e.g. the "
-                                  "shipped segmenter) with a fresh schedule")
+    s.add_argument(
+        "--init",
+        help="fine-tune: start from this weights file of the same architecture (e.g. the "
+        "shipped segmenter) with a fresh schedule",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_train_seg)
 
     c = subparsers.add_parser(
-        "train-classifier", help="train the point-cloud category classifier that re-scores detections",
+        "train-classifier",
+        help="train the point-cloud category classifier that re-scores detections",
         description="Train the PointNet category classifier (models/point_classifier.py) on the ground-truth "
-                    "instances of NOCS-format data (synthetic, or --source camera / real for CAMERA25 / REAL275). "
-                    "The Estimator fuses its probabilities with Mask R-CNN's scores. Prints the metrics as JSON.")
+        "instances of NOCS-format data (synthetic, or --source camera / real for CAMERA25 / REAL275). "
+        "The Estimator fuses its probabilities with Mask R-CNN's scores. Prints the metrics as JSON.",
+    )
     c.add_argument("--data", required=True, help="dataset root (as for `cleanpose train`)")
     c.add_argument("--out", required=True, help="file to write, e.g. models/point_classifier.pt")
     c.add_argument("--config", help="PointClassifierConfig YAML; flags override it")
-    c.add_argument("--source", choices=["synthetic", "camera", "real"], help="layout of --data (default synthetic)")
+    c.add_argument(
+        "--source", choices=["synthetic", "camera", "real"], help="layout of --data (default synthetic)"
+    )
     c.add_argument("--split", help="default train")
     c.add_argument("--iterations", type=int, help="default 2000")
     c.add_argument("--batch-size", type=int, help="default 64")
@@ -229,8 +255,13 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
     try:
         options = read_yaml_mapping(args.config) if args.config else {}
-        options.update({k: getattr(args, k) for k in ("source", "split", "iterations", "batch_size", "seed", "device")
-                        if getattr(args, k) is not None})
+        options.update(
+            {
+                k: getattr(args, k)
+                for k in ("source", "split", "iterations", "batch_size", "seed", "device")
+                if getattr(args, k) is not None
+            }
+        )
         cfg = from_dict(PointClassifierConfig, options)
         metrics = train_point_classifier(cfg, args.data, args.out, progress=not args.no_progress)
     except FloatingPointError as exc:

@@ -16,7 +16,8 @@ The model contract used here:
 - `loss_fn(outputs, batch)` returns the weighted loss terms as scalar tensors, the total under `loss_all`;
 - a model with a confounder queue has it at `model.queue` (`push(features (B, C), labels (B,), sync=False)`,
   `models/confounder_queue.py`) and returns the per-sample entries to push under `outputs[QUEUE_OUTPUT_KEY]`
-  (B, C); the engine, not the forward pass, pushes them. A queue with the per-epoch policy (paper text) commits
+  (B, C); the engine, not the forward pass, pushes them. A queue with the per-epoch policy (paper text)
+  commits
   what it staged when the loop calls `end_of_epoch` (`ConfounderQueue.end_epoch`).
 """
 
@@ -176,7 +177,8 @@ def train_one_step(
 
 def end_of_epoch(model: nn.Module) -> bool:
     """Tell the model an epoch ended: a confounder queue with the per-epoch policy moves the entries it staged
-    during the epoch into the queue. Every rank calls it after the same step (its staged entries are the gathered
+    during the epoch into the queue. Every rank calls it after the same step (its staged entries are the
+    gathered
     ones), so the queues stay identical. Returns True if the queue changed."""
     end = getattr(getattr(_unwrap(model), "queue", None), "end_epoch", None)
     return bool(end()) if callable(end) else False

@@ -14,8 +14,10 @@ optimizer and schedule -> resume -> loop. Differences from that reference, and w
 The network is `models/maskrcnn.py`, the samples `maskrcnn_data.py`, the weight files and the segmenter that
 runs them `segmentation/maskrcnn.py`.
 
-Files written for `--out FILE`: `FILE` (the deployable weights, `segmentation.maskrcnn.save_maskrcnn_weights`),
-and beside it `FILE.train.pt` (the training checkpoint, every `checkpoint_every` steps and at the end; `--resume`
+Files written for `--out FILE`: `FILE` (the deployable weights,
+`segmentation.maskrcnn.save_maskrcnn_weights`),
+and beside it `FILE.train.pt` (the training checkpoint, every `checkpoint_every` steps and at the end;
+`--resume`
 reads it) and `FILE.log.json` (the resolved config and the loss history).
 """
 
@@ -74,14 +76,20 @@ class SegTrainConfig:
     log_every: int = 10           # steps between loss records
     device: str = "auto"
     half_weights: bool = False    # store the deployable weights as float16 (half the file size)
-    init: str | None = None       # fine-tune: start from this weights file (or train-seg checkpoint) of the same
+    # fine-tune: start from this weights file (or train-seg checkpoint) of the same
+    init: str | None = None
                                   # architecture instead of random weights; the schedule starts afresh
 
     def validate(self) -> None:
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "min_size", "max_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup_iterations < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:
+        if (
+            self.lr <= 0
+            or self.warmup_iterations < 0
+            or not 0 <= self.min_lr_ratio <= 1
+            or self.grad_clip < 0
+        ):
             raise ValueError("need lr > 0, warmup_iterations >= 0, min_lr_ratio in [0, 1], grad_clip >= 0")
 
 
@@ -102,7 +110,8 @@ def _lr_factor(step: int, cfg: SegTrainConfig) -> float:
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int, position: int):
-    """Endless (epoch, position-after, indices) batches over a per-epoch permutation seeded by (seed, epoch)."""
+    """Endless (epoch, position-after, indices) batches over a per-epoch permutation seeded by (seed,
+    epoch)."""
     order = np.random.default_rng((seed, epoch)).permutation(n)
     while True:
         idx = []
@@ -139,8 +148,10 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
     if cfg.init and not resume:
         start, start_arch, _ = load_maskrcnn(cfg.init)
         if to_dict(start_arch) != to_dict(arch):
-            raise ValueError(f"--init {cfg.init} is a {start_arch.backbone} Mask R-CNN ({to_dict(start_arch)}), "
-                             f"this run trains {to_dict(arch)}")
+            raise ValueError(
+                f"--init {cfg.init} is a {start_arch.backbone} Mask R-CNN ({to_dict(start_arch)}), "
+                f"this run trains {to_dict(arch)}"
+            )
         model.load_state_dict(start.state_dict())
         log.info("fine-tuning from %s", cfg.init)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -154,8 +165,10 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
     if resume:
         ckpt = load_checkpoint(paths["checkpoint"])
         if ckpt["config"].get("arch") != config_record["arch"]:
-            raise CheckpointError(f"{paths['checkpoint']} was trained with architecture {ckpt['config'].get('arch')}, "
-                                  f"this run asks for {config_record['arch']}")
+            raise CheckpointError(
+                f"{paths['checkpoint']} was trained with architecture {ckpt['config'].get('arch')}, "
+                f"this run asks for {config_record['arch']}"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -186,7 +199,9 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
         total = sum(losses.values())
         parts = {k: round(float(v.detach()), 5) for k, v in losses.items()}
         if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {step}: {parts}; lower --lr or raise warmup_iterations")
+            raise FloatingPointError(
+                f"non-finite loss at step {step}: {parts}; lower --lr or raise warmup_iterations"
+            )
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if cfg.grad_clip > 0:
@@ -202,9 +217,15 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
             checkpoint()
     bar.close()
     seconds = time.perf_counter() - t0
-    meta = {"step": step, "seed": cfg.seed, "data": str(cfg.data), "split": cfg.split, "train_seconds": round(seconds, 1),
-            "input_size": [cfg.min_size, cfg.max_size],
-            "final_loss": history[-1][1] if history else None}
+    meta = {
+        "step": step,
+        "seed": cfg.seed,
+        "data": str(cfg.data),
+        "split": cfg.split,
+        "train_seconds": round(seconds, 1),
+        "input_size": [cfg.min_size, cfg.max_size],
+        "final_loss": history[-1][1] if history else None,
+    }
     save_maskrcnn_weights(paths["weights"], model, arch, meta, half=cfg.half_weights)
     summary = {"config": config_record, "losses": history, "weights": str(paths["weights"]),
                "checkpoint": str(paths["checkpoint"]), "seconds_this_session": round(seconds, 1)}

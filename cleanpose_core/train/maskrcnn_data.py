@@ -67,8 +67,14 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
             positive size, and a handful of pixels teaches the mask head nothing).
     """
 
-    def __init__(self, root: str | Path, split: str = "train", augment: AugmentConfig | None = None, seed: int = 0,
-                 min_pixels: int = 16):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        min_pixels: int = 16,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
@@ -96,12 +102,16 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
         rgb = read_color_rgb(base.with_name(base.name + "_color.png"))
         inst_map = read_instance_mask(base.with_name(base.name + "_mask.png"))
         if inst_map.shape != rgb.shape[:2]:
-            raise ValueError(f"{base}: mask size {inst_map.shape} differs from the colour image {rgb.shape[:2]}")
+            raise ValueError(
+                f"{base}: mask size {inst_map.shape} differs from the colour image {rgb.shape[:2]}"
+            )
         label = read_label(base.with_name(base.name + "_label.pkl"))
         class_ids = np.asarray(label["class_ids"], dtype=np.int64).reshape(-1)
         inst_ids = np.asarray(label["instance_ids"], dtype=np.int64).reshape(-1)
         if ((class_ids < 1) | (class_ids > len(NOCS_CATEGORIES))).any():
-            raise ValueError(f"{base}_label.pkl: class ids must be 1..{len(NOCS_CATEGORIES)}, got {class_ids.tolist()}")
+            raise ValueError(
+                f"{base}_label.pkl: class ids must be 1..{len(NOCS_CATEGORIES)}, got {class_ids.tolist()}"
+            )
         masks = inst_map[None] == inst_ids[:, None, None]
         keep = masks.reshape(len(masks), -1).sum(axis=1) >= self.min_pixels
         return rgb, masks[keep], class_ids[keep]
@@ -116,7 +126,9 @@ class NocsSegmentationDataset(torch.utils.data.Dataset):
         return image, {"boxes": _mask_boxes(masks_t), "labels": torch.from_numpy(labels),
                        "masks": masks_t.to(torch.uint8), "image_id": torch.tensor(index)}
 
-    def _augment(self, image: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _augment(
+        self, image: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.augment
         # Draw every number in a fixed order, whether or not it is used, so streams stay aligned.
         flip, b, c, s, h = rng.uniform(size=5)

@@ -1,4 +1,5 @@
-"""Training the point classifier (`cleanpose train-classifier`) on the ground-truth instances of NOCS-format data.
+"""Training the point classifier (`cleanpose train-classifier`) on the ground-truth instances of NOCS-format
+data.
 
 Data: the instances of any NOCS-format training split (synthetic, CAMERA25, REAL275: `data.nocs.NOCSLayout`),
 read with the data package's readers and cropped to their instances once, in memory (a few hundred MB for
@@ -6,8 +7,10 @@ read with the data package's readers and cropped to their instances once, in mem
 masks are never exact), takes the points as inference does (`segmentation.rescoring.mask_points`, the one
 sampler of both) and adds 3 mm noise. Object models are split by id into train / validation, so the reported
 accuracy is on unseen shapes. The loop is `classification.train_classification`, shared with the teachers; the
-network is `models/point_classifier.py`, its use at inference `segmentation/rescoring.py`, which also reads the
-file written here: ``{"format": io.CLASSIFIER_FORMAT, "config", "state_dict", "categories", "metrics", "source"}``.
+network is `models/point_classifier.py`, its use at inference `segmentation/rescoring.py`, which also reads
+the
+file written here: ``{"format": io.CLASSIFIER_FORMAT, "config", "state_dict", "categories", "metrics",
+"source"}``.
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def _batch(instances: list[_Instance], idx, cfg, rng) -> tuple[torch.Tensor, tor
 
 # --------------------------------------------------------------------------------------------- training
 @torch.no_grad()
-def _evaluate(model: PointNetClassifier, instances: list[_Instance], cfg, device, seed: int) -> dict[str, Any]:
+def _evaluate(
+    model: PointNetClassifier, instances: list[_Instance], cfg, device, seed: int
+) -> dict[str, Any]:
     """Accuracy (percent) on one jittered draw per instance, overall and per category."""
     model.eval()
     rng = np.random.default_rng(seed)
@@ -136,14 +141,19 @@ def _evaluate(model: PointNetClassifier, instances: list[_Instance], cfg, device
             total[c] += int(sel.sum())
             correct[c] += int((pred[sel] == c).sum())
     model.train()
-    per = {name: round(float(100.0 * correct[c] / total[c]), 2) for c, name in enumerate(NOCS_CATEGORIES) if total[c]}
+    per = {
+        name: round(float(100.0 * correct[c] / total[c]), 2)
+        for c, name in enumerate(NOCS_CATEGORIES)
+        if total[c]
+    }
     return {"accuracy": round(float(100.0 * correct.sum() / max(total.sum(), 1)), 2), "per_category": per,
             "instances": int(total.sum())}
 
 
 def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, out: str | Path, *,
                            progress: bool = True) -> dict[str, Any]:
-    """Train the classifier on the ground-truth instances of `data_root` and save it to `out`; returns metrics."""
+    """Train the classifier on the ground-truth instances of `data_root` and save it to `out`; returns
+    metrics."""
     cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -151,17 +161,30 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
     t0 = time.perf_counter()
     instances, skipped = load_instances(data_root, cfg)
     models = sorted({inst.model for inst in instances})
-    held_out = set(np.random.default_rng(cfg.seed).permutation(models)[: int(round(cfg.val_fraction * len(models)))])
+    held_out = set(
+        np.random.default_rng(cfg.seed).permutation(models)[: int(round(cfg.val_fraction * len(models)))]
+    )
     train_set = [inst for inst in instances if inst.model not in held_out]
     val_set = [inst for inst in instances if inst.model in held_out]
     load_s = time.perf_counter() - t0
     model = PointNetClassifier(cfg).to(device)
     fit = train_classification(
-        model, lambda it: _batch(train_set, rng.integers(0, len(train_set), cfg.batch_size), cfg, rng),
-        iterations=cfg.iterations, lr=cfg.lr, weight_decay=cfg.weight_decay, device=device, name="point classifier",
-        progress=progress)
-    metrics: dict[str, Any] = {"train_loss": round(fit["loss"], 4), "train_instances": len(train_set),
-                               "val_models": len(held_out), "skipped": skipped, "load_seconds": round(load_s, 1)}
+        model,
+        lambda it: _batch(train_set, rng.integers(0, len(train_set), cfg.batch_size), cfg, rng),
+        iterations=cfg.iterations,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        device=device,
+        name="point classifier",
+        progress=progress,
+    )
+    metrics: dict[str, Any] = {
+        "train_loss": round(fit["loss"], 4),
+        "train_instances": len(train_set),
+        "val_models": len(held_out),
+        "skipped": skipped,
+        "load_seconds": round(load_s, 1),
+    }
     if val_set:
         metrics["val"] = _evaluate(model, val_set, cfg, device, cfg.seed + 1)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)

@@ -142,11 +142,14 @@ def load_queue_into(model: nn.Module, path: str | Path) -> None:
 def initialise_queue(model: nn.Module, path: str | Path | None) -> None:
     """Set up the confounder queue of a new training run as its `causal.queue.init` says (official: teacher).
 
-    - `init: teacher`: fill it from the `queue_init` file, which must hold teacher features (`cleanpose queue-init
+    - `init: teacher`: fill it from the `queue_init` file, which must hold teacher features (`cleanpose
+    queue-init
       --teacher`); training the causal module without it would silently start from random entries;
-    - `init: random` (paper Tab. 7a "Random"): keep the model's own seeded N(0, random_std^2) entries; a file is
+    - `init: random` (paper Tab. 7a "Random"): keep the model's own seeded N(0, random_std^2) entries; a file
+    is
       then a contradiction;
-    - no queue (causal module off): `queue_init` must be None. A queue without a config (test stand-ins) is filled
+    - no queue (causal module off): `queue_init` must be None. A queue without a config (test stand-ins) is
+    filled
       from the file when one is given.
 
     Raises:
@@ -156,10 +159,12 @@ def initialise_queue(model: nn.Module, path: str | Path | None) -> None:
     queue = getattr(model, "queue", None)
     init = getattr(getattr(queue, "cfg", None), "init", None)
     if init == "teacher" and path is None:
-        raise ConfigError("the causal module's queue starts from teacher features (causal.queue.init: teacher) but "
-                          "the training config sets no queue_init: write the file with `cleanpose queue-init "
-                          "--teacher TEACHER.pt ...` and set queue_init to it, or set model_overrides {causal: {queue: "
-                          "{init: random}}} for the random-initialisation ablation")
+        raise ConfigError(
+            "the causal module's queue starts from teacher features (causal.queue.init: teacher) but "
+            "the training config sets no queue_init: write the file with `cleanpose queue-init "
+            "--teacher TEACHER.pt ...` and set queue_init to it, or set model_overrides {causal: {queue: "
+            "{init: random}}} for the random-initialisation ablation"
+        )
     if init == "random" and path is not None:
         raise ConfigError(f"queue_init {path} is set but causal.queue.init is random (the model's own seeded "
                           "entries): remove queue_init, or set causal.queue.init: teacher to use the file")
@@ -168,7 +173,9 @@ def initialise_queue(model: nn.Module, path: str | Path | None) -> None:
     if init == "teacher":
         source = load_queue(path, with_source=True)[1]
         if source.startswith("random"):
-            raise ConfigError(f"queue_init {path} holds random entries ({source}) but causal.queue.init is teacher: "
-                              "write teacher features with `cleanpose queue-init --teacher`, or set "
-                              "causal.queue.init: random and remove queue_init")
+            raise ConfigError(
+                f"queue_init {path} holds random entries ({source}) but causal.queue.init is teacher: "
+                "write teacher features with `cleanpose queue-init --teacher`, or set "
+                "causal.queue.init: random and remove queue_init"
+            )
     load_queue_into(model, path)

@@ -12,8 +12,10 @@ Output folder:
   config, the step), without optimiser or RNG state;
 - ``tb/``: TensorBoard event files.
 
-Epochs: the loop counts iterations; an epoch ends when the first data source has returned its epoch's last batch
-(official NOCS: 120k CAMERA images / 30 = 4,000 iterations, as many as REAL's). Then `engine.end_of_epoch` runs,
+Epochs: the loop counts iterations; an epoch ends when the first data source has returned its epoch's last
+batch
+(official NOCS: 120k CAMERA images / 30 = 4,000 iterations, as many as REAL's). Then `engine.end_of_epoch`
+runs,
 before that step's checkpoint: a confounder queue with the per-epoch policy commits its staged entries.
 
 Confounder queue at the start (`queue_init.initialise_queue`): `causal.queue.init: teacher` needs the training
@@ -255,10 +257,15 @@ def _loop(cfg, out_dir, info, device, model, comp, streams, optimizer, scheduler
 
             if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
                 _save(cfg, out_dir, info, model, comp, streams, optimizer, scheduler, scaler, step)
-                if main and not progress and logged:  # no bar (batch jobs, nohup): one plain line per checkpoint
+                # no bar (batch jobs, nohup): one plain line per checkpoint
+                if main and not progress and logged:
                     rate = (time.perf_counter() - t_start) / (step - first_step)
-                    print(f"[train] step {step}/{cfg.iterations} loss {logged[TOTAL_KEY]:.4f} lr {result.lr:.2e} "
-                          f"{rate:.2f} s/it, eta {rate * (cfg.iterations - step) / 60:.0f} min", flush=True)
+                    print(
+                        f"[train] step {step}/{cfg.iterations} loss {logged[TOTAL_KEY]:.4f} "
+                        f"lr {result.lr:.2e} {rate:.2f} s/it, "
+                        f"eta {rate * (cfg.iterations - step) / 60:.0f} min",
+                        flush=True,
+                    )
     finally:
         bar.close()
         if writer is not None:

@@ -1,6 +1,8 @@
-"""Tiny datasets in the exact on-disk formats the readers consume, written by test code into temporary folders.
+"""Tiny datasets in the exact on-disk formats the readers consume, written by test code into temporary
+folders.
 
-Every frame is a table plane at 0.9 m with fronto-parallel rectangular "objects" at known depths, so the expected
+Every frame is a table plane at 0.9 m with fronto-parallel rectangular "objects" at known depths, so the
+expected
 back-projected points, crops and NOCS coordinates are known in closed form. The colour of pixel (v, u) encodes
 its position (R = u mod 256, G = v mod 256, B = 128), which lets a test check that a point's `choose` entry
 points at the crop pixel the point came from.
@@ -9,7 +11,8 @@ Formats written (architecture-facts §1.1, §1.5):
 - NOCS/DPDN CAMERA: camera/<split>/<scene>/<frame>_{color.png,mask.png,label.pkl} (+ a decoy object-only
   _depth.png that must NOT be read), camera_full_depths/<split>/<scene>/<frame>_composed.png,
   camera/<split>_list.txt, obj_models/camera_<split>.pkl;
-- NOCS/DPDN REAL: real/<split>/scene_N/<frame>_{color,depth,mask}.png + _label.pkl, depth either uint16 mm or the
+- NOCS/DPDN REAL: real/<split>/scene_N/<frame>_{color,depth,mask}.png + _label.pkl, depth either uint16 mm or
+the
   3-channel encoded variant (G·256 + R, 32001 = missing), real/<split>_list.txt, obj_models/real_<split>.pkl,
   segmentation_results/REAL275/results_*.pkl (NOCS results format with 'data/'-prefixed image_path);
 - HouseCat6D: <scene>/{rgb,depth,instance,labels}/, intrinsics.txt, meta.txt, labels with gt_scales (metric).
@@ -94,7 +97,8 @@ def expected_model(o: Obj, K: Intrinsics) -> np.ndarray:
 
 
 def nocs_label(objs: list[Obj], K: Intrinsics, camera_style: bool) -> dict:
-    """DPDN `_label.pkl` dict. REAL: sizes = extents / diagonal, scales = diagonal. CAMERA: sizes = NOCS extents
+    """DPDN `_label.pkl` dict. REAL: sizes = extents / diagonal, scales = diagonal. CAMERA: sizes = NOCS
+    extents
     of a model that is 0.8 of unit diagonal, scales chosen so that scales · sizes = the metric extents."""
     n = len(objs)
     diag = np.array([np.linalg.norm(o.extents) for o in objs])
@@ -167,7 +171,8 @@ def write_camera_tree(root: Path, K: Intrinsics, objs: list[Obj] | None = None) 
 
 
 def models_for(objs: list[Obj], K: Intrinsics) -> dict[str, np.ndarray]:
-    """Model point clouds: exact NOCS points for the bottle and mug, far-away points for the camera (pc_mask 0)."""
+    """Model point clouds: exact NOCS points for the bottle and mug, far-away points for the camera (pc_mask
+    0)."""
     models = {o.model_id: expected_model(o, K) for o in objs}
     models["camera_a"] = models["camera_a"] + np.float32(2.0)
     return models
@@ -219,7 +224,9 @@ def housecat_objects() -> list[Obj]:
     ]
 
 
-def write_housecat_scene(root: Path, scene: str, n_images: int = 2, objs: list[Obj] | None = None) -> list[Obj]:
+def write_housecat_scene(
+    root: Path, scene: str, n_images: int = 2, objs: list[Obj] | None = None
+) -> list[Obj]:
     """One HouseCat6D scene folder with `n_images` frames of 852 x 1096."""
     objs = objs or housecat_objects()
     K = HOUSECAT_K

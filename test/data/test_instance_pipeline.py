@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from data_fixtures import default_objects, render
 
-from cleanpose_core.data.augment import ColorAugmentConfig, augment_rgb, color_jitter, point_noise, rgb_add_noise
+from cleanpose_core.data.augment import (
+    ColorAugmentConfig,
+    augment_rgb,
+    color_jitter,
+    point_noise,
+    rgb_add_noise,
+)
 from cleanpose_core.data.depth_completion import fill_missing, fill_missing_in_columns
 from cleanpose_core.data.files import SampleError, decode_depth_mm
 from cleanpose_core.data.instance import (IMAGENET_MEAN, IMAGENET_STD, CropWindow, bbox_from_mask, get_bbox,
@@ -109,8 +115,9 @@ def test_prepare_instance_rgb_is_bilinear_resize_with_imagenet_normalisation():
 def test_prepare_instance_samples_with_replacement_when_few_pixels():
     objs, rgb, depth, ids = _frame()
     mug = objs[2]  # 9 pixels
-    inst, reason = prepare_instance(rgb, depth, ids == mug.inst_id, K, np.random.default_rng(0), bbox=mug.bbox,
-                                    n_points=128)
+    inst, reason = prepare_instance(
+        rgb, depth, ids == mug.inst_id, K, np.random.default_rng(0), bbox=mug.bbox, n_points=128
+    )
     assert reason is None and inst.n_valid == 9 and inst.pts.shape == (128, 3)
     assert len(np.unique(inst.pts, axis=0)) == 9
 
@@ -199,7 +206,9 @@ def test_fill_missing_fills_holes_and_keeps_valid_pixels():
 def test_filling_a_column_band_equals_filling_the_whole_frame_there(seed):
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:240, 0:320]
-    depth = (0.6 + 0.004 * rows + 0.3 * np.sin(cols / 17.0) + rng.normal(0, 0.003, rows.shape)).astype(np.float32)
+    depth = (0.6 + 0.004 * rows + 0.3 * np.sin(cols / 17.0) + rng.normal(0, 0.003, rows.shape)).astype(
+        np.float32
+    )
     depth[rng.uniform(size=depth.shape) < 0.05] = 0  # speckle
     for _ in range(12):  # holes from pixels to tens of pixels, a few columns empty from the top
         r, c = rng.integers(0, 240), rng.integers(0, 320)

@@ -1,4 +1,5 @@
-"""NOCS-format readers (data/nocs.py) on tiny CAMERA / REAL / synthetic-layout trees in the real file formats."""
+"""NOCS-format readers (data/nocs.py) on tiny CAMERA / REAL / synthetic-layout trees in the real file
+formats."""
 
 import pickle
 import shutil
@@ -28,7 +29,8 @@ def _train(root, **options):
 
 
 def _exact(root, source, **options):
-    """A reader whose samples are exact functions of the fixture: no completion, no noise, no colour change."""
+    """A reader whose samples are exact functions of the fixture: no completion, no noise, no colour
+    change."""
     return _train(root, source=source, fill_depth=False, point_noise=False, color={"enabled": False},
                   num_img_per_epoch=24, sample_num=256, **options)
 
@@ -58,13 +60,23 @@ def test_real_train_sample_has_the_official_keys_shapes_and_dtypes(real_root):
     s = ds[0]
     assert set(s) == TRAIN_KEYS
     shapes = {k: tuple(v.shape) for k, v in s.items()}
-    assert shapes == {"pts": (1024, 3), "rgb": (3, 224, 224), "choose": (1024,), "category_label": (1,),
-                      "model": (1024, 3), "qo": (1024, 3), "translation_label": (3,), "rotation_label": (3, 3),
-                      "size_label": (3,), "pc_mask": (1024,)}
+    assert shapes == {
+        "pts": (1024, 3),
+        "rgb": (3, 224, 224),
+        "choose": (1024,),
+        "category_label": (1,),
+        "model": (1024, 3),
+        "qo": (1024, 3),
+        "translation_label": (3,),
+        "rotation_label": (3, 3),
+        "size_label": (3,),
+        "pc_mask": (1024,),
+    }
     assert s["choose"].dtype == torch.int64 and s["category_label"].dtype == torch.int64
     assert all(v.dtype == torch.float32 for k, v in s.items() if k not in ("choose", "category_label"))
     assert 0 <= int(s["choose"].min()) and int(s["choose"].max()) < 224 * 224
-    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])  # what the trainer's loader does
+    # what the trainer's loader does
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
     assert batch["pts"].shape == (len(ds), 1024, 3) and batch["category_label"].shape == (len(ds), 1)
 
 
@@ -100,7 +112,8 @@ def test_depth_completion_and_augmentation_on_by_default_keep_points_on_the_obje
         z = s["pts"][:, 2].numpy()
         # point noise is clipped at 5 mm; completion only mixes depths at the patch border
         assert np.median(np.abs(z - o.depth)) < 0.005 and z.min() > o.depth - 0.006 and z.max() < 0.9 + 0.006
-        if o.class_id == 1:  # 60 x 40 px bottle: only its border mixes with the table (the 3x3 mug: all border)
+        # 60 x 40 px bottle: only its border mixes with the table (the 3x3 mug: all border)
+        if o.class_id == 1:
             assert s["pc_mask"].mean() > 0.9
 
 
@@ -191,7 +204,8 @@ def test_synthetic_engine_output_goes_through_the_same_reader(tmp_path):
     np.testing.assert_allclose(torch.linalg.det(s["rotation_label"]).item(), 1.0, atol=1e-5)
 
 
-# --- test-time reader -----------------------------------------------------------------------------------------
+# --- test-time reader
+# -----------------------------------------------------------------------------------------
 def test_nocs_test_dataset_reads_segmentation_pickles_and_drops_tiny_instances(real_root):
     ds = NOCSTestDataset(from_dict(NOCSTestConfig, {"root": str(real_root), "source": "real",
                                                     "sample_num": 256}))
@@ -202,13 +216,17 @@ def test_nocs_test_dataset_reads_segmentation_pickles_and_drops_tiny_instances(r
     assert [d.split(": ", 1)[1].split(":")[0] for d in item.dropped] == ["too few valid pixels", "empty mask"]
     assert item.num_instances == 2
     x = item.inputs
-    assert x["pts"].shape == (2, 256, 3) and x["rgb"].shape == (2, 3, 224, 224) and x["choose"].shape == (2, 256)
+    assert (
+        x["pts"].shape == (2, 256, 3) and x["rgb"].shape == (2, 3, 224, 224) and x["choose"].shape == (2, 256)
+    )
     assert x["category_label"].tolist() == [0, 2]
     np.testing.assert_allclose(x["pts"][0, :, 2].median().item(), 0.5, atol=1e-3)
     np.testing.assert_allclose(x["pts"][1, :, 2].median().item(), 0.6, atol=1e-3)
     r = item.result
     assert r["pred_class_ids"].tolist() == [1, 3] and r["pred_scores"].tolist() == pytest.approx([0.9, 0.8])
-    assert r["pred_bboxes"].shape == (2, 4) and r["gt_RTs"].shape == (3, 4, 4) and r["gt_scales"].shape == (3, 3)
+    assert (
+        r["pred_bboxes"].shape == (2, 4) and r["gt_RTs"].shape == (3, 4, 4) and r["gt_scales"].shape == (3, 3)
+    )
     assert r["image_path"] == "data/real/test/scene_1/0000"
     assert {"gt_class_ids", "gt_bboxes", "gt_handle_visibility"} <= set(r)
     again = ds[0]

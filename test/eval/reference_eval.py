@@ -1,10 +1,13 @@
 """Test-only oracle: the official NOCS evaluation re-expressed loop for loop (no vectorisation, no shortcuts).
 
 It follows the structure and the arithmetic of `compute_independent_mAP` / `compute_3d_matches` /
-`compute_3d_iou_new` / `compute_RT_degree_cm_symmetry` / `compute_RT_overlaps` / `compute_match_from_degree_cm`
-/ `compute_ap_from_matches_scores` (NOCS `utils.py` as kept in DPDN / AG-Pose / CleanPose) and `compute_CATRE_IoU`,
+`compute_3d_iou_new` / `compute_RT_degree_cm_symmetry` / `compute_RT_overlaps` /
+`compute_match_from_degree_cm`
+/ `compute_ap_from_matches_scores` (NOCS `utils.py` as kept in DPDN / AG-Pose / CleanPose) and
+`compute_CATRE_IoU`,
 written independently from their description so the fast evaluator in `cleanpose_core.eval.metrics` can be
-checked against it. The symmetric category sets are parameters so one oracle covers NOCS, HouseCat6D and CATRE.
+checked against it. The symmetric category sets are parameters so one oracle covers NOCS, HouseCat6D and
+CATRE.
 Input: a list of plain result dicts (standard keys), in file order.
 """
 
@@ -31,7 +34,9 @@ def _transform(coords, RT):
     return out[:3, :] / out[3, :]
 
 
-def ref_iou(RT_1, RT_2, scales_1, scales_2, handle_visibility, name_1, name_2, symmetric_names, mug_rule, axis):
+def ref_iou(
+    RT_1, RT_2, scales_1, scales_2, handle_visibility, name_1, name_2, symmetric_names, mug_rule, axis
+):
     def asymmetric(RT_a):
         box_1 = _transform(_bbox(scales_1), RT_a)
         box_2 = _transform(_bbox(scales_2), RT_2)
@@ -53,7 +58,9 @@ def ref_iou(RT_1, RT_2, scales_1, scales_2, handle_visibility, name_1, name_2, s
     best = 0
     for i in range(20):
         t = 2 * math.pi * i / float(20)
-        rot = np.array([[np.cos(t), 0, np.sin(t), 0], [0, 1, 0, 0], [-np.sin(t), 0, np.cos(t), 0], [0, 0, 0, 1]])
+        rot = np.array(
+            [[np.cos(t), 0, np.sin(t), 0], [0, 1, 0, 0], [-np.sin(t), 0, np.cos(t), 0], [0, 0, 0, 1]]
+        )
         best = max(best, asymmetric(RT_1 @ rot))
     return best
 
@@ -185,14 +192,27 @@ def ref_independent_map(results, synset_names, degree_thresholds, shift_threshol
                 c_gt_hv = np.ones_like(c_gt_ids)
             else:
                 c_gt_hv = gt_hv[gt_ids == cls_id] if len(gt_ids) else np.ones(0)
-            gm, pm, indices = ref_3d_matches(c_gt_ids, c_gt_RTs, c_gt_scales, c_gt_hv, synset_names, c_pred_ids,
-                                             c_pred_scores, c_pred_RTs, c_pred_scales, iou_list, iou_kwargs)
+            gm, pm, indices = ref_3d_matches(
+                c_gt_ids,
+                c_gt_RTs,
+                c_gt_scales,
+                c_gt_hv,
+                synset_names,
+                c_pred_ids,
+                c_pred_scores,
+                c_pred_RTs,
+                c_pred_scales,
+                iou_list,
+                iou_kwargs,
+            )
             if len(indices):
                 c_pred_ids = c_pred_ids[indices]
                 c_pred_RTs = c_pred_RTs[indices]
                 c_pred_scores = c_pred_scores[indices]
             iou_pm[cls_id] = np.concatenate((iou_pm[cls_id], pm), axis=-1)
-            iou_ps[cls_id] = np.concatenate((iou_ps[cls_id], np.tile(c_pred_scores, (len(iou_list), 1))), axis=-1)
+            iou_ps[cls_id] = np.concatenate(
+                (iou_ps[cls_id], np.tile(c_pred_scores, (len(iou_list), 1))), axis=-1
+            )
             iou_gm[cls_id] = np.concatenate((iou_gm[cls_id], gm), axis=-1)
             if catre:
                 continue

@@ -1,4 +1,5 @@
-"""Random result sets for the evaluator tests: accurate, noisy, missed, false-positive, symmetric, hidden-handle.
+"""Random result sets for the evaluator tests: accurate, noisy, missed, false-positive, symmetric,
+hidden-handle.
 
 Every set is a list of plain result dicts (the standard pickle keys) built from a seeded numpy Generator, so a
 failing case can be replayed from its seed.
@@ -13,7 +14,9 @@ from scipy.spatial.transform import Rotation
 def random_gt_object(rng: np.random.Generator, upright: bool) -> tuple[np.ndarray, np.ndarray]:
     """One ground-truth box: (RT (4, 4) = [[s·R, t], [0, 0, 0, 1]], scales (3,) with unit diagonal)."""
     if upright:  # y axis close to the camera's -y, like objects standing on a table
-        R = Rotation.from_euler("xy", [rng.uniform(-0.3, 0.3) + np.pi, rng.uniform(-np.pi, np.pi)]).as_matrix()
+        R = Rotation.from_euler(
+            "xy", [rng.uniform(-0.3, 0.3) + np.pi, rng.uniform(-np.pi, np.pi)]
+        ).as_matrix()
     else:
         R = Rotation.random(random_state=rng).as_matrix()
     s = rng.uniform(0.08, 0.3)
@@ -25,7 +28,9 @@ def random_gt_object(rng: np.random.Generator, upright: bool) -> tuple[np.ndarra
     return rt, extents / np.linalg.norm(extents)
 
 
-def perturb(rng: np.random.Generator, rt: np.ndarray, scales: np.ndarray, deg: float, cm: float, rel_scale: float):
+def perturb(
+    rng: np.random.Generator, rt: np.ndarray, scales: np.ndarray, deg: float, cm: float, rel_scale: float
+):
     """A prediction near a GT: rotation noise of about `deg` degrees, translation `cm`, size `rel_scale`."""
     noise = Rotation.from_rotvec(rng.normal(size=3) * np.deg2rad(deg) / np.sqrt(3)).as_matrix()
     s = np.cbrt(np.linalg.det(rt[:3, :3])) * (1 + rng.normal() * rel_scale)
@@ -66,7 +71,9 @@ def random_result_set(
                 prt, psc = rt.copy(), sc.copy()
             else:
                 scale_noise = 0.1 * rng.random()
-                prt, psc = perturb(rng, rt, sc, noise_deg * rng.random() * 2, noise_cm * rng.random() * 2, scale_noise)
+                prt, psc = perturb(
+                    rng, rt, sc, noise_deg * rng.random() * 2, noise_cm * rng.random() * 2, scale_noise
+                )
             pred_ids.append(cid if rng.random() > p_wrong_class else int(rng.integers(1, num_categories + 1)))
             pred_rts.append(prt)
             pred_scales.append(psc)

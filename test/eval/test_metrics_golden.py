@@ -82,7 +82,8 @@ def test_false_positive_ranked_above_the_true_positive_halves_ap(fp_score, expec
     cam = score([hit, stray])["per_category"]["camera"]
     for key in ("iou_25", "iou_75", "catre_iou_50"):
         assert cam[key] == pytest.approx(expected), key
-    # Pose AP pools only predictions matched at IoU 0.10, so a false positive never lowers it (official quirk).
+    # Pose AP pools only predictions matched at IoU 0.10, so a false positive never lowers it (official
+    # quirk).
     for key in ("5deg_2cm", "10deg_5cm"):
         assert cam[key] == pytest.approx(100.0), key
 
@@ -149,7 +150,8 @@ def test_category_with_predictions_but_no_ground_truth_is_null_like_the_official
 
 
 def _nan_prone_upright_rotation() -> np.ndarray:
-    """An upright rotation whose official symmetric self-error is arccos(1 + eps) = NaN (about half of them are)."""
+    """An upright rotation whose official symmetric self-error is arccos(1 + eps) = NaN (about half of them
+    are)."""
     for k in range(200):
         R = Rotation.from_euler("xy", [math.pi + 0.01 * k, 0.37 * k]).as_matrix()
         if math.isnan(pose_error_single(rt(R), rt(R), True)[0]):

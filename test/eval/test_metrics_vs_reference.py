@@ -28,11 +28,27 @@ def test_fast_evaluation_equals_reference_oracle(name):
     dicts = random_result_set(num_categories=n_cat, num_images=30, **kwargs)
     evaluation = evaluate([validate_result(d, n_cat, f"img{i}") for i, d in enumerate(dicts)], protocol)
     names = ["BG", *protocol.categories]
-    iou_ref, pose_ref = ref_independent_map(dicts, names, protocol.degree_thresholds, protocol.shift_thresholds,
-                                            STANDARD_IOU_THRESHOLDS, protocol.iou_symmetric,
-                                            protocol.rotation_symmetric, protocol.force_handle_visible)
-    catre_ref, _ = ref_independent_map(dicts, names, [], [], STANDARD_IOU_THRESHOLDS, protocol.catre_symmetric,
-                                       protocol.rotation_symmetric, True, catre=True)
+    iou_ref, pose_ref = ref_independent_map(
+        dicts,
+        names,
+        protocol.degree_thresholds,
+        protocol.shift_thresholds,
+        STANDARD_IOU_THRESHOLDS,
+        protocol.iou_symmetric,
+        protocol.rotation_symmetric,
+        protocol.force_handle_visible,
+    )
+    catre_ref, _ = ref_independent_map(
+        dicts,
+        names,
+        [],
+        [],
+        STANDARD_IOU_THRESHOLDS,
+        protocol.catre_symmetric,
+        protocol.rotation_symmetric,
+        True,
+        catre=True,
+    )
     for k, thr in enumerate(STANDARD_IOU_THRESHOLDS):
         np.testing.assert_allclose(evaluation.iou_ap(thr), iou_ref[1:-1, k], atol=1e-12, err_msg=f"IoU {thr}")
         np.testing.assert_allclose(evaluation.iou_ap(thr, "catre"), catre_ref[1:-1, k], atol=1e-12,

@@ -42,8 +42,16 @@ def test_split_metadata_reads_seed_and_domain_of_a_synthetic_split_and_is_null_e
         {"split": "test", "seed": 7, "scenes": 60,
          "config": {"camera": {"preset": "real275"}, "depth_model": "noisy", "rgb_effects": True}}))
     meta = split_metadata(tmp_path, "test")
-    assert meta == {"root": str(tmp_path.resolve()), "split": "test", "domain": "synthetic", "seed": 7, "scenes": 60,
-                    "depth_model": "noisy", "camera": "real275", "rgb_effects": True}
+    assert meta == {
+        "root": str(tmp_path.resolve()),
+        "split": "test",
+        "domain": "synthetic",
+        "seed": 7,
+        "scenes": 60,
+        "depth_model": "noisy",
+        "camera": "real275",
+        "rgb_effects": True,
+    }
     real = split_metadata(tmp_path, "real_test")  # a REAL275 split: no generator metadata
     assert real["domain"] is None and real["seed"] is None and real["split"] == "real_test"
     assert read_prediction_provenance(tmp_path) is None
@@ -64,8 +72,23 @@ def test_predict_and_eval_record_model_data_readout_command_and_commit(tmp_path,
     from cleanpose_core.io.pose_model import load_pose_model
 
     results, report = tmp_path / "results", tmp_path / "eval.json"
-    predict_argv = ["predict", "--data", str(tiny_split), "--out", str(results), "--masks", "gt", "--device", "cpu",
-                    "--pose-solver", "regression", "--score", "detection", "--queue-sampling", "per_frame"]
+    predict_argv = [
+        "predict",
+        "--data",
+        str(tiny_split),
+        "--out",
+        str(results),
+        "--masks",
+        "gt",
+        "--device",
+        "cpu",
+        "--pose-solver",
+        "regression",
+        "--score",
+        "detection",
+        "--queue-sampling",
+        "per_frame",
+    ]
     assert main(predict_argv) == 0
     assert main(["eval", "--results", str(results), "--json", str(report)]) == 0
 
@@ -99,7 +122,9 @@ def test_box_fit_results_record_the_mean_sizes_file(tmp_path, tiny_split):
     from cleanpose_core.inference.estimator import SHIPPED_MEAN_SIZES
 
     results = tmp_path / "box"
-    assert main(["predict", "--data", str(tiny_split), "--out", str(results), "--pose-backend", "box_fit"]) == 0
+    assert (
+        main(["predict", "--data", str(tiny_split), "--out", str(results), "--pose-backend", "box_fit"]) == 0
+    )
     model = read_prediction_provenance(results)["model"]
     assert model == {"backend": "box_fit", "file": str(Path(SHIPPED_MEAN_SIZES).resolve()),
                      "sha256": hashlib.sha256(Path(SHIPPED_MEAN_SIZES).read_bytes()).hexdigest()}

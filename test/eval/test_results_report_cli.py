@@ -42,7 +42,13 @@ def test_save_and_load_round_trip_keeps_arrays_and_dtypes(tmp_path):
     np.testing.assert_array_equal(r.pred_scores, d["pred_scores"])
     assert r.image_path == "scene_1/0000"
     with open(tmp_path / "results_0.pkl", "rb") as f:
-        assert set(pickle.load(f)) >= {"gt_class_ids", "gt_RTs", "pred_RTs", "pred_scores", "gt_handle_visibility"}
+        assert set(pickle.load(f)) >= {
+            "gt_class_ids",
+            "gt_RTs",
+            "pred_RTs",
+            "pred_scores",
+            "gt_handle_visibility",
+        }
 
 
 def _good():
@@ -77,8 +83,18 @@ def test_missing_handle_visibility_defaults_to_visible_and_empty_images_load():
     d = _good()
     d.pop("gt_handle_visibility")
     assert np.all(validate_result(d, 6).gt_handle_visibility == 1)
-    empty = {k: [] for k in ("gt_class_ids", "gt_RTs", "gt_scales", "pred_class_ids", "pred_RTs", "pred_scales",
-                             "pred_scores")}
+    empty = {
+        k: []
+        for k in (
+            "gt_class_ids",
+            "gt_RTs",
+            "gt_scales",
+            "pred_class_ids",
+            "pred_RTs",
+            "pred_scales",
+            "pred_scores",
+        )
+    }
     r = validate_result(empty, 6, "empty.pkl")
     assert r.gt_RTs.shape == (0, 4, 4) and r.pred_scales.shape == (0, 3)
 
@@ -115,7 +131,9 @@ def test_report_json_has_exactly_the_contract_keys(result_dir):
 
 def test_cli_eval_writes_json_table_and_plots(result_dir, tmp_path, capsys):
     out_json, plots = tmp_path / "out" / "eval.json", tmp_path / "plots"
-    code = cleanpose_main(["eval", "--results", str(result_dir), "--json", str(out_json), "--plots", str(plots)])
+    code = cleanpose_main(
+        ["eval", "--results", str(result_dir), "--json", str(out_json), "--plots", str(plots)]
+    )
     assert code == 0
     report = json.loads(out_json.read_text())
     expected = build_report(evaluate(load_results(str(result_dir), 6), NOCS))

@@ -1,4 +1,5 @@
-"""Boxes, the two 3D IoU variants and rotation errors: hand-computed values, properties, fast vs exact twins."""
+"""Boxes, the two 3D IoU variants and rotation errors: hand-computed values, properties, fast vs exact
+twins."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from cleanpose_core.geometry.boxes import axis_aligned_extents, box_corners, metric_size, transformed_box_corners
+from cleanpose_core.geometry.boxes import (
+    axis_aligned_extents,
+    box_corners,
+    metric_size,
+    transformed_box_corners,
+)
 from cleanpose_core.geometry.iou import iou_3d, iou_3d_single
 from cleanpose_core.geometry.rotations import (
     matrix_to_quaternion,
@@ -132,7 +138,9 @@ def test_symmetric_iou_is_invariant_to_sweep_rotations_and_bounds_the_plain_iou(
     a, b, sa, sb = random_pair(seed)
     turned = a.copy()
     turned[:3, :3] = a[:3, :3] @ rotation_about_y(2 * math.pi * k / 20)
-    sym = iou_3d(np.stack([a, turned]), np.stack([b, b]), np.stack([sa, sa]), np.stack([sb, sb]), True, method)
+    sym = iou_3d(
+        np.stack([a, turned]), np.stack([b, b]), np.stack([sa, sa]), np.stack([sb, sb]), True, method
+    )
     assert sym[0] == pytest.approx(sym[1], abs=1e-9)
     assert sym[0] >= iou_3d(a[None], b[None], sa[None], sb[None], False, method)[0] - 1e-12
 
@@ -170,8 +178,10 @@ def test_rotation_error_invariants(seed):
     e_ab = rotation_error_deg(A, B)
     assert 0.0 <= e_ab <= 180.0
     assert e_ab == pytest.approx(rotation_error_deg(B, A), abs=1e-6)
-    assert e_ab == pytest.approx(rotation_error_deg(C @ A, C @ B), abs=1e-6)  # invariant to a common frame change
-    assert rotation_error_deg(A, B, symmetric=True) <= e_ab + 1e-6  # the y-axis angle never exceeds the full one
+    # invariant to a common frame change
+    assert e_ab == pytest.approx(rotation_error_deg(C @ A, C @ B), abs=1e-6)
+    # the y-axis angle never exceeds the full one
+    assert rotation_error_deg(A, B, symmetric=True) <= e_ab + 1e-6
 
 
 def test_quaternion_round_trip_and_wxyz_order():

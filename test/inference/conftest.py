@@ -1,4 +1,5 @@
-"""Fixtures for the Estimator: a lite model file with random weights (the rendered frame is in test/conftest.py)."""
+"""Fixtures for the Estimator: a lite model file with random weights (the rendered frame is in
+test/conftest.py)."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""Debug drawing: the projected box lands where the object is, and off-screen or behind-camera objects are safe."""
+"""Debug drawing: the projected box lands where the object is, and off-screen or behind-camera objects are
+safe."""
 
 import numpy as np
 
@@ -11,8 +12,17 @@ K = Intrinsics(500.0, 500.0, 320.0, 240.0)
 
 
 def det(t):
-    return Detection(category="can", category_id=3, score=0.9, rotation=np.eye(3), translation=np.asarray(t, float),
-                     size=np.array([0.1, 0.2, 0.1]), mask_bbox=(0, 0, 1, 1), num_points=10, track_id="1")
+    return Detection(
+        category="can",
+        category_id=3,
+        score=0.9,
+        rotation=np.eye(3),
+        translation=np.asarray(t, float),
+        size=np.array([0.1, 0.2, 0.1]),
+        mask_bbox=(0, 0, 1, 1),
+        num_points=10,
+        track_id="1",
+    )
 
 
 def test_box_edges_are_the_twelve_edges_of_a_cube():

@@ -18,7 +18,8 @@ from cleanpose_core.io import WeightsError
 @pytest.fixture(scope="module")
 def estimator(lite_model_file):
     torch.set_num_threads(1)
-    # per_frame queue sampling: a frame's result does not depend on the frames the module's tests ran before it
+    # per_frame queue sampling: a frame's result does not depend on the frames the module's tests ran
+    # before it
     return Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
                                      keep_masks=True, strict=True,  # an internal error fails the test
                                      queue_sampling="per_frame"))
@@ -47,7 +48,9 @@ def test_every_object_is_estimated_in_one_batched_forward(estimator, synthetic_f
 def test_same_frame_gives_identical_results(estimator, synthetic_frame):
     f = synthetic_frame
     a = estimator.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
-    b = estimator.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"][::-1][::-1], labels=f["labels"])
+    b = estimator.estimate(
+        f["rgb"], f["depth"], f["K"], "m", masks=f["masks"][::-1][::-1], labels=f["labels"]
+    )
     for da, db in zip(a.detections, b.detections):
         np.testing.assert_array_equal(da.rotation, db.rotation)
         np.testing.assert_array_equal(da.translation, db.translation)
@@ -57,24 +60,36 @@ def _translations(result):
     return np.stack([d.translation for d in result.detections])
 
 
-def test_stream_queue_sampling_draws_anew_at_every_frame_from_one_seeded_generator(lite_model_file, synthetic_frame):
+def test_stream_queue_sampling_draws_anew_at_every_frame_from_one_seeded_generator(
+    lite_model_file, synthetic_frame
+):
     # The official test code: the queue sampler is seeded once, and every forward draws fresh entries.
     f = synthetic_frame
     args = (f["rgb"], f["depth"], f["K"], "m")
-    config = EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu", strict=True,
-                             pose_solver="regression")
+    config = EstimatorConfig(
+        model_weights=str(lite_model_file),
+        segmenter="external",
+        device="cpu",
+        strict=True,
+        pose_solver="regression",
+    )
     assert config.queue_sampling == "stream"  # the default
     first = Estimator(config)
     run = [_translations(first.estimate(*args, masks=f["masks"], labels=f["labels"])) for _ in range(3)]
     assert not np.array_equal(run[0], run[1]) and not np.array_equal(run[1], run[2])  # the draws moved on
     again = Estimator(config)  # a fresh Estimator replays the same sequence, frame for frame
     for expected in run:
-        np.testing.assert_array_equal(_translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])),
-                                      expected)
+        np.testing.assert_array_equal(
+            _translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])), expected
+        )
     again.reset_queue_sampling()  # back to the start of the sequence
-    np.testing.assert_array_equal(_translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0])
+    np.testing.assert_array_equal(
+        _translations(again.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0]
+    )
     other_seed = Estimator(dataclasses.replace(config, queue_seed=5))
-    assert not np.array_equal(_translations(other_seed.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0])
+    assert not np.array_equal(
+        _translations(other_seed.estimate(*args, masks=f["masks"], labels=f["labels"])), run[0]
+    )
     # per_frame re-seeds before every forward: the first frame's draw, every time
     per_frame = Estimator(dataclasses.replace(config, queue_sampling="per_frame"))
     for _ in range(2):
@@ -87,11 +102,20 @@ def test_stream_queue_sampling_draws_anew_at_every_frame_from_one_seeded_generat
 def test_millimetre_depth_gives_the_same_points(lite_model_file, synthetic_frame):
     # The head's translation follows the points' centre; the keypoint fit of a random-weight network amplifies
     # the 0.5 mm rounding into centimetres, so the comparison uses the head.
-    estimator = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
-                                          pose_solver="regression", queue_sampling="per_frame"))
+    estimator = Estimator(
+        EstimatorConfig(
+            model_weights=str(lite_model_file),
+            segmenter="external",
+            device="cpu",
+            pose_solver="regression",
+            queue_sampling="per_frame",
+        )
+    )
     f = synthetic_frame
     mm = np.round(f["depth"] * 1000).astype(np.uint16)
-    a = estimator.estimate(f["rgb"], (mm / 1000).astype(np.float32), f["K"], "m", masks=f["masks"], labels=f["labels"])
+    a = estimator.estimate(
+        f["rgb"], (mm / 1000).astype(np.float32), f["K"], "m", masks=f["masks"], labels=f["labels"]
+    )
     b = estimator.estimate(f["rgb"], mm, f["K"], "mm", masks=f["masks"], labels=f["labels"])
     for da, db in zip(a.detections, b.detections):
         np.testing.assert_allclose(da.translation, db.translation, atol=1e-5)
@@ -118,9 +142,21 @@ def bad_frames(f):
     }
 
 
-BAD_CASES = ["nan depth", "zero depth", "negative depth", "size mismatch", "mask size mismatch", "empty masks",
-             "one-pixel mask", "zero intrinsics", "float rgb", "int depth as metres", "bad unit", "unknown label",
-             "labels count mismatch"]
+BAD_CASES = [
+    "nan depth",
+    "zero depth",
+    "negative depth",
+    "size mismatch",
+    "mask size mismatch",
+    "empty masks",
+    "one-pixel mask",
+    "zero intrinsics",
+    "float rgb",
+    "int depth as metres",
+    "bad unit",
+    "unknown label",
+    "labels count mismatch",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -142,8 +178,13 @@ def test_partial_result_lists_the_dropped_object(estimator, synthetic_frame):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(h=st.integers(1, 40), w=st.integers(1, 40), fill=st.sampled_from([0.0, np.nan, np.inf, -1.0, 0.5, 1e9]),
-       n_masks=st.integers(0, 3), fx=st.sampled_from([0.0, -5.0, np.nan, 500.0]))
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    fill=st.sampled_from([0.0, np.nan, np.inf, -1.0, 0.5, 1e9]),
+    n_masks=st.integers(0, 3),
+    fx=st.sampled_from([0.0, -5.0, np.nan, 500.0]),
+)
 def test_random_garbage_never_raises(estimator, h, w, fill, n_masks, fx):
     rng = np.random.default_rng(h * 100 + w)
     rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -152,14 +193,17 @@ def test_random_garbage_never_raises(estimator, h, w, fill, n_masks, fx):
     result = estimator.estimate(rgb, depth, Intrinsics(fx, fx, w / 2, h / 2, w, h), "m", masks=masks,
                                 labels=["mug"] * n_masks)
     assert isinstance(result.detections, list)
-    assert result.reason or result.detections or n_masks == 0  # no objects at all is a normal, reason-free result
+    # no objects at all is a normal, reason-free result
+    assert result.reason or result.detections or n_masks == 0
     for det in result.detections:
         assert np.isfinite(det.rotation).all() and np.isfinite(det.translation).all()
 
 
 def test_box_fit_backend_recovers_translation_from_ground_truth_masks(synthetic_frame, mean_sizes_file):
     f = synthetic_frame
-    est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="external", mean_sizes=str(mean_sizes_file)))
+    est = Estimator(
+        EstimatorConfig(pose_backend="box_fit", segmenter="external", mean_sizes=str(mean_sizes_file))
+    )
     result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
     assert len(result.detections) == len(f["masks"])
     errors = [np.linalg.norm(d.translation - t) for d, (_, t) in zip(result.detections, f["poses"])]
@@ -182,7 +226,9 @@ def test_missing_or_corrupt_model_file_is_a_clear_error(tmp_path):
 
 def _capture_outputs(estimator):
     outputs = []
-    handle = estimator.model.register_forward_hook(lambda m, i, o: outputs.append({k: v.double() for k, v in o.items()}))
+    handle = estimator.model.register_forward_hook(
+        lambda m, i, o: outputs.append({k: v.double() for k, v in o.items()})
+    )
     return outputs, handle
 
 
@@ -190,18 +236,24 @@ def test_pose_solvers_and_their_agreement_as_pose_confidence(lite_model_file, sy
     f = synthetic_frame
     results, heads = {}, None
     for solver in ("keypoints", "regression"):
-        est = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
-                                        pose_solver=solver))
+        est = Estimator(
+            EstimatorConfig(
+                model_weights=str(lite_model_file), segmenter="external", device="cpu", pose_solver=solver
+            )
+        )
         outputs, handle = _capture_outputs(est)
         try:
-            results[solver] = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+            results[solver] = est.estimate(
+                f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"]
+            )
         finally:
             handle.remove()
         heads = outputs[0]
     kp, reg = results["keypoints"].detections, results["regression"].detections
     assert len(kp) == len(reg) == len(f["masks"])
     for b, (a, r) in enumerate(zip(kp, reg)):
-        # regression: the head's pose as it is; keypoints: the similarity fit of the keypoint NOCS to the keypoints
+        # regression: the head's pose as it is; keypoints: the similarity fit of the keypoint NOCS
+        # to the keypoints
         np.testing.assert_allclose(r.rotation, heads["pred_rotation"][b].numpy(), atol=1e-9)
         fit = fit_similarity(heads["kpt_nocs"][b].numpy(), heads["pred_kpt_3d"][b].numpy())
         np.testing.assert_allclose(a.rotation, fit.rotation, atol=1e-9)
@@ -247,8 +299,11 @@ def test_tabletop_segmenter_needs_the_point_classifier_for_categories():
 
 def test_retune_changes_thresholds_without_reloading_and_refuses_bad_values(mean_sizes_file, synthetic_frame):
     f = synthetic_frame
-    est = Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file), segmenter="external",
-                                    device="cpu"))
+    est = Estimator(
+        EstimatorConfig(
+            pose_backend="box_fit", mean_sizes=str(mean_sizes_file), segmenter="external", device="cpu"
+        )
+    )
     scores = np.linspace(0.3, 0.9, len(f["masks"]))
 
     def count():
@@ -262,11 +317,14 @@ def test_retune_changes_thresholds_without_reloading_and_refuses_bad_values(mean
         est.retune(device="cuda")
     with pytest.raises(ValueError, match="category_weight"):
         est.retune(category_weight=1.5)
-    assert est.config.score_threshold == 0.0 and est.filter.max_objects == 2  # a refused change leaves all as it was
+    # a refused change leaves all as it was
+    assert est.config.score_threshold == 0.0 and est.filter.max_objects == 2
 
 
 def test_retune_moves_the_mask_rcnn_box_threshold_and_needs_a_loaded_classifier_to_raise_the_weight():
-    est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="maskrcnn", category_weight=0.0, device="cpu"))
+    est = Estimator(
+        EstimatorConfig(pose_backend="box_fit", segmenter="maskrcnn", category_weight=0.0, device="cpu")
+    )
     est.retune(score_threshold=0.2)
     assert est.segmenter.filter.score_threshold == 0.2 and est.segmenter.model.roi_heads.score_thresh == 0.2
     with pytest.raises(ValueError, match="restart"):

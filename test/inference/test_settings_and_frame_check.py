@@ -1,4 +1,5 @@
-"""Settings written once (EstimatorConfig's field metadata, read by the CLI) and a frame checked and converted once,
+"""Settings written once (EstimatorConfig's field metadata, read by the CLI) and a frame checked and converted
+once,
 at the Estimator's door."""
 
 import argparse
@@ -13,13 +14,21 @@ from cleanpose_core.inference.predict import BENCHMARK_SCORE_THRESHOLD, register
 
 
 def test_every_run_time_setting_has_a_description_and_a_range_that_validate_enforces():
-    assert set(RETUNABLE) == {"score_threshold", "category_weight", "max_objects", "min_mask_area", "min_points"}
+    assert set(RETUNABLE) == {
+        "score_threshold",
+        "category_weight",
+        "max_objects",
+        "min_mask_area",
+        "min_points",
+    }
     for name in RETUNABLE:
         low, high = SETTINGS[name].metadata["bounds"]
         assert SETTINGS[name].metadata["description"] and low <= SETTINGS[name].default <= high
         with pytest.raises(ValueError, match=rf"{name} must be in \["):
             EstimatorConfig(**{name: high * 2 + 1}).validate()
-    with pytest.raises(ValueError, match=r"pose_solver must be one of \['keypoints', 'regression'\], got 'icp'"):
+    with pytest.raises(
+        ValueError, match=r"pose_solver must be one of \['keypoints', 'regression'\], got 'icp'"
+    ):
         EstimatorConfig(pose_solver="icp").validate()
 
 
@@ -48,8 +57,15 @@ def test_depth_is_converted_once_to_metres_with_the_invalid_and_out_of_range_pix
 
 @pytest.fixture(scope="module")
 def box_fit(mean_sizes_file):
-    return Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file), segmenter="external",
-                                     device="cpu", strict=True))
+    return Estimator(
+        EstimatorConfig(
+            pose_backend="box_fit",
+            mean_sizes=str(mean_sizes_file),
+            segmenter="external",
+            device="cpu",
+            strict=True,
+        )
+    )
 
 
 def test_raw_millimetres_with_a_depth_range_give_what_gated_metres_give(box_fit, synthetic_frame):
@@ -76,15 +92,25 @@ def test_a_rejected_frame_says_why_with_a_kind_for_counting(box_fit, synthetic_f
         "intrinsics_invalid": (rgb, depth, dataclasses.replace(K, fx=-1.0), "m", None),
     }
     for kind, (r, d, k, unit, depth_range) in cases.items():
-        result = box_fit.estimate(r, d, k, unit, masks=f["masks"], labels=f["labels"], depth_range=depth_range)
+        result = box_fit.estimate(
+            r, d, k, unit, masks=f["masks"], labels=f["labels"], depth_range=depth_range
+        )
         assert result.detections == [] and result.frame_problem == kind and result.reason, (kind, result)
     assert box_fit.estimate(rgb, depth, K, "m", masks=f["masks"], labels=f["labels"]).frame_problem is None
 
 
 def test_kept_objects_carry_their_measured_points(mean_sizes_file, synthetic_frame):
     f = synthetic_frame
-    est = Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file), segmenter="external",
-                                    device="cpu", keep_masks=True, strict=True))
+    est = Estimator(
+        EstimatorConfig(
+            pose_backend="box_fit",
+            mean_sizes=str(mean_sizes_file),
+            segmenter="external",
+            device="cpu",
+            keep_masks=True,
+            strict=True,
+        )
+    )
     depth = f["depth"].copy()
     depth[::7] = 0.0  # holes the Estimator fills for the network but that have no measured point
     result = est.estimate(f["rgb"], depth, f["K"], "m", masks=f["masks"], labels=f["labels"])

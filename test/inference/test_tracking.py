@@ -19,7 +19,9 @@ def test_ids_stay_stable_on_a_static_scene_regardless_of_order():
     ids = {tuple(d.translation): d.track_id for d in first}
     assert len(set(ids.values())) == 3
     for _ in range(5):
-        again = tracker.update([det("can", [0, 0.1, 0.6]), det("mug", [0.201, 0, 0.5]), det("mug", [0, 0, 0.5])])
+        again = tracker.update(
+            [det("can", [0, 0.1, 0.6]), det("mug", [0.201, 0, 0.5]), det("mug", [0, 0, 0.5])]
+        )
         assert again[2].track_id == ids[(0.0, 0.0, 0.5)]
         assert again[1].track_id == ids[(0.2, 0.0, 0.5)]
         assert again[0].track_id == ids[(0.0, 0.1, 0.6)]
@@ -30,7 +32,8 @@ def test_a_relabelled_object_keeps_its_track_but_another_category_nearby_does_no
     mug = [tracker.update([det("mug", [0, 0, 0.5])])[0] for _ in range(2)][-1]
     assert mug.track_label == f"mug_{mug.track_id}"
     renamed = tracker.update([det("bowl", [0.01, 0, 0.5], score=0.3)])[0]
-    assert renamed.track_id == mug.track_id and renamed.track_label == mug.track_label  # name fixed at confirmation
+    # name fixed at confirmation
+    assert renamed.track_id == mug.track_id and renamed.track_label == mug.track_label
     beside = tracker.update([det("mug", [0.0, 0, 0.5]), det("can", [0.045, 0, 0.5])])
     assert beside[0].track_id == mug.track_id and beside[1].track_id != mug.track_id  # 4.5 cm > half the gate
     assert tracker.update([det("mug", [0.3, 0, 0.5])])[0].track_id not in (mug.track_id, beside[1].track_id)
@@ -75,7 +78,8 @@ def test_new_symmetric_track_faces_the_camera_and_asymmetric_rotation_is_untouch
 
 
 def orbit_pose(angle, radius=0.6):
-    """(4, 4) pose in the world of a camera on a circle around the origin, looking at it (optical z inward)."""
+    """(4, 4) pose in the world of a camera on a circle around the origin, looking at it (optical z
+    inward)."""
     eye = np.array([radius * np.cos(angle), radius * np.sin(angle), 0.4])
     z = -eye / np.linalg.norm(eye)
     x = np.cross(z, [0, 0, 1.0])
@@ -121,7 +125,9 @@ def test_symmetric_alignment_happens_in_the_fixed_frame():
     for k in range(6):
         T = orbit_pose(np.deg2rad(5 * k))
         R_cam = T[:3, :3].T @ obj @ Rotation.from_euler("y", 1.3 * k).as_matrix()  # arbitrary network spin
-        out = tracker.update([det("can", in_camera(T, [[0, 0, 0]])[0], R_cam, symmetric=True)], camera_pose=T)[0]
+        out = tracker.update(
+            [det("can", in_camera(T, [[0, 0, 0]])[0], R_cam, symmetric=True)], camera_pose=T
+        )[0]
         world_R = T[:3, :3] @ out.rotation
         if first_world is None:
             first_world = world_R

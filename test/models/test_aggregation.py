@@ -39,7 +39,9 @@ def official_block(block, kpt_feat, kpt, point_feat, pts):
     q = block.fc_in(kpt_feat.transpose(1, 2)).transpose(1, 2)
     pos = block.fc_delta(kpt.unsqueeze(2) - knn_xyz)
     knn_feat = block.fc_delta_1(torch.cat([knn_feat, pos], dim=3))
-    w = torch.softmax(torch.nn.functional.cosine_similarity(q.unsqueeze(2), knn_feat, dim=3) / block.tau, dim=2)
+    w = torch.softmax(
+        torch.nn.functional.cosine_similarity(q.unsqueeze(2), knn_feat, dim=3) / block.tau, dim=2
+    )
     kpt_feat = torch.relu((w.unsqueeze(3) * knn_feat).sum(2) + pre)
     pre = kpt_feat
     rel = block.fc_delta_l(kpt.unsqueeze(2) - kpt.unsqueeze(1)).mean(2)

@@ -67,7 +67,9 @@ def check_train_step(model, cfg, b):
     # Every trainable parameter is in the graph. Exactly zero at initialisation, by design: K1 of the KD head
     # (K2 starts at zero) and the residual branches of timm ResNets in front of their zero-initialised bn2.
     assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
-    zero_at_init = re.compile(r"kd_head\.k1\.weight|rgb_extractor\.backbone\.net\.layer\d\.\d\.(conv1|bn1|conv2)\.")
+    zero_at_init = re.compile(
+        r"kd_head\.k1\.weight|rgb_extractor\.backbone\.net\.layer\d\.\d\.(conv1|bn1|conv2)\."
+    )
     assert [name for name, p in model.named_parameters()
             if p.requires_grad and not p.grad.abs().sum() > 0 and not zero_at_init.match(name)] == []
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

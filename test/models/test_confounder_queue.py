@@ -1,4 +1,5 @@
-"""Confounder queue: FIFO order, per-category routing, sampling, state_dict round trip, eval/ablation modes."""
+"""Confounder queue: FIFO order, per-category routing, sampling, state_dict round trip, eval/ablation
+modes."""
 
 import io
 

@@ -1,4 +1,5 @@
-"""Attention blocks and the front-door module: parameter counts of the official layers, gate range, switches."""
+"""Attention blocks and the front-door module: parameter counts of the official layers, gate range,
+switches."""
 
 import torch
 

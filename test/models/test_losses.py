@@ -53,9 +53,15 @@ def test_chamfer_keypoints_to_points():
 
 def make_outputs(b=2, k=6, n=20, kd=True):
     torch.manual_seed(0)
-    out = {"pred_rotation": torch.eye(3).expand(b, 3, 3), "pred_translation": torch.zeros(b, 3),
-           "pred_size": torch.ones(b, 3), "pred_kpt_3d": torch.randn(b, k, 3), "pred_kpt_nocs": torch.zeros(b, k, 3),
-           "recon_model": torch.randn(b, 4 * k, 3), "recon_delta": torch.randn(b, 4 * k, 3)}
+    out = {
+        "pred_rotation": torch.eye(3).expand(b, 3, 3),
+        "pred_translation": torch.zeros(b, 3),
+        "pred_size": torch.ones(b, 3),
+        "pred_kpt_3d": torch.randn(b, k, 3),
+        "pred_kpt_nocs": torch.zeros(b, k, 3),
+        "recon_model": torch.randn(b, 4 * k, 3),
+        "recon_delta": torch.randn(b, 4 * k, 3),
+    }
     if kd:
         out["distillation_pointnet"], out["distillation_ulip"] = torch.randn(b, 8), torch.randn(b, 8)
     batch = {"pts": torch.randn(b, n, 3), "rotation_label": torch.eye(3).expand(b, 3, 3),
@@ -72,7 +78,9 @@ def test_total_is_the_sum_of_weighted_terms_with_official_defaults():
     torch.testing.assert_close(terms["loss_all"], sum(v for k, v in terms.items() if k != "loss_all"))
     raw = (out["distillation_pointnet"] - out["distillation_ulip"]).norm(dim=1).mean()
     torch.testing.assert_close(terms["loss_distillation"], 0.01 * raw)
-    torch.testing.assert_close(terms["loss_cd"], 2.0 * chamfer_kpt_to_points(out["pred_kpt_3d"], batch["pts"]))
+    torch.testing.assert_close(
+        terms["loss_cd"], 2.0 * chamfer_kpt_to_points(out["pred_kpt_3d"], batch["pts"])
+    )
 
 
 def test_zero_weight_switches_a_term_off_and_missing_inputs_are_named():

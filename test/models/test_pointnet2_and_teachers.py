@@ -41,15 +41,23 @@ def randomise_buffers(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def ulip_checkpoint(point_encoder: nn.Module, drop: str | None = None) -> dict:
-    """A checkpoint in ULIP-2's layout: DDP `module.` prefix, the whole ULIP_WITH_IMAGE wrapper, training extras."""
+    """A checkpoint in ULIP-2's layout: DDP `module.` prefix, the whole ULIP_WITH_IMAGE wrapper, training
+    extras."""
     state = {f"module.point_encoder.{k}": v.clone() for k, v in point_encoder.state_dict().items()}
-    state.update({  # image/text towers and projections of the wrapper: must be ignored
-        "module.visual.cls_token": torch.zeros(1, 1, 768), "module.visual.blocks.0.attn.qkv.weight": torch.zeros(6, 2),
-        "module.transformer.resblocks.0.attn.in_proj_weight": torch.zeros(4, 2),
-        "module.token_embedding.weight": torch.zeros(3, 2), "module.positional_embedding": torch.zeros(77, 2),
-        "module.ln_final.weight": torch.ones(2), "module.image_projection": torch.zeros(768, 512),
-        "module.text_projection": torch.zeros(512, 512), "module.pc_projection": torch.zeros(768, 512),
-        "module.logit_scale": torch.ones([])})
+    state.update(
+        {  # image/text towers and projections of the wrapper: must be ignored
+            "module.visual.cls_token": torch.zeros(1, 1, 768),
+            "module.visual.blocks.0.attn.qkv.weight": torch.zeros(6, 2),
+            "module.transformer.resblocks.0.attn.in_proj_weight": torch.zeros(4, 2),
+            "module.token_embedding.weight": torch.zeros(3, 2),
+            "module.positional_embedding": torch.zeros(77, 2),
+            "module.ln_final.weight": torch.ones(2),
+            "module.image_projection": torch.zeros(768, 512),
+            "module.text_projection": torch.zeros(512, 512),
+            "module.pc_projection": torch.zeros(768, 512),
+            "module.logit_scale": torch.ones([]),
+        }
+    )
     if drop is not None:
         del state[f"module.point_encoder.{drop}"]
     return {"epoch": 250, "state_dict": state, "best_acc1": 60.4,
@@ -193,7 +201,9 @@ def test_ulip2_pointbert_checkpoint_fills_every_parameter_and_buffer(tmp_path):
     xyz = object_cloud(2, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(xyz), source.eval()(xyz))
-    assert ulip2_pointbert_state_dict(ulip_checkpoint(source)["state_dict"]).keys() == source.state_dict().keys()
+    assert (
+        ulip2_pointbert_state_dict(ulip_checkpoint(source)["state_dict"]).keys() == source.state_dict().keys()
+    )
 
 
 def test_ulip2_loader_rejects_file_missing_keys_with_clear_error(tmp_path):

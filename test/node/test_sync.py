@@ -55,7 +55,9 @@ def test_stream_of_synchronised_frames_all_match():
     assert len(feed(sync, events)) == 30 and sum(sync.stats.dropped.values()) == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(topics=["a", "a"]), dict(topics=[]), dict(slop_s=-1), dict(queue_size=0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(topics=["a", "a"]), dict(topics=[]), dict(slop_s=-1), dict(queue_size=0)]
+)
 def test_invalid_configuration_is_rejected(kwargs):
     args = dict(topics=["a", "b"], slop_s=0.01, queue_size=3) | kwargs
     with pytest.raises(ValueError):

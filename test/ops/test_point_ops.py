@@ -56,7 +56,9 @@ def test_fps_torch_loop_equals_numpy_loop():
     ref = furthest_point_sample(xyz, 64)
     assert torch.equal(fps_mod._fps_torch(xyz, 64, True, None), ref)
     start = torch.tensor([3, 0, 299])
-    assert torch.equal(fps_mod._fps_torch(xyz, 64, False, start), furthest_point_sample(xyz, 64, False, start))
+    assert torch.equal(
+        fps_mod._fps_torch(xyz, 64, False, start), furthest_point_sample(xyz, 64, False, start)
+    )
 
 
 def test_fps_never_picks_near_origin_points_except_first_centre():

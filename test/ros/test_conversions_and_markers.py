@@ -1,4 +1,5 @@
-"""Detections -> Detection3DArray / ObjectPoseArray / TF / markers: fields as DESIGN.md section 4 fixes them."""
+"""Detections -> Detection3DArray / ObjectPoseArray / TF / markers: fields as DESIGN.md section 4 fixes
+them."""
 
 import numpy as np
 import pytest
@@ -13,9 +14,19 @@ from cleanpose_ros.markers import MarkerBuilder
 
 def make_det(track_id="3", category="mug"):
     R = Rotation.from_euler("xyz", [0.1, -0.7, 0.3]).as_matrix()
-    return Detection(category=category, category_id=5, score=0.9, rotation=R, translation=np.array([0.1, -0.2, 0.8]),
-                     size=np.array([0.12, 0.1, 0.09]), mask_bbox=(10, 20, 30, 40), num_points=321,
-                     keypoints=np.zeros((4, 3)), track_id=track_id, pose_confidence=0.625)
+    return Detection(
+        category=category,
+        category_id=5,
+        score=0.9,
+        rotation=R,
+        translation=np.array([0.1, -0.2, 0.8]),
+        size=np.array([0.12, 0.1, 0.09]),
+        mask_bbox=(10, 20, 30, 40),
+        num_points=321,
+        keypoints=np.zeros((4, 3)),
+        track_id=track_id,
+        pose_confidence=0.625,
+    )
 
 
 def header():
@@ -40,11 +51,14 @@ def test_detection3d_carries_full_pose_metric_size_class_and_id():
 
 def test_object_pose_array_and_tf_names():
     det = make_det()
-    own = object_pose_array_msg([det], header(), {"segmentation": 5.0, "preprocess": 1.0, "pose": 9.0, "total": 20.0},
-                                "cpu")
+    own = object_pose_array_msg(
+        [det], header(), {"segmentation": 5.0, "preprocess": 1.0, "pose": 9.0, "total": 20.0}, "cpu"
+    )
     assert own.objects[0].num_points == 321 and list(own.objects[0].bbox_2d) == [10, 20, 30, 40]
     assert len(own.objects[0].keypoints) == 4 and own.pose_ms == pytest.approx(10.0)
-    assert own.objects[0].score == pytest.approx(0.9) and own.objects[0].pose_confidence == pytest.approx(0.625)
+    assert own.objects[0].score == pytest.approx(0.9) and own.objects[0].pose_confidence == pytest.approx(
+        0.625
+    )
     det.track_label = "mug_3"
     confirmed, tentative = make_det("4", "can"), make_det("5", "bowl")
     confirmed.track_label = "can_4"  # the track's name; tentative tracks have none and get no TF frame yet

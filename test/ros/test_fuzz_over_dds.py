@@ -85,8 +85,26 @@ def malformed_image(rng, topic: str) -> tuple[Image, str]:
     data_len = None
     if kind == "encoding":
         other = DEPTH_ENCODINGS if topic == "rgb" else COLOUR_ENCODINGS
-        candidates = ["yuv422", "yuv422_yuy2", "nv12", "bayer_rggb8", "8UC3", "16SC1", "64FC1", "32FC3",
-                      "jpeg", "RGB8", "Rgb8", " rgb8", "rgb8 ", "16uc1", "ｒｇｂ８", "rgb8é", "16UC1\u200b", ""]
+        candidates = [
+            "yuv422",
+            "yuv422_yuy2",
+            "nv12",
+            "bayer_rggb8",
+            "8UC3",
+            "16SC1",
+            "64FC1",
+            "32FC3",
+            "jpeg",
+            "RGB8",
+            "Rgb8",
+            " rgb8",
+            "rgb8 ",
+            "16uc1",
+            "ｒｇｂ８",
+            "rgb8é",
+            "16UC1\u200b",
+            "",
+        ]
         choice = int(rng.integers(0, 3))
         encoding = (str(rng.choice(other)) if choice == 0 else str(rng.choice(candidates)) if choice == 1
                     else _text(rng, int(rng.integers(1, 200))))
@@ -225,14 +243,24 @@ def _pad(msg: Image, rng) -> Image:
 # with no object, not counted as a problem; "unmatched" = never synchronised. Frames without a valid depth
 # pixel (NaN, zero, negative, beyond max_depth) count as "problem depth_empty".
 FRAME_KINDS = {
-    "size_mismatch": "problem size_mismatch", "unknown_distortion": "problem camera_info_invalid",
-    "wrong_coefficient_count": "problem camera_info_invalid", "roi_exceeds": "problem camera_info_invalid",
-    "roi_without_size": "problem camera_info_invalid", "binning": "problem camera_info_invalid",
-    "info_size": "problem camera_info_invalid", "stale_info": "problem camera_info_missing",
-    "depth_nan": "problem depth_empty", "depth_zero": "problem depth_empty", "depth_far": "problem depth_empty",
+    "size_mismatch": "problem size_mismatch",
+    "unknown_distortion": "problem camera_info_invalid",
+    "wrong_coefficient_count": "problem camera_info_invalid",
+    "roi_exceeds": "problem camera_info_invalid",
+    "roi_without_size": "problem camera_info_invalid",
+    "binning": "problem camera_info_invalid",
+    "info_size": "problem camera_info_invalid",
+    "stale_info": "problem camera_info_missing",
+    "depth_nan": "problem depth_empty",
+    "depth_zero": "problem depth_empty",
+    "depth_far": "problem depth_empty",
     "depth_inf_negative": "problem depth_empty",
-    "odd_layout": "empty", "binning_floor": "empty", "extreme_distortion": "empty", "extreme_focal": "empty",
-    "bigendian_zero_depth": "problem depth_empty", "unmatched": "unmatched",
+    "odd_layout": "empty",
+    "binning_floor": "empty",
+    "extreme_distortion": "empty",
+    "extreme_focal": "empty",
+    "bigendian_zero_depth": "problem depth_empty",
+    "unmatched": "unmatched",
 }
 
 
@@ -541,7 +569,8 @@ def test_fuzzed_inputs_are_counted_and_the_node_still_detects(ros_context, uniqu
         assert ints(report, "frames_matched") == answered, report
         assert ints(report, "frames_processed") == answered, report
         assert ints(report, "frames_dropped_busy") == 0, report
-        # An "empty" frame may also have lost all its depth on the way (absurd distortion tables, a 32FC1 depth
+        # An "empty" frame may also have lost all its depth on the way (absurd distortion tables, a
+        # 32FC1 depth
         # in the hundreds of metres): then it counts as depth_empty too, never as anything else.
         maybe_depth_empty = sum(n for kind, n in frame_kinds.items() if FRAME_KINDS[kind] == "empty")
         extra = ints(report, "problem depth_empty") - expected_problems["problem depth_empty"]
@@ -567,7 +596,8 @@ def test_fuzzed_inputs_are_counted_and_the_node_still_detects(ros_context, uniqu
         assert bad not in own, (bad, seed_note, log[-3000:])
     t_end = time.monotonic()
     keys = sum(1 for k in report if k.startswith("rejected "))
-    # Counted under fixed kinds, logged once per kind every 5 s: neither grows with what a broken publisher sends.
+    # Counted under fixed kinds, logged once per kind every 5 s: neither grows with what a broken
+    # publisher sends.
     assert keys <= 3 * len(REJECTION_KINDS), keys
     assert log.count(" rejected: ") <= 3 * len(REJECTION_KINDS) * (1 + (t_end - t_start) / 5.0), log[-3000:]
     print(f"seed {SEED}: {sum(malformed.values())} malformed published ({dict(sent)} in all), {refused} "

@@ -76,7 +76,9 @@ def test_own_and_vision_msgs_cross_processes_intact(ros_context, unique_topic):
     qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
                      durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
     received = {}
-    node.create_subscription(ObjectPoseArray, unique_topic + "/poses", lambda m: received.setdefault("own", m), qos)
+    node.create_subscription(
+        ObjectPoseArray, unique_topic + "/poses", lambda m: received.setdefault("own", m), qos
+    )
     node.create_subscription(Detection3DArray, unique_topic + "/detections",
                              lambda m: received.setdefault("det", m), qos)
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, unique_topic])
@@ -143,8 +145,10 @@ IMAGE_PUBLISHER = textwrap.dedent(
 
 
 def test_full_size_images_arrive_over_best_effort_qos(ros_context, unique_topic):
-    """640x480 rgb8 (900 KB) through sensor-data QoS between processes, as camera -> pose_node. With Fast DDS's
-    default 512 KB shared-memory segment about 70 % of them were lost here; config/dds/fastdds_large_images.xml
+    """640x480 rgb8 (900 KB) through sensor-data QoS between processes, as camera -> pose_node. With Fast
+    DDS's
+    default 512 KB shared-memory segment about 70 % of them were lost here;
+    config/dds/fastdds_large_images.xml
     (exported by scripts/env.sh) fixes that, and this test fails if it is not in effect."""
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -154,7 +158,9 @@ def test_full_size_images_arrive_over_best_effort_qos(ros_context, unique_topic)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     received = set()
-    node.create_subscription(Image, unique_topic, lambda m: received.add(m.header.frame_id), qos_profile_sensor_data)
+    node.create_subscription(
+        Image, unique_topic, lambda m: received.add(m.header.frame_id), qos_profile_sensor_data
+    )
     publisher = subprocess.Popen([sys.executable, "-c", IMAGE_PUBLISHER, unique_topic, str(count)])
     try:
         deadline = time.monotonic() + 60.0

@@ -1,6 +1,7 @@
 """The pose node as a robot runs it, through real rclpy and DDS: integer values for double parameters, exit 2
 naming a bad parameter, `ros2 param set` semantics at run time (accepted, refused with a reason, read-only),
-the managed (lifecycle) variant driven through its lifecycle services, and a clean start and stop on SIGINT and
+the managed (lifecycle) variant driven through its lifecycle services, and a clean start and stop on SIGINT
+and
 SIGTERM (no warnings, no errors, exit 0)."""
 
 import signal
@@ -35,24 +36,37 @@ def double(name, value):
 
 
 def integer(name, value):
-    return Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+    return Parameter(
+        name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    )
 
 
 def test_bad_parameter_types_and_ranges_exit_2_naming_the_parameter(tmp_path):
     cases = {"max_objects:=2.5": "parameter max_objects", "score_threshold:=1.5": "parameter score_threshold",
              "score_threshold:=high": "parameter score_threshold must be a double"}
-    procs = {arg: start_process("cleanpose_ros.pose_node", f"/cp_bad_{i}", arg, log_path=tmp_path / f"{i}.log")
-             for i, arg in enumerate(cases)}
+    procs = {
+        arg: start_process("cleanpose_ros.pose_node", f"/cp_bad_{i}", arg, log_path=tmp_path / f"{i}.log")
+        for i, arg in enumerate(cases)
+    }
     for i, (arg, expected) in enumerate(cases.items()):
         assert procs[arg].wait(timeout=120) == 2, (tmp_path / f"{i}.log").read_text()
         log = (tmp_path / f"{i}.log").read_text()
         assert "configuration error" in log and expected in log and "Traceback" not in log, log
 
 
-def test_integer_doubles_run_time_changes_and_clean_sigint(ros_context, unique_topic, segmenter_weights, tmp_path):
+def test_integer_doubles_run_time_changes_and_clean_sigint(
+    ros_context, unique_topic, segmenter_weights, tmp_path
+):
     log_path = tmp_path / "pose.log"
-    proc = start_process("cleanpose_ros.pose_node", unique_topic, *FAST, f"segmentation_weights:={segmenter_weights}",
-                         "score_threshold:=1", "max_depth:=4", log_path=log_path)  # integers for doubles
+    proc = start_process(
+        "cleanpose_ros.pose_node",
+        unique_topic,
+        *FAST,
+        f"segmentation_weights:={segmenter_weights}",
+        "score_threshold:=1",
+        "max_depth:=4",
+        log_path=log_path,
+    )  # integers for doubles
     node = rclpy.create_node("param_test", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
@@ -62,19 +76,37 @@ def test_integer_doubles_run_time_changes_and_clean_sigint(ros_context, unique_t
     try:
         got = call(node, executor, get_client, GetParameters.Request(names=["score_threshold", "max_depth"]))
         assert [v.integer_value for v in got.values] == [1, 4]  # accepted as given, used as 1.0 and 4.0
-        results = call(node, executor, set_client, SetParameters.Request(parameters=[
-            double("score_threshold", 0.7), integer("min_mask_area", 50), double("category_weight", 0.2),
-            Parameter(name="publish_debug_image", value=ParameterValue(type=ParameterType.PARAMETER_BOOL,
-                                                                       bool_value=False)),
-            double("score_threshold", 2.0), double("min_depth", 5.0),
-            Parameter(name="device", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="cpu")),
-            integer("track_max_distance", 1)])).results
+        results = call(
+            node,
+            executor,
+            set_client,
+            SetParameters.Request(
+                parameters=[
+                    double("score_threshold", 0.7),
+                    integer("min_mask_area", 50),
+                    double("category_weight", 0.2),
+                    Parameter(
+                        name="publish_debug_image",
+                        value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False),
+                    ),
+                    double("score_threshold", 2.0),
+                    double("min_depth", 5.0),
+                    Parameter(
+                        name="device",
+                        value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="cpu"),
+                    ),
+                    integer("track_max_distance", 1),
+                ]
+            ),
+        ).results
         ok = [r.successful for r in results]
         assert ok == [True, True, True, True, False, False, False, True], [r.reason for r in results]
         assert "score_threshold out of range" in results[4].reason  # rclpy checks the descriptor range first
         assert "min_depth < max_depth" in results[5].reason
         assert "read-only" in results[6].reason
-        got = call(node, executor, get_client, GetParameters.Request(names=["score_threshold", "min_mask_area"]))
+        got = call(
+            node, executor, get_client, GetParameters.Request(names=["score_threshold", "min_mask_area"])
+        )
         assert got.values[0].double_value == 0.7 and got.values[1].integer_value == 50
         assert proc.poll() is None
         time.sleep(1.0)
@@ -140,16 +172,24 @@ def test_managed_node_lifecycle_through_its_services_and_clean_sigterm(ros_conte
         assert bad not in log, log
 
 
-def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(ros_context, unique_topic, segmenter_weights,
-                                                                   tmp_path):
-    """A driver whose camera_info stamps differ from the images' still gets answers (the images are synchronised
+def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(
+    ros_context, unique_topic, segmenter_weights, tmp_path
+):
+    """A driver whose camera_info stamps differ from the images' still gets answers (the images are
+    synchronised
     within sync_slop; camera_info only within camera_info_tolerance, and may arrive after the images); a stale
     camera_info is counted, not used."""
-    from diagnostic_msgs.msg import DiagnosticArray
     from test_pose_node import Harness, frame
 
-    proc = start_process("cleanpose_ros.pose_node", unique_topic, *FAST, f"segmentation_weights:={segmenter_weights}",
-                         "sync_slop:=0.01", "camera_info_tolerance:=1.0", log_path=tmp_path / "pose.log")
+    proc = start_process(
+        "cleanpose_ros.pose_node",
+        unique_topic,
+        *FAST,
+        f"segmentation_weights:={segmenter_weights}",
+        "sync_slop:=0.01",
+        "camera_info_tolerance:=1.0",
+        log_path=tmp_path / "pose.log",
+    )
     h = Harness(ros_context, unique_topic)
     try:
         assert h.spin_until(lambda: h.pub["rgb"].get_subscription_count() > 0 or proc.poll() is not None, 90)
@@ -167,7 +207,9 @@ def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(ros_context, 
         h.pub["rgb"].publish(rgb)
         h.spin_until(lambda: False, 0.1)  # within INFO_WAIT_S (0.5 s)
         h.pub["info"].publish(info)
-        assert h.spin_until(lambda: h.poses[-1].header.stamp.sec == 505, 30), (tmp_path / "pose.log").read_text()
+        assert h.spin_until(lambda: h.poses[-1].header.stamp.sec == 505, 30), (
+            tmp_path / "pose.log"
+        ).read_text()
         # The newest camera_info is now 5 s older than the images and none follows: counted.
         rgb, depth, _ = frame(510)
         h.pub["depth"].publish(depth)
@@ -183,4 +225,5 @@ def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(ros_context, 
         h.node.destroy_node()
     log = (tmp_path / "pose.log").read_text()
     assert "newest camera_info is 5.00 s from the image" in log
-    assert "newest camera_info is 4.60 s from the image" not in log  # frame 505 waited for its late camera_info
+    # frame 505 waited for its late camera_info
+    assert "newest camera_info is 4.60 s from the image" not in log

@@ -1,4 +1,5 @@
-"""The node processes load torch with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy (openmp_policy)."""
+"""The node processes load torch with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy
+(openmp_policy)."""
 
 import os
 import subprocess

@@ -54,18 +54,33 @@ def test_estimator_parameters_are_the_estimator_settings_with_one_set_of_default
     from cleanpose_ros.parameters import FIELDS, RUNTIME, descriptor, estimator_config
 
     shared = {f.metadata["estimator"]: f for f in fields(PoseNodeParams) if "estimator" in f.metadata}
-    assert {"score_threshold", "min_mask_area", "min_points", "max_objects", "category_weight", "segmenter"} <= set(
-        shared)
+    assert {
+        "score_threshold",
+        "min_mask_area",
+        "min_points",
+        "max_objects",
+        "category_weight",
+        "segmenter",
+    } <= set(shared)
     for name, f in shared.items():
         core = SETTINGS[name]
         assert f.default == ("" if core.default is None else core.default), name
         assert core.metadata["description"] in descriptor(f.name).description, name
-        assert f.metadata["bounds"] == core.metadata["bounds"] and f.metadata["runtime"] == core.metadata["runtime"]
+        assert (
+            f.metadata["bounds"] == core.metadata["bounds"]
+            and f.metadata["runtime"] == core.metadata["runtime"]
+        )
     assert set(RETUNABLE) <= set(RUNTIME) and all(FIELDS[n].metadata["estimator"] == n for n in RETUNABLE)
     # Built without copying field by field: the defaults give the default Estimator.
     assert estimator_config(PoseNodeParams()) == EstimatorConfig()
-    config = estimator_config(PoseNodeParams(segmentation_backend="depth_tabletop", segmentation_weights="s.pt",
-                                             min_mask_area=7, publish_object_points=True))
+    config = estimator_config(
+        PoseNodeParams(
+            segmentation_backend="depth_tabletop",
+            segmentation_weights="s.pt",
+            min_mask_area=7,
+            publish_object_points=True,
+        )
+    )
     assert (config.segmenter, config.segmenter_weights, config.min_mask_area, config.keep_masks) == (
         "depth_tabletop", "s.pt", 7, True)
     assert config.model_weights is None and config.category_classifier is None

@@ -33,8 +33,13 @@ def rss_mb(pid: int) -> float:
 def test_thirty_hertz_for_twenty_seconds(ros_context, unique_topic, segmenter_weights, tmp_path):
     ns = unique_topic
     log_path = tmp_path / "pose_node.log"
-    proc = start_node(ns, "pose_backend:=box_fit", f"segmentation_weights:={segmenter_weights}", "device:=cpu",
-                      log_path=log_path)
+    proc = start_node(
+        ns,
+        "pose_backend:=box_fit",
+        f"segmentation_weights:={segmenter_weights}",
+        "device:=cpu",
+        log_path=log_path,
+    )
     node = rclpy.create_node("load_test", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)

@@ -36,7 +36,9 @@ def test_chains_interpolates_and_accepts_out_of_order_samples():
     cache._on_tf(tf("base", "camera", 0, (0, 0, 1)), True)  # static
     T = cache.lookup("odom", "camera", int(11.5e9))
     np.testing.assert_allclose(T[:3, 3], [1.5, 0, 1], atol=1e-9)
-    np.testing.assert_allclose(Rotation.from_matrix(T[:3, :3]).as_euler("zyx", degrees=True)[0], 67.5, atol=1e-6)
+    np.testing.assert_allclose(
+        Rotation.from_matrix(T[:3, :3]).as_euler("zyx", degrees=True)[0], 67.5, atol=1e-6
+    )
     np.testing.assert_allclose(cache.lookup("camera", "odom", int(11.5e9)) @ T, np.eye(4), atol=1e-9)
     assert cache.lookup("odom", "camera", int(20e9)) is None  # far past the newest sample
     assert cache.lookup("map", "camera", int(11e9)) is None  # no connection

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 
-def write_nocs_dataset(root: Path, split: str = "train", n_images: int = 2, size: tuple[int, int] = (120, 160),
-                       seed: int = 0) -> list[dict]:
+def write_nocs_dataset(
+    root: Path, split: str = "train", n_images: int = 2, size: tuple[int, int] = (120, 160), seed: int = 0
+) -> list[dict]:
     """Write the fixture; returns per image {'prefix', 'instance_map', 'class_ids', 'instance_ids'}."""
     rng = np.random.default_rng(seed)
     h, w = size
@@ -55,10 +56,17 @@ def write_nocs_dataset(root: Path, split: str = "train", n_images: int = 2, size
         cv2.imwrite(str(base) + "_depth.png", depth)
         cv2.imwrite(str(base) + "_mask.png", inst)
         n = len(class_ids)
-        label = {"class_ids": class_ids, "instance_ids": inst_ids, "model_list": [f"m{c}" for c in class_ids],
-                 "bboxes": np.array(boxes, np.int32).reshape(n, 4), "scales": np.full(n, 0.2, np.float32),
-                 "sizes": np.full((n, 3), 0.577, np.float32), "rotations": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
-                 "translations": np.zeros((n, 3), np.float32), "handle_visibility": np.ones(n, np.int32)}
+        label = {
+            "class_ids": class_ids,
+            "instance_ids": inst_ids,
+            "model_list": [f"m{c}" for c in class_ids],
+            "bboxes": np.array(boxes, np.int32).reshape(n, 4),
+            "scales": np.full(n, 0.2, np.float32),
+            "sizes": np.full((n, 3), 0.577, np.float32),
+            "rotations": np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+            "translations": np.zeros((n, 3), np.float32),
+            "handle_visibility": np.ones(n, np.int32),
+        }
         with open(str(base) + "_label.pkl", "wb") as f:
             pickle.dump(label, f)
         prefix = f"{split}/{scene}/{stem}"
@@ -70,7 +78,15 @@ def write_nocs_dataset(root: Path, split: str = "train", n_images: int = 2, size
                   "pred_scores": np.ones(n, np.float32), "gt_class_ids": np.array(class_ids, np.int32)}
         with open(seg_dir / f"results_{scene}_{stem}.pkl", "wb") as f:
             pickle.dump(result, f)
-        records.append({"prefix": prefix, "instance_map": inst, "class_ids": class_ids, "instance_ids": inst_ids,
-                        "rgb": rgb, "depth_m": depth.astype(np.float32) / 1000.0})
+        records.append(
+            {
+                "prefix": prefix,
+                "instance_map": inst,
+                "class_ids": class_ids,
+                "instance_ids": inst_ids,
+                "rgb": rgb,
+                "depth_m": depth.astype(np.float32) / 1000.0,
+            }
+        )
     (root / f"{split}_list.txt").write_text("".join(p + "\n" for p in prefixes))
     return records

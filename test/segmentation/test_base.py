@@ -23,7 +23,9 @@ def _instances(areas, scores, class_ids=None, disjoint=True):
 
 
 def test_filter_drops_scores_below_threshold():
-    out = SegmentationFilter(score_threshold=0.5, min_mask_area=0, min_points=0).apply(_instances([100] * 3, [0.2, 0.5, 0.9]))
+    out = SegmentationFilter(score_threshold=0.5, min_mask_area=0, min_points=0).apply(
+        _instances([100] * 3, [0.2, 0.5, 0.9])
+    )
     np.testing.assert_allclose(out.scores, [0.9, 0.5])
     assert any("below threshold" in s for s in out.skipped)
 
@@ -37,7 +39,9 @@ def test_filter_keeps_the_highest_scores_up_to_max_objects():
 
 
 def test_filter_drops_masks_below_min_area():
-    out = SegmentationFilter(score_threshold=0.0, min_mask_area=50, min_points=0).apply(_instances([10, 49, 50], [1, 1, 1]))
+    out = SegmentationFilter(score_threshold=0.0, min_mask_area=50, min_points=0).apply(
+        _instances([10, 49, 50], [1, 1, 1])
+    )
     assert len(out) == 1 and out.masks[0].sum() == 50
 
 
@@ -49,9 +53,13 @@ def test_filter_counts_only_finite_positive_depth_as_points():
     flat[150:170] = 0.0      # 20 more invalid
     flat[170:180] = -1.0     # negative: invalid
     # Each mask covers pixels 0..199 -> 20 valid points.
-    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=21, max_mask_overlap=1.0).apply(inst, depth)
+    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=21, max_mask_overlap=1.0).apply(
+        inst, depth
+    )
     assert len(out) == 0 and out.reason and "filtered out" in out.reason
-    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=20, max_mask_overlap=1.0).apply(inst, depth)
+    out = SegmentationFilter(score_threshold=0.0, min_mask_area=0, min_points=20, max_mask_overlap=1.0).apply(
+        inst, depth
+    )
     assert len(out) == 2
 
 
@@ -64,8 +72,9 @@ def test_filter_drops_a_mask_mostly_inside_higher_scoring_ones_of_its_category()
         InstanceMasks(masks, np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7], np.float32)))
     np.testing.assert_allclose(out.scores, [0.9, 0.7])
     assert any("inside higher-scoring" in s for s in out.skipped)
-    kept_all = SegmentationFilter(score_threshold=0, min_mask_area=0, min_points=0, max_mask_overlap=1.0).apply(
-        InstanceMasks(masks, np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7], np.float32)))
+    kept_all = SegmentationFilter(
+        score_threshold=0, min_mask_area=0, min_points=0, max_mask_overlap=1.0
+    ).apply(InstanceMasks(masks, np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7], np.float32)))
     assert len(kept_all) == 3
     # Only within a category: another category's mask over the same pixels is the backend's second guess.
     other = SegmentationFilter(score_threshold=0, min_mask_area=0, min_points=0).apply(
@@ -90,8 +99,13 @@ def test_filter_rejects_invalid_settings(bad):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 300), st.floats(0, 1)), max_size=8), st.floats(0, 1), st.integers(0, 5),
-       st.integers(0, 200), st.integers(0, 200))
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.floats(0, 1)), max_size=8),
+    st.floats(0, 1),
+    st.integers(0, 5),
+    st.integers(0, 200),
+    st.integers(0, 200),
+)
 def test_filter_output_always_satisfies_every_constraint(items, thr, max_obj, min_area, min_pts):
     inst = _instances([a for a, _ in items], [s for _, s in items])
     depth = np.zeros((H, W), np.float32)

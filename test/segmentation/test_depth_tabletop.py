@@ -1,15 +1,21 @@
-"""Depth tabletop backend on an analytically ray-cast scene: a table, two boxes standing on it, a wall behind."""
+"""Depth tabletop backend on an analytically ray-cast scene: a table, two boxes standing on it, a wall
+behind."""
 
 import numpy as np
 import pytest
 
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
 from cleanpose_core.segmentation import SegmentationFilter, build_segmenter
-from cleanpose_core.segmentation.depth_tabletop import DepthTabletopSegmenter, TabletopConfig, fit_plane_ransac
+from cleanpose_core.segmentation.depth_tabletop import (
+    DepthTabletopSegmenter,
+    TabletopConfig,
+    fit_plane_ransac,
+)
 
 K = Intrinsics(*REAL275_INTRINSICS)
 H, W = 480, 640
-# World frame: table top is z = 0 (|x| <= 0.5, -0.3 <= y <= 0.5), z up. Boxes as (centre xy, size xyz) in metres.
+# World frame: table top is z = 0 (|x| <= 0.5, -0.3 <= y <= 0.5), z up. Boxes as (centre xy, size xyz) in
+# metres.
 BOXES = [((-0.12, 0.10), (0.08, 0.06, 0.12)), ((0.10, 0.02), (0.06, 0.07, 0.08))]
 WALL_Y = 0.6  # a wall behind the table (plane y = 0.6), rising above the table height
 
@@ -19,7 +25,8 @@ def _look_at(C, target):
     z /= np.linalg.norm(z)
     x = np.cross(z, [0.0, 0.0, 1.0])
     x /= np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z], axis=1)  # columns: camera x (right), y (down), z (forward) in world
+    # columns: camera x (right), y (down), z (forward) in world
+    return np.stack([x, np.cross(z, x), z], axis=1)
 
 
 def render_scene(noise_m=0.0, seed=0):
@@ -127,7 +134,9 @@ def test_estimator_hands_each_frames_intrinsics_to_the_backend(scene):
     crop, K_crop = depth[r0:, c0:], crop_intrinsics(K, r0, c0, H - r0, W - c0)
     seg = DepthTabletopSegmenter(TabletopConfig(), SegmentationFilter(min_points=50),
                                  classifier=lambda clouds: [(5, 0.9)] * len(clouds))
-    est = Estimator(EstimatorConfig(pose_backend="box_fit", segmenter="external", keep_masks=True), segmenter=seg)
+    est = Estimator(
+        EstimatorConfig(pose_backend="box_fit", segmenter="external", keep_masks=True), segmenter=seg
+    )
     result = est.estimate(np.zeros((*crop.shape, 3), np.uint8), crop, K_crop, "m")
     assert seg.intrinsics == K_crop
     assert len(result.detections) == 2 and {d.category for d in result.detections} == {"mug"}

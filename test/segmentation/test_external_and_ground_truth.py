@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 
 from cleanpose_core.segmentation import SegmentationFilter, build_segmenter
-from cleanpose_core.segmentation.external import ExternalSegmenter, external_instances, masks_from_instance_map
-from cleanpose_core.segmentation.ground_truth import (GroundTruthSegmenter, instances_from_segmentation_result,
-                                                      read_instance_map, resolve_prefix)
+from cleanpose_core.segmentation.external import (
+    ExternalSegmenter,
+    external_instances,
+    masks_from_instance_map,
+)
+from cleanpose_core.segmentation.ground_truth import (
+    GroundTruthSegmenter,
+    instances_from_segmentation_result,
+    read_instance_map,
+    resolve_prefix,
+)
 
 H, W = 30, 40
 RGB = np.zeros((H, W, 3), np.uint8)
@@ -20,7 +28,9 @@ def _masks(n=2):
 
 
 def test_external_accepts_integer_masks_and_category_names():
-    out = ExternalSegmenter(SegmentationFilter(0.0, 10, 1, 0)).segment_with(RGB, None, _masks(), ["mug", 2], [0.4, 0.8])
+    out = ExternalSegmenter(SegmentationFilter(0.0, 10, 1, 0)).segment_with(
+        RGB, None, _masks(), ["mug", 2], [0.4, 0.8]
+    )
     assert out.reason is None and out.masks.dtype == bool
     assert out.class_ids.tolist() == [2, 5]  # sorted by score: camera (0.8) first
     assert out.category_names == ["camera", "mug"]
@@ -81,7 +91,9 @@ def test_ground_truth_from_segmentation_results_converts_ids_and_boxes(nocs_fixt
     root, records = nocs_fixture
     rec = records[0]
     scene, stem = rec["prefix"].split("/")[1:]
-    inst = instances_from_segmentation_result(root / "segmentation_results" / "train" / f"results_{scene}_{stem}.pkl")
+    inst = instances_from_segmentation_result(
+        root / "segmentation_results" / "train" / f"results_{scene}_{stem}.pkl"
+    )
     assert inst.class_ids.tolist() == [c - 1 for c in rec["class_ids"]]
     for mask, box in zip(inst.masks, inst.boxes):  # (x1, y1, x2, y2) from the pickle's (y1, x1, y2, x2)
         ys, xs = np.nonzero(mask)

@@ -1,4 +1,5 @@
-"""Mask R-CNN backend: builds without downloads, runs on a 640x480 frame, weight files round-trip and fail clearly."""
+"""Mask R-CNN backend: builds without downloads, runs on a 640x480 frame, weight files round-trip and fail
+clearly."""
 
 import numpy as np
 import pytest
@@ -57,7 +58,9 @@ def test_segment_never_raises_on_bad_frames():
 def test_weights_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
     model = build_maskrcnn(MASKRCNN_PRESETS["mobilenet_v3"], SMALL, score_threshold=0.0).eval()
-    path = save_maskrcnn_weights(tmp_path / "seg.pt", model, MASKRCNN_PRESETS["mobilenet_v3"], {"note": "test"})
+    path = save_maskrcnn_weights(
+        tmp_path / "seg.pt", model, MASKRCNN_PRESETS["mobilenet_v3"], {"note": "test"}
+    )
     loaded, arch, meta = load_maskrcnn(path, SMALL, score_threshold=0.0)
     assert arch == MASKRCNN_PRESETS["mobilenet_v3"] and meta == {"note": "test"}
     image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(1))

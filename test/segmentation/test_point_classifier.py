@@ -1,4 +1,5 @@
-"""The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, the re-scoring
+"""The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, the
+re-scoring
 segmenter and its factory, Estimator use."""
 
 from pathlib import Path
@@ -86,13 +87,16 @@ def test_classifier_slot_of_the_tabletop_backend(tmp_path):
     rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "bowl"))
     cloud = np.random.default_rng(0).normal(0, 0.05, (500, 3)).astype(np.float32)
     named = rescorer([cloud, np.zeros((3, 3), np.float32), cloud])  # one forward for the frame's regions
-    assert [(cls, round(score, 3)) for cls, score in named] == [(1, 1.0), (-1, 0.0), (1, 1.0)]  # too few: unknown
+    # too few: unknown
+    assert [(cls, round(score, 3)) for cls, score in named] == [(1, 1.0), (-1, 0.0), (1, 1.0)]
     assert rescorer([]) == []
 
 
 def test_a_regions_category_does_not_depend_on_the_other_regions():
     torch.manual_seed(0)
-    rescorer = CategoryRescorer(PointNetClassifier(PointClassifierConfig(widths=(16, 32), head=(16,))).eval(), 64)
+    rescorer = CategoryRescorer(
+        PointNetClassifier(PointClassifierConfig(widths=(16, 32), head=(16,))).eval(), 64
+    )
     rng = np.random.default_rng(1)
     a, b = (rng.normal(0, s, (300, 3)).astype(np.float32) for s in (0.03, 0.2))
     alone = rescorer([a])[0]
@@ -125,8 +129,9 @@ def test_rescored_segmenter_cuts_candidates_permissively_and_filters_once_after_
     rescorer = CategoryRescorer.from_file(forced_classifier_file(tmp_path / "c.pt", "mug"), weight=0.5)
     inner = _Fixed(_duplicates())
     seg = RescoredSegmenter(inner, rescorer, SegmentationFilter(score_threshold=0.5, min_points=0))
-    assert inner.filter == SegmentationFilter(score_threshold=0.25, max_objects=CANDIDATES_PER_FRAME, min_points=0,
-                                              max_mask_overlap=1.0)
+    assert inner.filter == SegmentationFilter(
+        score_threshold=0.25, max_objects=CANDIDATES_PER_FRAME, min_points=0, max_mask_overlap=1.0
+    )
     rgb, depth = np.zeros((120, 160, 3), np.uint8), np.full((120, 160), 0.8, np.float32)
     seg.set_intrinsics(K)
     out = seg.segment(rgb, depth)
@@ -146,10 +151,15 @@ def test_rescored_segmenter_retunes_both_filters_and_the_weight_or_nothing(tmp_p
     assert rescorer.weight == 0.75
     assert seg.filter == SegmentationFilter(0.6, 3, 10, 5, max_mask_overlap=0.7)  # its overlap is kept
     assert inner.filter == SegmentationFilter(0.6 ** 4, CANDIDATES_PER_FRAME, 10, 5, max_mask_overlap=1.0)
-    for bad_filter, bad_weight in ((SegmentationFilter(score_threshold=2.0), 0.5), (SegmentationFilter(), 1.0)):
+    for bad_filter, bad_weight in (
+        (SegmentationFilter(score_threshold=2.0), 0.5),
+        (SegmentationFilter(), 1.0),
+    ):
         with pytest.raises(ValueError):
             seg.retune(bad_filter, bad_weight)
-        assert rescorer.weight == 0.75 and seg.filter.score_threshold == 0.6 and inner.filter.min_mask_area == 10
+        assert (
+            rescorer.weight == 0.75 and seg.filter.score_threshold == 0.6 and inner.filter.min_mask_area == 10
+        )
 
 
 def test_factory_builds_the_rescored_mask_rcnn_from_a_config(tmp_path):
@@ -158,7 +168,9 @@ def test_factory_builds_the_rescored_mask_rcnn_from_a_config(tmp_path):
     seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", category_classifier=forced,
                           category_weight=0.5, score_threshold=0.5, max_objects=4)
     assert isinstance(seg, RescoredSegmenter) and seg.filter == final
-    assert seg.inner.model.roi_heads.score_thresh == pytest.approx(0.25) and seg.inner.filter.max_objects == 100
+    assert (
+        seg.inner.model.roi_heads.score_thresh == pytest.approx(0.25) and seg.inner.filter.max_objects == 100
+    )
     plain = build_segmenter(SegmenterConfig(kind="maskrcnn", filter=final, device="cpu", category_weight=0.0,
                                             backend={"random_weights": True}))
     assert not isinstance(plain, RescoredSegmenter) and plain.model.roi_heads.score_thresh == 0.5
@@ -231,7 +243,9 @@ def test_estimator_rescores_mask_rcnn_detections(tmp_path, synthetic_frame):
     forced = forced_classifier_file(tmp_path / "laptop.pt", "laptop")
     base = dict(device="cpu", score_threshold=0.3)
     plain = Estimator(EstimatorConfig(**base, category_weight=0.0)).estimate(rgb, depth, K_frame, "m")
-    fused = Estimator(EstimatorConfig(**base, category_classifier=str(forced))).estimate(rgb, depth, K_frame, "m")
+    fused = Estimator(EstimatorConfig(**base, category_classifier=str(forced))).estimate(
+        rgb, depth, K_frame, "m"
+    )
     assert {d.category for d in plain.detections} - {"laptop"}, "the segmenter alone finds other categories"
     # a classifier sure that everything is a laptop sends every other detection's score to ~0
     assert {d.category for d in fused.detections} <= {"laptop"}
@@ -246,5 +260,7 @@ def test_cli_trains_and_reports_bad_data(tmp_path, capsys):
                "--iterations", "3", "--batch-size", "4", "--no-progress"])
     assert rc == 0 and (tmp_path / "pc.pt").is_file()
     assert '"train_instances"' in capsys.readouterr().out
-    assert main(["train-classifier", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert (
+        main(["train-classifier", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")]) == 2
+    )
     assert "image list not found" in capsys.readouterr().err

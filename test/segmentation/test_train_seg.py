@@ -33,8 +33,14 @@ def test_dataset_builds_torchvision_targets_from_mask_png_and_label(nocs_fixture
     ds = NocsSegmentationDataset(root, "train")
     image, target = ds[0]
     rec = records[0]
-    assert image.shape == (3, 120, 160) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
-    np.testing.assert_allclose(image.permute(1, 2, 0).numpy() * 255, rec["rgb"], atol=0.5)  # BGR on disk -> RGB
+    assert (
+        image.shape == (3, 120, 160)
+        and image.dtype == torch.float32
+        and 0 <= image.min()
+        and image.max() <= 1
+    )
+    # BGR on disk -> RGB
+    np.testing.assert_allclose(image.permute(1, 2, 0).numpy() * 255, rec["rgb"], atol=0.5)
     assert target["labels"].tolist() == rec["class_ids"]  # 1-based, as torchvision wants (0 = background)
     for mask, box, inst in zip(target["masks"], target["boxes"], rec["instance_ids"]):
         np.testing.assert_array_equal(mask.numpy().astype(bool), rec["instance_map"] == inst)
@@ -66,7 +72,10 @@ def test_dataset_augmentation_is_a_function_of_seed_epoch_and_index(nocs_fixture
 
 
 def test_missing_list_file_names_the_expected_path(tmp_path):
-    assert _run_cli(["train-seg", "--data", str(tmp_path), "--out", str(tmp_path / "s.pt"), "--no-progress"]) == 2
+    assert (
+        _run_cli(["train-seg", "--data", str(tmp_path), "--out", str(tmp_path / "s.pt"), "--no-progress"])
+        == 2
+    )
     with pytest.raises(FileNotFoundError, match="train_list.txt"):
         NocsSegmentationDataset(tmp_path, "train")
 
@@ -75,8 +84,28 @@ def test_tiny_train_seg_run_decreases_the_loss_and_writes_loadable_weights(nocs_
     root, records = nocs_fixture
     out = root.parent / "seg.pt"
     torch.set_num_threads(1)
-    code = _run_cli(["train-seg", "--data", str(root), "--out", str(out), "--iterations", "25", "--batch-size", "2",
-                     "--min-size", "120", "--max-size", "160", "--seed", "0", "--device", "cpu", "--no-progress"])
+    code = _run_cli(
+        [
+            "train-seg",
+            "--data",
+            str(root),
+            "--out",
+            str(out),
+            "--iterations",
+            "25",
+            "--batch-size",
+            "2",
+            "--min-size",
+            "120",
+            "--max-size",
+            "160",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["final_step"] == 25
@@ -114,7 +143,9 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
 def test_resume_without_a_checkpoint_fails_clearly(nocs_fixture):
     root, _ = nocs_fixture
-    code = _run_cli(["train-seg", "--data", str(root), "--out", str(root / "none.pt"), "--resume", "--no-progress"])
+    code = _run_cli(
+        ["train-seg", "--data", str(root), "--out", str(root / "none.pt"), "--resume", "--no-progress"]
+    )
     assert code == 2
 
 
@@ -132,19 +163,46 @@ def test_init_fine_tunes_from_a_weights_file_and_rejects_another_architecture(tm
     torch.set_num_threads(1)
 
     def cfg(out, **kw):
-        return SegTrainConfig(data=str(root), out=str(out), iterations=1, batch_size=2, min_size=64, max_size=96,
-                              warmup_iterations=1, checkpoint_every=1, log_every=1, device="cpu", **kw)
+        return SegTrainConfig(
+            data=str(root),
+            out=str(out),
+            iterations=1,
+            batch_size=2,
+            min_size=64,
+            max_size=96,
+            warmup_iterations=1,
+            checkpoint_every=1,
+            log_every=1,
+            device="cpu",
+            **kw,
+        )
 
     train_segmenter(cfg(tmp_path / "first.pt", seed=0), progress=False)
     # A near-zero learning rate: the fine-tuned weights stay the starting weights, which a different seed's
     # random initialisation does not reproduce.
-    train_segmenter(cfg(tmp_path / "tuned.pt", seed=5, lr=1e-12, init=str(tmp_path / "first.pt")), progress=False)
+    train_segmenter(
+        cfg(tmp_path / "tuned.pt", seed=5, lr=1e-12, init=str(tmp_path / "first.pt")), progress=False
+    )
     train_segmenter(cfg(tmp_path / "scratch.pt", seed=5, lr=1e-12), progress=False)
     first, tuned, scratch = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model"]
                              for n in ("first", "tuned", "scratch"))
     key = next(k for k, v in first.items() if v.is_floating_point() and v.dim() == 4)  # a conv weight
     torch.testing.assert_close(tuned[key], first[key], rtol=0, atol=1e-6)
     assert not torch.allclose(scratch[key], first[key])
-    code = _run_cli(["train-seg", "--data", str(root), "--out", str(tmp_path / "r50.pt"), "--backbone", "resnet50",
-                     "--init", str(tmp_path / "first.pt"), "--iterations", "1", "--no-progress"])
+    code = _run_cli(
+        [
+            "train-seg",
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "r50.pt"),
+            "--backbone",
+            "resnet50",
+            "--init",
+            str(tmp_path / "first.pt"),
+            "--iterations",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "is a mobilenet_v3 Mask R-CNN" in capsys.readouterr().err

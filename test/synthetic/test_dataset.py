@@ -1,4 +1,5 @@
-"""The written dataset: geometry of labels vs. depth and NOCS maps, the DPDN layout, determinism, splits, resume."""
+"""The written dataset: geometry of labels vs. depth and NOCS maps, the DPDN layout, determinism, splits,
+resume."""
 
 import argparse
 import pickle
@@ -42,7 +43,11 @@ def _nocs_residuals(root: Path, split: str):
         for i, inst in enumerate(label["instance_ids"]):
             rows, cols = np.nonzero((mask == inst) & (depth > 0))
             p = pixels_to_points(rows, cols, depth_m, K).astype(np.float64)
-            R, t, s = label["rotations"][i].astype(np.float64), label["translations"][i], float(label["scales"][i])
+            R, t, s = (
+                label["rotations"][i].astype(np.float64),
+                label["translations"][i],
+                float(label["scales"][i]),
+            )
             p_nocs = (p - t) @ R / s  # R^T (p - t) / s, row-wise
             out.append((p_nocs - coord[rows, cols], p_nocs, prefix, inst))
     assert out, "no labelled instances were written"
@@ -83,7 +88,9 @@ def test_label_rotations_are_proper(clean_test_split, noisy_train_split):
     for root, split in ((clean_test_split, "test"), (noisy_train_split, "train")):
         for prefix in _prefixes(root, split, "list"):
             R = _load(root, prefix)[3]["rotations"].astype(np.float64)
-            np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
+            np.testing.assert_allclose(
+                R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-5
+            )
             np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
 
 
@@ -123,17 +130,31 @@ def test_every_file_and_key_of_the_dpdn_layout(clean_test_split):
 
         with open(str(base) + "_label.pkl", "rb") as f:
             label = pickle.load(f)
-        assert set(label) == {"class_ids", "instance_ids", "model_list", "bboxes", "scales", "sizes", "rotations",
-                              "translations", "handle_visibility"}
+        assert set(label) == {
+            "class_ids",
+            "instance_ids",
+            "model_list",
+            "bboxes",
+            "scales",
+            "sizes",
+            "rotations",
+            "translations",
+            "handle_visibility",
+        }
         n = len(label["class_ids"])
         n_instances += n
         assert (prefix in valid) == (n > 0)
         assert all(isinstance(c, int) and 1 <= c <= 6 for c in label["class_ids"])
         assert all(isinstance(i, int) for i in label["instance_ids"]) and len(label["instance_ids"]) == n
         assert all(isinstance(m, str) for m in label["model_list"]) and len(label["model_list"]) == n
-        for key, shape, dtype in (("bboxes", (n, 4), np.int32), ("scales", (n,), np.float32), ("sizes", (n, 3), np.float32),
-                                  ("rotations", (n, 3, 3), np.float32), ("translations", (n, 3), np.float32),
-                                  ("handle_visibility", (n,), np.int32)):
+        for key, shape, dtype in (
+            ("bboxes", (n, 4), np.int32),
+            ("scales", (n,), np.float32),
+            ("sizes", (n, 3), np.float32),
+            ("rotations", (n, 3, 3), np.float32),
+            ("translations", (n, 3), np.float32),
+            ("handle_visibility", (n,), np.int32),
+        ):
             assert label[key].shape == shape and label[key].dtype == dtype, key
         np.testing.assert_allclose(np.linalg.norm(label["sizes"], axis=1), 1.0, atol=1e-5)
         for i, inst in enumerate(label["instance_ids"]):
@@ -143,7 +164,12 @@ def test_every_file_and_key_of_the_dpdn_layout(clean_test_split):
             assert label["translations"][i][2] > 0.2  # in front of the camera, metres
             assert 0.05 < label["scales"][i] < 0.6  # metric diagonal in metres
 
-        seg_path = root / "segmentation_results" / split / f"results_{prefix.split('/')[1]}_{prefix.split('/')[2]}.pkl"
+        seg_path = (
+            root
+            / "segmentation_results"
+            / split
+            / f"results_{prefix.split('/')[1]}_{prefix.split('/')[2]}.pkl"
+        )
         assert seg_path.is_file() == (n > 0)
         if n:
             with open(seg_path, "rb") as f:
@@ -158,7 +184,9 @@ def test_every_file_and_key_of_the_dpdn_layout(clean_test_split):
             np.testing.assert_array_equal(seg["gt_bboxes"], label["bboxes"])
             np.testing.assert_array_equal(seg["pred_scores"], np.ones(n, np.float32))
             assert seg["gt_RTs"].shape == (n, 4, 4)
-            np.testing.assert_allclose(seg["gt_RTs"][:, :3, :3], label["rotations"] * label["scales"][:, None, None], atol=1e-6)
+            np.testing.assert_allclose(
+                seg["gt_RTs"][:, :3, :3], label["rotations"] * label["scales"][:, None, None], atol=1e-6
+            )
             np.testing.assert_allclose(seg["gt_RTs"][:, :3, 3], label["translations"])
             np.testing.assert_allclose(seg["gt_RTs"][:, 3], np.tile([0, 0, 0, 1], (n, 1)))
             np.testing.assert_array_equal(seg["gt_scales"], label["sizes"])
@@ -186,12 +214,17 @@ def test_train_and_test_instances_are_disjoint(clean_test_split, noisy_train_spl
     def used(root, split):
         ids = set()
         for prefix in _prefixes(root, split):
-            ids |= {line.split()[2] for line in Path(str(root / prefix) + "_meta.txt").read_text().splitlines()}
+            ids |= {
+                line.split()[2] for line in Path(str(root / prefix) + "_meta.txt").read_text().splitlines()
+            }
         return ids
 
     train, test = used(noisy_train_split, "train"), used(clean_test_split, "test")
     assert train and test and not train & test
-    with open(noisy_train_split / "obj_models" / "train.pkl", "rb") as f, open(clean_test_split / "obj_models" / "test.pkl", "rb") as g:
+    with (
+        open(noisy_train_split / "obj_models" / "train.pkl", "rb") as f,
+        open(clean_test_split / "obj_models" / "test.pkl", "rb") as g,
+    ):
         assert not set(pickle.load(f)) & set(pickle.load(g))
 
 
@@ -202,7 +235,12 @@ def test_resume_skips_complete_scenes_and_redoes_incomplete_ones(tmp_path, small
     assert first.scenes_rendered == 2
     label = tmp_path / "train" / "scene_0002" / "0001_label.pkl"
     original = label.read_bytes()
-    assert generate_split(tmp_path, "train", 2, seed=1, cfg=cfg, progress=False, contact_sheet_rows=0).scenes_rendered == 0
+    assert (
+        generate_split(
+            tmp_path, "train", 2, seed=1, cfg=cfg, progress=False, contact_sheet_rows=0
+        ).scenes_rendered
+        == 0
+    )
     label.unlink()  # an interrupted scene
     again = generate_split(tmp_path, "train", 3, seed=1, cfg=cfg, progress=False, contact_sheet_rows=0)
     assert again.scenes_rendered == 2 and label.read_bytes() == original
@@ -233,11 +271,40 @@ def test_cli_renders_a_split_and_rejects_bad_arguments(tmp_path, capsys):
     cli.register(parser.add_subparsers(dest="command"))
     cfg_path = tmp_path / "synth.yaml"
     cfg_path.write_text("scene:\n  pool_size: 4\n  objects: [2, 3]\nrender:\n  threads: 1\n")
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "d"), "--scenes", "1", "--split", "train", "--seed", "0",
-                              "--frames-per-scene", "1", "--config", str(cfg_path), "--no-noise", "--quiet"])
+    args = parser.parse_args(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "d"),
+            "--scenes",
+            "1",
+            "--split",
+            "train",
+            "--seed",
+            "0",
+            "--frames-per-scene",
+            "1",
+            "--config",
+            str(cfg_path),
+            "--no-noise",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     assert (tmp_path / "d" / "train_list_all.txt").read_text().strip() == "train/scene_0001/0000"
     assert (tmp_path / "d" / "contact_sheet_train.png").is_file()
     cfg_path.write_text("scene:\n  pool_sise: 4\n")
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "e"), "--scenes", "1", "--split", "train", "--config", str(cfg_path)])
+    args = parser.parse_args(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "e"),
+            "--scenes",
+            "1",
+            "--split",
+            "train",
+            "--config",
+            str(cfg_path),
+        ]
+    )
     assert args.func(args) == 2  # the typo is reported, not ignored

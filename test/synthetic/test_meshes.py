@@ -1,4 +1,5 @@
-"""Imported meshes (`cleanpose synth --meshes DIR`): the three folder layouts, the NOCS canonical frame and its
+"""Imported meshes (`cleanpose synth --meshes DIR`): the three folder layouts, the NOCS canonical frame and
+its
 checks, disjoint train/test instances, and a meshes.yaml folder rendered, predicted and evaluated end to end.
 
 Every mesh is built here with trimesh (nothing is downloaded); they are small so that the tests stay fast.
@@ -125,7 +126,9 @@ def test_meshes_yaml_is_canonicalised_to_the_nocs_frame_with_real_sizes(tmp_path
     can = M.load_instance(entries["can0"])  # written z-up: its height is along y again
     assert can.extents[1] > 1.5 * can.extents[0] and np.isclose(can.extents[0], can.extents[2], atol=1e-3)
     assert can.metric_scale is None  # drawn from scene.scale_ranges
-    assert np.isclose(M.load_instance(entries["bottle1"]).metric_scale, np.linalg.norm([0.07, 0.23, 0.07]), rtol=0.01)
+    assert np.isclose(
+        M.load_instance(entries["bottle1"]).metric_scale, np.linalg.norm([0.07, 0.23, 0.07]), rtol=0.01
+    )
     assert np.isclose(M.load_instance(entries["laptop0"]).metric_scale, np.linalg.norm([0.3, 0.025, 0.4]))
     mug = M.load_instance(entries["mug0"])  # open top (not watertight), handle written along -y
     assert not mug.mesh.is_watertight
@@ -156,7 +159,10 @@ def test_nocs_obj_models_split_by_folder_unmirror_camera_models_and_read_real_si
     mug = M.load_instance(entries["mug_white_norm"])
     assert entries["mug_white_norm"].size_m == (0.107, 0.1, 0.08)
     assert np.isclose(mug.metric_scale, np.linalg.norm([0.107, 0.1, 0.08]))
-    assert M.check_instance(mug, "x") == [] and M.check_instance(M.load_instance(entries["can_soda_norm"]), "x") == []
+    assert (
+        M.check_instance(mug, "x") == []
+        and M.check_instance(M.load_instance(entries["can_soda_norm"]), "x") == []
+    )
 
 
 def test_convention_checks_warn_and_name_the_file(tmp_path):
@@ -192,7 +198,10 @@ def test_splits_are_disjoint_deterministic_and_follow_each_name():
             assert len(moved) <= 1 and (not moved or len(set(by_hash)) == 1)
     assert items(24) == items(24)
     assert next(it for it in items(60, pinned="test") if it["model_id"] == "pinned")["split"] == "test"
-    assert M.assign_splits([{"model_id": "a", "category": "can", "split": None}], 0)[0]["split"] in ("train", "test")
+    assert M.assign_splits([{"model_id": "a", "category": "can", "split": None}], 0)[0]["split"] in (
+        "train",
+        "test",
+    )
 
 
 def test_shape_source_keeps_held_out_meshes_out_of_training_and_mixes_when_asked(tmp_path):
@@ -204,7 +213,9 @@ def test_shape_source_keeps_held_out_meshes_out_of_training_and_mixes_when_asked
     assert len(train_ids | test_ids) == 8
     rng = np.random.default_rng(0)
     assert {test.draw(rng).model_id for _ in range(60)} == test_ids
-    mixed = ShapeSource("test", SceneConfig(shape_source="mixed", meshes=folder, pool_size=4, mesh_fraction=0.5))
+    mixed = ShapeSource(
+        "test", SceneConfig(shape_source="mixed", meshes=folder, pool_size=4, mesh_fraction=0.5)
+    )
     drawn = [mixed.draw(rng) for _ in range(200)]
     ids = {s.model_id for s in drawn}
     assert test_ids <= ids and any(s.model_id.startswith("camera_") for s in drawn) and not ids & train_ids
@@ -219,10 +230,12 @@ def test_meshes_yaml_errors_name_the_file_and_entry(tmp_path):
     root = tmp_path / "m"
     root.mkdir()
     can_nocs().export(root / "a.obj")
-    for entry, message in (({"file": "a.obj", "category": "cup"}, "category must be one of"),
-                           ({"file": "b.obj", "category": "can"}, "file not found"),
-                           ({"file": "a.obj", "category": "can", "up": "+y", "front": "-y"}, "different axes"),
-                           ({"file": "a.obj", "category": "can", "colour": "red"}, "unknown keys")):
+    for entry, message in (
+        ({"file": "a.obj", "category": "cup"}, "category must be one of"),
+        ({"file": "b.obj", "category": "can"}, "file not found"),
+        ({"file": "a.obj", "category": "can", "up": "+y", "front": "-y"}, "different axes"),
+        ({"file": "a.obj", "category": "can", "colour": "red"}, "unknown keys"),
+    ):
         (root / "meshes.yaml").write_text(yaml.safe_dump([entry]))
         M.read_catalogue.cache_clear()
         with pytest.raises(ConfigError, match=message) as info:

@@ -1,4 +1,5 @@
-"""Renderer and depth-noise model on hand-built scenes: depth is metric z, handle visibility, noise effects."""
+"""Renderer and depth-noise model on hand-built scenes: depth is metric z, handle visibility, noise
+effects."""
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ def _mug_scene() -> Scene:
     scale = 0.15
     t = np.array([0.0, 0.0, -(scale * shape.mesh.vertices @ _UPRIGHT.T)[:, 2].min()])
     mug = SceneObject(shape, scale, _UPRIGHT.copy(), t, make_material("mug", np.random.default_rng(0)))
-    light = Lighting(np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93]), np.ones(3), np.full(3, 0.3))
+    light = Lighting(
+        np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93]), np.ones(3), np.full(3, 0.3)
+    )
     return Scene([mug], [], 2, np.full((2, 3), 0.5), 4.0, (1.6, 1.2), np.full(3, 0.7), light, [])
 
 
@@ -30,8 +33,13 @@ def test_mug_handle_visibility_follows_the_rendered_handle_pixels(side, visible)
     eye = np.array([side * 0.6, 0.0, 0.12])
     R_wc = look_at(eye, np.array([0.0, 0.0, 0.07]))
     frame = SceneRenderer(scene, K, threads=1).render(R_wc, eye, np.random.default_rng(0), image_noise=0.0)
-    depth_mm = depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, NoiseConfig(enabled=False),
-                                  np.random.default_rng(0))
+    depth_mm = depth_to_sensor_mm(
+        frame.depth,
+        frame.cos_incidence,
+        frame.albedo_luma,
+        NoiseConfig(enabled=False),
+        np.random.default_rng(0),
+    )
     meta, label = build_labels(scene, frame, depth_mm, 64, 16)
     assert meta == ["1 6 mug_0002"]
     assert label["handle_visibility"].tolist() == [visible]
@@ -60,7 +68,9 @@ def test_rendered_depth_is_the_metric_z_of_the_surface():
 def test_noise_off_only_quantises_to_millimetres():
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.3, 2.0, (48, 64)).astype(np.float32)
-    out = depth_to_sensor_mm(depth, np.ones_like(depth), np.full_like(depth, 0.5), NoiseConfig(enabled=False), rng)
+    out = depth_to_sensor_mm(
+        depth, np.ones_like(depth), np.full_like(depth, 0.5), NoiseConfig(enabled=False), rng
+    )
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, np.rint(depth * 1000).astype(np.uint16))
 

@@ -1,4 +1,5 @@
-"""Procedural shapes: NOCS canonical frame, symmetry about y, category fronts, instance identity and splits."""
+"""Procedural shapes: NOCS canonical frame, symmetry about y, category fronts, instance identity and
+splits."""
 
 import numpy as np
 import open3d as o3d
@@ -54,7 +55,10 @@ def test_a_tilted_axis_would_fail_the_symmetry_check():
     # Guards the test above: rotating a bottle about x is not a symmetry.
     mesh = make_instance("bottle", 0).mesh
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)), o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)),
+    )
     pts = np.asarray(mesh.sample(2000, seed=0), np.float32)
     c, s = np.cos(0.5), np.sin(0.5)
     Rx = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)

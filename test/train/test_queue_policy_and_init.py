@@ -3,7 +3,8 @@
 - `policy: per_epoch` (paper text): pushes are staged and enter the queue when the first data source finishes
   its epoch, not before; `per_iteration` (official) changes the queue after the first step;
 - `init: teacher` (official) needs the training config's `queue_init` file of teacher features, and a run
-  without one stops before training with an error that says how to fix it; `init: random` keeps the model's own
+  without one stops before training with an error that says how to fix it; `init: random` keeps the model's
+  own
   seeded entries and refuses a file.
 """
 
@@ -26,7 +27,8 @@ BATCHES_PER_EPOCH = 3  # 9 samples, batches of 3
 
 
 class QueueStandIn(nn.Module):
-    """A tiny regressor whose context comes from a real `ConfounderQueue`, pushed by the engine after each step."""
+    """A tiny regressor whose context comes from a real `ConfounderQueue`, pushed by the engine after each
+    step."""
 
     def __init__(self, policy: str = "per_iteration", init: str = "random") -> None:
         super().__init__()
@@ -55,9 +57,18 @@ def components(policy: str, init: str = "random"):
 
 
 def config(iterations: int, queue_init=None) -> TrainConfig:
-    return TrainConfig(model="standin", sources=[DataSourceConfig(name="a", batch_size=3)],
-                       schedule=ScheduleConfig(kind="constant", base_lr=1e-3), iterations=iterations,
-                       checkpoint_every=100, log_every=1, seed=3, device="cpu", threads=1, queue_init=queue_init)
+    return TrainConfig(
+        model="standin",
+        sources=[DataSourceConfig(name="a", batch_size=3)],
+        schedule=ScheduleConfig(kind="constant", base_lr=1e-3),
+        iterations=iterations,
+        checkpoint_every=100,
+        log_every=1,
+        seed=3,
+        device="cpu",
+        threads=1,
+        queue_init=queue_init,
+    )
 
 
 def final_queue(out) -> dict[str, torch.Tensor]:
@@ -76,9 +87,12 @@ def test_per_epoch_queue_changes_at_the_epoch_end_and_not_before(tmp_path):
     end = final_queue(tmp_path / "end")
     assert not torch.equal(end["entries"], initial[1])  # the epoch's last step committed the staged entries
     assert int(end["pending_count"].sum()) == 0
-    # FIFO: a category that got m of the epoch's pushes keeps its N_q - m newest initial entries, moved forward
-    pushed = [next(m for m in range(LENGTH + 1) if torch.equal(end["entries"][c, :LENGTH - m], initial[1][c, m:]))
-              for c in range(CAT_NUM)]
+    # FIFO: a category that got m of the epoch's pushes keeps its N_q - m newest initial entries, moved
+    # forward
+    pushed = [
+        next(m for m in range(LENGTH + 1) if torch.equal(end["entries"][c, : LENGTH - m], initial[1][c, m:]))
+        for c in range(CAT_NUM)
+    ]
     assert sum(pushed) == 9  # all nine pushes of the epoch
 
     train(config(BATCHES_PER_EPOCH + 1), tmp_path / "next", build_components=build, progress=False)
@@ -97,7 +111,9 @@ def test_per_iteration_queue_changes_after_the_first_step(tmp_path):
 
 def test_teacher_init_without_a_queue_file_stops_before_training(tmp_path):
     build, _ = components("per_iteration", init="teacher")
-    with pytest.raises(ConfigError, match=r"causal.queue.init: teacher.*no queue_init.*queue-init.*init: random"):
+    with pytest.raises(
+        ConfigError, match=r"causal.queue.init: teacher.*no queue_init.*queue-init.*init: random"
+    ):
         train(config(1), tmp_path / "run", build_components=build, progress=False)
     assert not (tmp_path / "run" / FINAL_NAME).exists()
 

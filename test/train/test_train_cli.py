@@ -139,8 +139,15 @@ def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root, capsys):
     assert midway.n_points == 64
     for (name, a), b in zip(estimator.model.state_dict().items(), midway.model.state_dict().values()):
         assert torch.equal(a, b), name
-    counts = predict(synthetic_root, "test", tmp_path / "results", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
-                     progress=False)
+    counts = predict(
+        synthetic_root,
+        "test",
+        tmp_path / "results",
+        estimator,
+        "gt",
+        Intrinsics(*REAL275_INTRINSICS),
+        progress=False,
+    )
     assert counts["images"] > 0 and counts["objects"] > 0
     assert main(["eval", "--results", str(tmp_path / "results"), "--json", str(tmp_path / "eval.json")]) == 0
     # The result score: ground-truth masks score 1, times the pose confidence unless `--score detection`.
@@ -149,8 +156,10 @@ def test_cli_train_smoke_on_synthetic_fixture(tmp_path, synthetic_root, capsys):
 
     predict(synthetic_root, "test", tmp_path / "plain", estimator, "gt", Intrinsics(*REAL275_INTRINSICS),
             progress=False, score="detection")
-    combined, plain = (np.concatenate([r.pred_scores for r in load_results(str(tmp_path / d), len(NOCS_CATEGORIES))])
-                       for d in ("results", "plain"))
+    combined, plain = (
+        np.concatenate([r.pred_scores for r in load_results(str(tmp_path / d), len(NOCS_CATEGORIES))])
+        for d in ("results", "plain")
+    )
     assert (plain == 1.0).all() and ((combined > 0) & (combined <= 1)).all() and (combined < 1).any()
 
 
@@ -215,7 +224,9 @@ def test_teacher_cli_rejects_arch_that_disagrees_with_config(tmp_path, dpdn_root
 
 
 @needs_stack
-@pytest.mark.skipif(not (REPO / "models/segmenter_maskrcnn_mobilenet_v3.pt").is_file(), reason="needs the shipped segmenter")
+@pytest.mark.skipif(
+    not (REPO / "models/segmenter_maskrcnn_mobilenet_v3.pt").is_file(), reason="needs the shipped segmenter"
+)
 def test_cli_predict_with_model_masks_keeps_only_scores_above_the_threshold(tmp_path, synthetic_root):
     from cleanpose_core import NOCS_CATEGORIES
     from cleanpose_core.eval.results import load_results
@@ -223,8 +234,26 @@ def test_cli_predict_with_model_masks_keeps_only_scores_above_the_threshold(tmp_
     kept = {}
     for threshold in (0.05, 0.9):
         out = tmp_path / f"t{threshold}"
-        assert main(["predict", "--data", str(synthetic_root), "--out", str(out), "--masks", "model",
-                     "--pose-backend", "box_fit", "--device", "cpu", "--score-threshold", str(threshold)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--data",
+                    str(synthetic_root),
+                    "--out",
+                    str(out),
+                    "--masks",
+                    "model",
+                    "--pose-backend",
+                    "box_fit",
+                    "--device",
+                    "cpu",
+                    "--score-threshold",
+                    str(threshold),
+                ]
+            )
+            == 0
+        )
         scores = np.concatenate([r.pred_scores for r in load_results(str(out), len(NOCS_CATEGORIES))])
         assert (scores >= threshold).all()
         kept[threshold] = len(scores)

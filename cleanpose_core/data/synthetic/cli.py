@@ -1,4 +1,5 @@
-"""`cleanpose synth`: render a synthetic split in the NOCS/DPDN layout (see generate.py for what is written)."""
+"""`cleanpose synth`: render a synthetic split in the NOCS/DPDN layout (see generate.py for what is
+written)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output root (the DPDN 'data/real'-like folder)")
     p.add_argument("--scenes", type=int, required=True, help="number of scenes to render")
-    p.add_argument("--split", choices=("train", "test"), required=True, help="split; they hold disjoint instances")
+    p.add_argument(
+        "--split", choices=("train", "test"), required=True, help="split; they hold disjoint instances"
+    )
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--frames-per-scene", type=int, default=None, help="viewpoints per scene (default: config, 4)")
+    p.add_argument(
+        "--frames-per-scene", type=int, default=None, help="viewpoints per scene (default: config, 4)"
+    )
     p.add_argument("--config", default=None, help="YAML file with SynthConfig overrides")
     p.add_argument("--depth-model", choices=DEPTH_MODEL_CHOICES, default=None,
                    help="depth sensor model: ideal (exact depth, quantised to mm), noisy (per-pixel noise "
@@ -36,10 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", choices=CAMERA_CHOICES, default=None,
                    help="camera preset: intrinsics and image size of the colour camera, and for d435/d415 "
                    "the stereo head (baseline, IR focal length). Default: the config's, real275")
-    p.add_argument("--meshes", default=None, metavar="DIR",
-                   help="imported meshes: a ShapeNetCore v2 folder (<synset>/<model>/models/model_normalized.obj), "
-                   "a NOCS obj_models folder ({train,val,real_train,real_test}) or a folder of OBJ/PLY/STL/GLB "
-                   "files with a meshes.yaml (see cleanpose_core/data/synthetic/meshes.py)")
+    p.add_argument(
+        "--meshes",
+        default=None,
+        metavar="DIR",
+        help="imported meshes: a ShapeNetCore v2 folder (<synset>/<model>/models/model_normalized.obj), "
+        "a NOCS obj_models folder ({train,val,real_train,real_test}) or a folder of OBJ/PLY/STL/GLB "
+        "files with a meshes.yaml (see cleanpose_core/data/synthetic/meshes.py)",
+    )
     p.add_argument("--shape-source", choices=SHAPE_SOURCE_CHOICES, default=None,
                    help="objects from the procedural shapes, the --meshes only, or both (mixed). "
                    "Default: meshes with --meshes, else the config's, procedural")

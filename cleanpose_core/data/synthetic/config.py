@@ -1,6 +1,7 @@
 """Typed configuration of the synthetic data engine (one dataclass per concern, every default visible here).
 
-Load with `cleanpose_core.config.load_yaml(SynthConfig, path)` or `from_dict(SynthConfig, {...})`; unknown keys
+Load with `cleanpose_core.config.load_yaml(SynthConfig, path)` or `from_dict(SynthConfig, {...})`; unknown
+keys
 are errors that name the key. The resolved config is written next to the data as `<split>/config.yaml`.
 Lengths in metres, angles in degrees (config only; code converts to radians), probabilities in [0, 1].
 """
@@ -59,7 +60,8 @@ class CameraPreset:
 # - d415: baseline 55 mm and colour 15 mm to the left of the left imager (realsense-ros _d415.urdf.xacro).
 #   IR focal at 640x480: Intel's white paper on the D435/D415 high-speed capture modes gives f ~ 940 px at
 #   1280x720 for the D415 (and ~645 px for the D435, which matches the printouts above). We take the D415's
-#   VGA mode as the 4:3 centre of its 1920x1080 imager scaled by 4/9 (HD: 2/3; our reading, no printout found),
+# VGA mode as the 4:3 centre of its 1920x1080 imager scaled by 4/9 (HD: 2/3; our reading, no printout
+# found),
 #   so 940 * 2/3 = 627 px, i.e. 42 deg vertical FOV against the datasheet's 40 +- 1 deg (Table 3-42, "Depth
 #   FOV VGA"). The colour sensor
 #   (OV2740) and its FOV (H 69 / V 42 deg) are the D435's per the same table, so the D435 colour numbers.
@@ -104,7 +106,9 @@ class CameraConfig:
             raise ValueError(f"camera preset must be one of {sorted(CAMERA_PRESETS)}, got {self.preset!r}")
         fx, fy, _, _ = self.intrinsics
         if fx <= 0 or fy <= 0 or self.width <= 0 or self.height <= 0:
-            raise ValueError(f"intrinsics/size must be positive, got {self.intrinsics}, {self.width}x{self.height}")
+            raise ValueError(
+                f"intrinsics/size must be positive, got {self.intrinsics}, {self.width}x{self.height}"
+            )
         if not 0 < self.distance[0] <= self.distance[1]:
             raise ValueError(f"distance range must be 0 < lo <= hi, got {self.distance}")
         if not 0 < self.elevation_deg[0] <= self.elevation_deg[1] <= 90:
@@ -119,14 +123,17 @@ class SceneConfig:
     upside_down_prob: float = 0.08  # chance a bowl / mug / can stands upside down
     table_extent: tuple[float, float] = (1.6, 1.2)  # metres, table top size
     placement_extent: tuple[float, float] = (0.6, 0.45)  # metres, region the objects are placed in
-    min_gap: float = 0.005  # metres between object footprints (contact allowed: occlusion comes from the view)
+    # metres between object footprints (contact allowed: occlusion comes from the view)
+    min_gap: float = 0.005
     scale_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_SCALE_RANGES))
     pool_size: int = 60  # shape instances per category; even indices are train, odd are test
     shape_seed: int = 0  # seed of the instance pool: keep it fixed so model ids mean the same mesh everywhere
     biased: bool = False  # confounder study: in the train split, body colour is tied to the category
     bias_strength: float = 0.9  # probability that a train object gets its category's colour when biased
-    # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder (ShapeNetCore v2, NOCS
-    # obj_models or a meshes.yaml folder) and, when mixed, the chance an object of a category with meshes uses one.
+    # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder
+    # (ShapeNetCore v2, NOCS
+    # obj_models or a meshes.yaml folder) and, when mixed, the chance an object of a category with
+    # meshes uses one.
     shape_source: Literal["procedural", "meshes", "mixed"] = "procedural"
     meshes: str | None = None
     mesh_fraction: float = 0.5
@@ -144,16 +151,22 @@ class SceneConfig:
         missing = sorted(set(NOCS_CATEGORIES) - set(self.scale_ranges))
         extra = sorted(set(self.scale_ranges) - set(NOCS_CATEGORIES))
         if missing or extra:
-            raise ValueError(f"scale_ranges must name exactly {NOCS_CATEGORIES}; missing {missing}, unknown {extra}")
+            raise ValueError(
+                f"scale_ranges must name exactly {NOCS_CATEGORIES}; missing {missing}, unknown {extra}"
+            )
         for cat, (lo, hi) in self.scale_ranges.items():
             if not 0 < lo <= hi:
                 raise ValueError(f"scale_ranges.{cat} must satisfy 0 < lo <= hi, got {(lo, hi)}")
         if self.pool_size < 2:
-            raise ValueError(f"pool_size must be >= 2 (one train and one test instance), got {self.pool_size}")
+            raise ValueError(
+                f"pool_size must be >= 2 (one train and one test instance), got {self.pool_size}"
+            )
         if self.shape_source not in ("procedural", "meshes", "mixed"):
             raise ValueError(f"shape_source must be procedural, meshes or mixed, got {self.shape_source!r}")
         if self.shape_source != "procedural" and not self.meshes:
-            raise ValueError(f"shape_source {self.shape_source!r} needs a meshes folder (cleanpose synth --meshes DIR)")
+            raise ValueError(
+                f"shape_source {self.shape_source!r} needs a meshes folder (cleanpose synth --meshes DIR)"
+            )
         if not 0.0 <= self.mesh_fraction <= 1.0:
             raise ValueError(f"mesh_fraction must be in [0, 1], got {self.mesh_fraction}")
 
@@ -161,7 +174,8 @@ class SceneConfig:
 @dataclass
 class NoiseConfig:
     enabled: bool = True  # False: exact depth, only quantised to mm (the on-disk format)
-    axial_base: float = 0.0012  # metres; sigma(z) = base + quad * (z - 0.4)^2 (Kinect model, Nguyen et al. 2012)
+    # metres; sigma(z) = base + quad * (z - 0.4)^2 (Kinect model, Nguyen et al. 2012)
+    axial_base: float = 0.0012
     axial_quad: float = 0.0019  # metres per metre^2
     edge_dropout: float = 0.5  # chance a pixel at a depth discontinuity is missing
     edge_jump: float = 0.02  # metres; a 3x3 depth range above this (plus 2 % of z) marks an edge
@@ -271,9 +285,21 @@ class RGBEffectsConfig:
     jpeg_quality: tuple[int, int] = (30, 95)
 
     def validate(self) -> None:
-        ranges = ("lights", "colour_temperature_k", "fill_intensity", "distractor_tile_m", "background_tile_m",
-                  "exposure_ev", "awb_strength", "gamma", "shot_noise", "read_noise", "motion_blur_px",
-                  "defocus_radius_px", "jpeg_quality")
+        ranges = (
+            "lights",
+            "colour_temperature_k",
+            "fill_intensity",
+            "distractor_tile_m",
+            "background_tile_m",
+            "exposure_ev",
+            "awb_strength",
+            "gamma",
+            "shot_noise",
+            "read_noise",
+            "motion_blur_px",
+            "defocus_radius_px",
+            "jpeg_quality",
+        )
         for name in ranges:
             lo, hi = getattr(self, name)
             if lo > hi:

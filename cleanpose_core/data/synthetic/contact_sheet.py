@@ -62,7 +62,9 @@ def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | P
     titles += ["instance mask", "NOCS map"]
     header = np.full((28, _PANEL[0] * len(titles), 3), 255, np.uint8)
     for i, title in enumerate(titles):
-        cv2.putText(header, title, (i * _PANEL[0] + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            header, title, (i * _PANEL[0] + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA
+        )
     rows.append(header)
     for prefix in prefixes:
         base = str(data_root / prefix)
@@ -89,7 +91,9 @@ def make_contact_sheet(data_root: str | Path, prefixes: list[str], path: str | P
         panels = [cv2.resize(p, _PANEL, interpolation=cv2.INTER_AREA if k < n_colour else cv2.INTER_NEAREST)
                   for k, p in enumerate(panels)]
         row = np.concatenate(panels, axis=1)
-        cv2.putText(row, prefix, (6, _PANEL[1] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            row, prefix, (6, _PANEL[1] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
+        )
         rows.append(row)
     sheet = np.concatenate(rows, axis=0)
     path = Path(path)

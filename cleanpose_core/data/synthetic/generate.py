@@ -1,4 +1,5 @@
-"""Generate a synthetic split in the NOCS/DPDN layout: scenes -> rendered frames -> files, lists, models, sheet.
+"""Generate a synthetic split in the NOCS/DPDN layout: scenes -> rendered frames -> files, lists, models,
+sheet.
 
 Determinism: scene i of a split draws everything from `SeedSequence([seed, split_code, i])`, so results do not
 depend on the number of workers, their scheduling, or on resuming. Shape instances depend only on
@@ -154,12 +155,14 @@ def _check_or_write_config(out_dir: Path, split: str, seed: int, n_scenes: int, 
 
 
 def write_object_models(out_dir: Path, split: str, cfg: SynthConfig) -> Path:
-    """`obj_models/<split>.pkl` (model id -> (n_model_points, 3) float32 FPS points, NOCS frame) and the meshes."""
+    """`obj_models/<split>.pkl` (model id -> (n_model_points, 3) float32 FPS points, NOCS frame) and the
+    meshes."""
     models_dir = out_dir / "obj_models"
     mesh_dir = models_dir / "meshes"
     mesh_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{split}.pkl"
-    instances = ShapeSource(split, cfg.scene).models()  # (model id, loader, point seed): procedural and/or imported
+    # (model id, loader, point seed): procedural and/or imported
+    instances = ShapeSource(split, cfg.scene).models()
     expected = {m for m, _, _ in instances}
     if path.is_file() and all((mesh_dir / f"{m}.obj").is_file() for m in expected):
         with open(path, "rb") as f:
@@ -209,8 +212,10 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
         if cfg.render.threads == 0:
             cfg_dict["render"]["threads"] = per_worker
         tasks = [(str(out_dir), split, i, int(seed), cfg_dict) for i in pending]
-        # One BLAS/OpenMP thread per worker: the shading's small matmuls otherwise spawn a thread per core in every
-        # worker and the workers fight over the cores (measured: 4.7 -> 8.0 frames/s with 2 workers on 2 cores).
+        # One BLAS/OpenMP thread per worker: the shading's small matmuls otherwise spawn a thread
+        # per core in every
+        # worker and the workers fight over the cores (measured: 4.7 -> 8.0 frames/s with 2 workers
+        # on 2 cores).
         # Spawned children read these at start-up, so they are set only while the pool starts.
         single = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         saved = {k: os.environ.get(k) for k in single}
@@ -240,7 +245,9 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
     sheet = None
     if contact_sheet_rows > 0:
         # One frame from each of the first scenes (different viewpoints of one scene add little).
-        picks = [f["prefix"] for f in frames if f["prefix"].endswith("/0000") and f["n_visible"] > 0][:contact_sheet_rows]
+        picks = [f["prefix"] for f in frames if f["prefix"].endswith("/0000") and f["n_visible"] > 0][
+            :contact_sheet_rows
+        ]
         if picks:
             # Next to the written depth, the ideal depth of the same view, on the same colour scale.
             reference = None
@@ -251,7 +258,13 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
             if cfg.rgb_effects:
                 colour_ref = {p: effects_off_colour(split, int(p.split("/")[1][6:]) - 1, int(p.split("/")[2]),
                                                     int(seed), cfg) for p in picks}
-            sheet = make_contact_sheet(out_dir, picks, out_dir / f"contact_sheet_{split}.png", reference,
-                                       depth_title=f"{cfg.depth_model} depth (mm)", reference_colour=colour_ref,
-                                       colour_title="colour, rgb effects" if cfg.rgb_effects else "colour")
+            sheet = make_contact_sheet(
+                out_dir,
+                picks,
+                out_dir / f"contact_sheet_{split}.png",
+                reference,
+                depth_title=f"{cfg.depth_model} depth (mm)",
+                reference_colour=colour_ref,
+                colour_title="colour, rgb effects" if cfg.rgb_effects else "colour",
+            )
     return SplitSummary(out_dir, split, len(pending), n_all, n_valid, sheet)

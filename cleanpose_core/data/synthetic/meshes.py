@@ -1,4 +1,5 @@
-"""Imported meshes for the synthetic engine: three folder layouts, canonicalised to the NOCS frame and checked.
+"""Imported meshes for the synthetic engine: three folder layouts, canonicalised to the NOCS frame and
+checked.
 
 `read_catalogue(folder)` lists the meshes of a folder (without loading them) in one of three layouts:
 
@@ -7,17 +8,23 @@
   fixes v1's mirroring), while NOCS keeps ShapeNetCore v1's "up +Y, front +X" frame (see shapes.py); the
   proper rotation (x, y, z) -> (-z, y, x) takes one to the other.
 - NOCS `obj_models`: `{train,val}/<synset>/<model>/model.obj` (the CAMERA models, ShapeNetCore v1) and
-  `{real_train,real_test}/<instance>.obj` (the REAL scans, category = the name's prefix, e.g. `mug_daniel_norm`,
-  bbox size in metres in `<instance>.txt` beside it when present). The CAMERA OBJs are mirrored along z against
-  the NOCS maps: the SPD/DPDN preprocessing (`shape_data.py`, "flip z-axis in CAMERA") negates z, and so do we.
+  `{real_train,real_test}/<instance>.obj` (the REAL scans, category = the name's prefix, e.g.
+  `mug_daniel_norm`,
+  bbox size in metres in `<instance>.txt` beside it when present). The CAMERA OBJs are mirrored along z
+  against
+  the NOCS maps: the SPD/DPDN preprocessing (`shape_data.py`, "flip z-axis in CAMERA") negates z, and so do
+  we.
   `train`/`real_train` models go to the train split, `val`/`real_test` ones to the test split.
 - A generic folder of OBJ / PLY / STL / GLB files described by `meshes.yaml` (see `read_meshes_yaml`).
 
 `load_instance(entry)` reads one mesh with trimesh (any of those formats; scenes are flattened into one mesh,
-materials ignored), rotates it into the NOCS frame (y up, x front / mug handle), centres its tight bbox and scales
+materials ignored), rotates it into the NOCS frame (y up, x front / mug handle), centres its tight bbox and
+scales
 it to a unit diagonal. Nothing assumes a closed surface: bounds, surface sampling and the checks below work on
-open or non-manifold meshes, and the renderer shades both sides of a triangle. `check_instance` measures what the
-frame should satisfy: bottle, bowl and can must be rotationally symmetric about y; a mug's handle must stick out
+open or non-manifold meshes, and the renderer shades both sides of a triangle. `check_instance` measures what
+the
+frame should satisfy: bottle, bowl and can must be rotationally symmetric about y; a mug's handle must stick
+out
 along +x (the NOCS / ShapeNet v1 convention that shapes.py follows). Violations are warnings naming the file.
 """
 
@@ -48,12 +55,14 @@ NOCS_OBJ_SUBSETS = {"train": "train", "val": "test", "real_train": "train", "rea
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 _AXES = {"x": 0, "y": 1, "z": 2}
 _ENTRY_KEYS = {"file", "category", "up", "front", "size_m", "scale", "split", "id"}
-SYMMETRY_TOLERANCE = 2.0  # rotated-surface distance / sampling noise above which an axis is not a symmetry axis
+# rotated-surface distance / sampling noise above which an axis is not a symmetry axis
+SYMMETRY_TOLERANCE = 2.0
 
 
 @dataclass(frozen=True)
 class MeshEntry:
-    """One mesh file of a catalogue; `rotation` maps the file's coordinates to the NOCS axes (p_nocs = R p)."""
+    """One mesh file of a catalogue; `rotation` maps the file's coordinates to the NOCS axes (p_nocs = R
+    p)."""
 
     model_id: str
     category: str
@@ -98,10 +107,13 @@ def name_hash(shape_seed: int, category: str, model_id: str) -> float:
 
 
 def assign_splits(items: list[dict], shape_seed: int) -> list[dict]:
-    """Fill `split` where it is None: a hash of (shape_seed, category, model id) below 0.5 is train, else test.
+    """Fill `split` where it is None: a hash of (shape_seed, category, model id) below 0.5 is train, else
+    test.
 
-    A file's split depends only on its own name, so adding meshes never moves another mesh across splits, with one
-    exception: a category with >= 2 meshes that all hash into one split gets the one nearest the cut moved across,
+    A file's split depends only on its own name, so adding meshes never moves another mesh across splits, with
+    one
+    exception: a category with >= 2 meshes that all hash into one split gets the one nearest the cut moved
+    across,
     so each split has at least one instance of it.
     """
     for it in items:
@@ -155,10 +167,14 @@ def read_meshes_yaml(path: Path) -> list[dict]:
 
         - {file: cup.ply, category: mug, up: "+z", front: "+x", size_m: [0.12, 0.10, 0.09]}
 
-    `file` is relative to the YAML file; `category` one of NOCS_CATEGORIES; `up` / `front` (default "+y" / "+x")
-    are the mesh's own axes that become NOCS +y (up) and NOCS +x (front: a camera's lens, a laptop's user side,
-    a mug's handle). `size_m` is the real tight-bbox extent along NOCS x, y, z after that rotation, in metres; or
-    `scale`, metres per mesh unit (0.001 for a mesh in mm); with neither, the size is drawn from the category's
+    `file` is relative to the YAML file; `category` one of NOCS_CATEGORIES; `up` / `front` (default "+y" /
+    "+x")
+    are the mesh's own axes that become NOCS +y (up) and NOCS +x (front: a camera's lens, a laptop's user
+    side,
+    a mug's handle). `size_m` is the real tight-bbox extent along NOCS x, y, z after that rotation, in metres;
+    or
+    `scale`, metres per mesh unit (0.001 for a mesh in mm); with neither, the size is drawn from the
+    category's
     `scene.scale_ranges`. Optional: `split` (train | test, overriding the hash) and `id` (default: file stem).
     """
     try:
@@ -193,16 +209,29 @@ def read_meshes_yaml(path: Path) -> list[dict]:
         size = e.get("size_m")
         if size is not None and (not isinstance(size, list) or len(size) != 3
                                  or not all(isinstance(s, (int, float)) and s > 0 for s in size)):
-            raise ConfigError(f"{where}: size_m must be three positive numbers [x, y, z] in metres, got {size!r}")
+            raise ConfigError(
+                f"{where}: size_m must be three positive numbers [x, y, z] in metres, got {size!r}"
+            )
         scale = e.get("scale")
         if scale is not None and (not isinstance(scale, (int, float)) or scale <= 0):
-            raise ConfigError(f"{where}: scale (metres per mesh unit) must be a positive number, got {scale!r}")
-        model_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(e.get("id", file.stem)))  # a file name and a meta token
+            raise ConfigError(
+                f"{where}: scale (metres per mesh unit) must be a positive number, got {scale!r}"
+            )
+        # a file name and a meta token
+        model_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(e.get("id", file.stem)))
         rotation = axes_rotation(e.get("up", "+y"), e.get("front", "+x"), where)
-        items.append({"model_id": model_id, "category": e["category"], "path": str(file), "split": e.get("split"),
-                      "layout": "meshes_yaml", "rotation": rotation,
-                      "size_m": tuple(float(s) for s in size) if size else None,
-                      "unit_scale": float(scale) if scale is not None else None})
+        items.append(
+            {
+                "model_id": model_id,
+                "category": e["category"],
+                "path": str(file),
+                "split": e.get("split"),
+                "layout": "meshes_yaml",
+                "rotation": rotation,
+                "size_m": tuple(float(s) for s in size) if size else None,
+                "unit_scale": float(scale) if scale is not None else None,
+            }
+        )
     return items
 
 
@@ -219,8 +248,10 @@ def read_catalogue(folder: str, shape_seed: int = 0) -> tuple[MeshEntry, ...]:
     elif any((root / s).is_dir() for s in SHAPENET_SYNSETS):
         items = _shapenet_items(root)
     else:
-        raise ConfigError(f"{root}: no meshes.yaml, no NOCS obj_models subsets ({', '.join(NOCS_OBJ_SUBSETS)}) "
-                          f"and no ShapeNetCore synset folders ({', '.join(SHAPENET_SYNSETS)})")
+        raise ConfigError(
+            f"{root}: no meshes.yaml, no NOCS obj_models subsets ({', '.join(NOCS_OBJ_SUBSETS)}) "
+            f"and no ShapeNetCore synset folders ({', '.join(SHAPENET_SYNSETS)})"
+        )
     if not items:
         raise ConfigError(f"{root}: no mesh files found")
     seen: dict[str, str] = {}
@@ -228,8 +259,10 @@ def read_catalogue(folder: str, shape_seed: int = 0) -> tuple[MeshEntry, ...]:
     for it in items:
         if it["model_id"] in seen:
             if it["layout"] == "meshes_yaml":
-                raise ConfigError(f"{root}: model id {it['model_id']!r} names both {seen[it['model_id']]} and "
-                                  f"{it['path']}; give one of them an `id`")
+                raise ConfigError(
+                    f"{root}: model id {it['model_id']!r} names both {seen[it['model_id']]} and "
+                    f"{it['path']}; give one of them an `id`"
+                )
             log.warning("%s: model id %s already read from %s; skipped", it["path"], it["model_id"],
                         seen[it["model_id"]])
             continue
@@ -255,7 +288,9 @@ def read_mesh(path: str) -> trimesh.Trimesh:
     return mesh
 
 
-def canonicalise(mesh: trimesh.Trimesh, rotation, mirror_z: bool = False) -> tuple[trimesh.Trimesh, np.ndarray, float]:
+def canonicalise(
+    mesh: trimesh.Trimesh, rotation, mirror_z: bool = False
+) -> tuple[trimesh.Trimesh, np.ndarray, float]:
     """Rotate into the NOCS axes, centre the tight bbox and scale to a unit diagonal.
 
     Returns the mesh, its (3,) extents (unit norm) and the bbox diagonal before scaling, in mesh units.
@@ -289,7 +324,8 @@ def symmetry_errors(mesh: trimesh.Trimesh, axes: np.ndarray, n: int = 3000) -> n
 def mug_handle(mesh: trimesh.Trimesh, n: int = 4000) -> tuple[str | None, np.ndarray]:
     """Direction of a canonical mug's handle ('+x', '-x', 'z' or None) and the (F,) mask of handle faces.
 
-    The cup is a body of revolution about an axis parallel to y; the handle lies in the X-Y plane, so the cup's
+    The cup is a body of revolution about an axis parallel to y; the handle lies in the X-Y plane, so the
+    cup's
     radius is half the z extent and its axis passes through the x of the surface points at the z extremes. The
     handle is on the side where the bbox reaches farther from that axis; its faces are those beyond the cup's
     radius at their height (measured on the other side).
@@ -314,7 +350,9 @@ def mug_handle(mesh: trimesh.Trimesh, n: int = 4000) -> tuple[str | None, np.nda
 
     radial = np.hypot(pts[:, 0] - axis_x, pts[:, 2] - zc)
     far, b = sign * (pts[:, 0] - axis_x) <= 0, height_bin(pts)
-    r_far = np.array([radial[far & (b == i)].max() if (far & (b == i)).any() else r for i in range(len(bins) - 1)])
+    r_far = np.array(
+        [radial[far & (b == i)].max() if (far & (b == i)).any() else r for i in range(len(bins) - 1)]
+    )
     c = mesh.triangles_center
     outside = np.hypot(c[:, 0] - axis_x, c[:, 2] - zc) > 1.03 * r_far[height_bin(c)] + 0.005
     handle = (sign * (c[:, 0] - axis_x) > 0) & outside
@@ -338,8 +376,10 @@ def check_instance(shape: ShapeInstance, path: str) -> list[str]:
         side, _ = mug_handle(shape.mesh)
         if side != "+x":
             where = {"-x": "points along -x", "z": "lies along z", None: "was not found"}[side]
-            warnings.append(f"{path}: a mug's handle must point along +x (NOCS convention); its handle {where}. "
-                            "Check its `front` axis (the handle direction).")
+            warnings.append(
+                f"{path}: a mug's handle must point along +x (NOCS convention); its handle {where}. "
+                "Check its `front` axis (the handle direction)."
+            )
     return warnings
 
 
@@ -352,9 +392,13 @@ def load_instance(entry: MeshEntry) -> MeshInstance:
         size = np.asarray(entry.size_m)
         metric = float(np.linalg.norm(size))
         if np.abs(size / metric - extents).max() > 0.05:
-            log.warning("%s: size_m %s does not have the mesh's proportions %s (after the up/front rotation); "
-                        "the mesh keeps its shape and gets the bbox diagonal of size_m", entry.path,
-                        list(entry.size_m), np.round(extents * metric, 4).tolist())
+            log.warning(
+                "%s: size_m %s does not have the mesh's proportions %s (after the up/front rotation); "
+                "the mesh keeps its shape and gets the bbox diagonal of size_m",
+                entry.path,
+                list(entry.size_m),
+                np.round(extents * metric, 4).tolist(),
+            )
     elif entry.unit_scale is not None:
         metric = entry.unit_scale * diagonal
     parts = np.full(len(mesh.faces), PART_BODY, dtype=np.int8)

@@ -75,17 +75,27 @@ def _pattern(q: np.ndarray, kind: int, freq: float, phase: np.ndarray) -> np.nda
     if kind == PATTERN_STRIPES:
         return (np.sin(2 * np.pi * freq * q[:, 1] + phase[0]) > 0.3).astype(np.float32)
     if kind == PATTERN_CHECKER:
-        cells = np.floor(freq * q[:, 0] + phase[0]) + np.floor(freq * q[:, 1] + phase[1]) + np.floor(freq * q[:, 2])
+        cells = (
+            np.floor(freq * q[:, 0] + phase[0])
+            + np.floor(freq * q[:, 1] + phase[1])
+            + np.floor(freq * q[:, 2])
+        )
         return (cells % 2).astype(np.float32)
     if kind == PATTERN_BLOTCH:
-        v = np.sin(freq * 3 * q[:, 0] + phase[0]) * np.sin(freq * 2.3 * q[:, 1] + phase[1]) * np.sin(freq * 2.7 * q[:, 2] + phase[2])
+        v = (
+            np.sin(freq * 3 * q[:, 0] + phase[0])
+            * np.sin(freq * 2.3 * q[:, 1] + phase[1])
+            * np.sin(freq * 2.7 * q[:, 2] + phase[2])
+        )
         return np.clip(v * 2 + 0.5, 0, 1).astype(np.float32)
     if kind == PATTERN_LABEL:
         # Printed label: a band of blocky "text" rows around the object.
         ang = np.arctan2(q[:, 2], q[:, 0])
         rows = np.floor(q[:, 1] * 40 + phase[0])
         blocks = np.floor(ang * (3 + (rows % 5)) + phase[1])
-        return ((np.sin(rows * 12.9898 + blocks * 78.233) * 43758.5453) % 1.0 > 0.55).astype(np.float32) * (rows % 3 != 0)
+        return ((np.sin(rows * 12.9898 + blocks * 78.233) * 43758.5453) % 1.0 > 0.55).astype(np.float32) * (
+            rows % 3 != 0
+        )
     return np.zeros(len(q), np.float32)
 
 
@@ -142,7 +152,8 @@ class SceneRenderer:
         """Render the viewpoint (R_wc (3, 3), C (3,) metres); `rng` draws the colour sensor noise.
 
         `sensor` (rgb_sensor.make_rgb_sensor) turns the (H, W, 3) linear colour into the uint8 image instead
-        of the sRGB encoding and additive noise here; it gets the same standard-normal draw from `rng` (or None
+        of the sRGB encoding and additive noise here; it gets the same standard-normal draw from `rng` (or
+        None
         when image_noise is 0) for its read noise, so `rng` advances as it does without it.
         """
         H, W = self.K.height, self.K.width
@@ -229,7 +240,9 @@ class SceneRenderer:
         half = L[None, :] - dn[shiny]
         half /= np.linalg.norm(half, axis=1, keepdims=True)
         spec = np.zeros(n_hit, np.float32)
-        spec[shiny] = specular[shiny] * np.clip(np.einsum("ij,ij->i", normal[shiny], half), 0, 1) ** shininess[shiny]
+        spec[shiny] = (
+            specular[shiny] * np.clip(np.einsum("ij,ij->i", normal[shiny], half), 0, 1) ** shininess[shiny]
+        )
         return direct, spec
 
     def _encode(self, radiance: np.ndarray, px, rng: np.random.Generator, image_noise: float) -> np.ndarray:
@@ -326,7 +339,11 @@ class SceneRenderer:
     def _object_albedo(mat, q: np.ndarray, parts: np.ndarray) -> np.ndarray:
         """(P, 3) albedo of object points with NOCS coordinates q (P, 3) and part labels (P,)."""
         col = mat.colours[parts].astype(np.float32)
-        patterned = (parts == PART_LABEL) if mat.pattern == PATTERN_LABEL else (parts == PART_BODY) | (parts == PART_LABEL)
+        patterned = (
+            (parts == PART_LABEL)
+            if mat.pattern == PATTERN_LABEL
+            else (parts == PART_BODY) | (parts == PART_LABEL)
+        )
         if mat.pattern != PATTERN_PLAIN and patterned.any():
             w = _pattern(q[patterned], mat.pattern, mat.frequency, mat.phase)[:, None]
             col[patterned] = col[patterned] * (1 - w) + mat.accent[None, :] * w

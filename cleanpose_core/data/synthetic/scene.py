@@ -1,4 +1,5 @@
-"""Scene composer: a textured tabletop with 1-6 NOCS-category objects, distractor clutter, lights and viewpoints.
+"""Scene composer: a textured tabletop with 1-6 NOCS-category objects, distractor clutter, lights and
+viewpoints.
 
 World frame: z up, the table top is the plane z = 0 centred at the origin. Objects rest on it in stable poses:
 upright (canonical +y along world +z) with a random yaw for most; lying on their side (bottle, can, mug) or
@@ -122,10 +123,17 @@ def _grey(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
 
 
 def make_material(category: str, rng: np.random.Generator, biased_hue: float | None = None) -> Material:
-    """A category-plausible random material. `biased_hue` (in [0, 1)) forces the body hue (confounder study)."""
-    body = _random_colour(rng) if biased_hue is None else _hsv(biased_hue + rng.uniform(-0.03, 0.03), 0.8, 0.8)
+    """A category-plausible random material. `biased_hue` (in [0, 1)) forces the body hue (confounder
+    study)."""
+    body = (
+        _random_colour(rng) if biased_hue is None else _hsv(biased_hue + rng.uniform(-0.03, 0.03), 0.8, 0.8)
+    )
     colours = np.tile(body, (NUM_PARTS, 1))
-    pattern = int(rng.choice([PATTERN_PLAIN, PATTERN_STRIPES, PATTERN_CHECKER, PATTERN_BLOTCH], p=[0.4, 0.25, 0.15, 0.2]))
+    pattern = int(
+        rng.choice(
+            [PATTERN_PLAIN, PATTERN_STRIPES, PATTERN_CHECKER, PATTERN_BLOTCH], p=[0.4, 0.25, 0.15, 0.2]
+        )
+    )
     specular, shininess = rng.uniform(0.05, 0.4), rng.uniform(10, 60)
     if category == "bottle":
         colours[PART_CAP] = _random_colour(rng)
@@ -155,7 +163,9 @@ def make_material(category: str, rng: np.random.Generator, biased_hue: float | N
         colours[PART_DISPLAY] = _grey(rng, 0.02, 0.06) if rng.random() < 0.5 else _random_colour(rng)
         pattern = PATTERN_PLAIN
     accent = _random_colour(rng)
-    return Material(colours, pattern, accent, rng.uniform(2.0, 8.0), rng.uniform(0, 2 * np.pi, 3), specular, shininess)
+    return Material(
+        colours, pattern, accent, rng.uniform(2.0, 8.0), rng.uniform(0, 2 * np.pi, 3), specular, shininess
+    )
 
 
 def _rot_x(a: float) -> np.ndarray:
@@ -192,8 +202,13 @@ def _footprint(vertices_w: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, float(np.linalg.norm(vertices_w[:, :2] - centre, axis=1).max())
 
 
-def _place(footprints: list[tuple[np.ndarray, float]], radius: float, rng: np.random.Generator, cfg: SceneConfig,
-           tries: int = 60) -> np.ndarray | None:
+def _place(
+    footprints: list[tuple[np.ndarray, float]],
+    radius: float,
+    rng: np.random.Generator,
+    cfg: SceneConfig,
+    tries: int = 60,
+) -> np.ndarray | None:
     """A table position (2,) for a footprint of `radius` not overlapping the placed ones, or None."""
     half = np.asarray(cfg.placement_extent) / 2
     for _ in range(tries):
@@ -212,9 +227,13 @@ def _distractor_mesh(rng: np.random.Generator) -> trimesh.Trimesh:
     elif kind == 1:
         mesh = trimesh.creation.icosphere(subdivisions=2, radius=size / 2)
     elif kind == 2:
-        mesh = trimesh.creation.cylinder(radius=size * rng.uniform(0.2, 0.6), height=size * rng.uniform(0.5, 2), sections=24)
+        mesh = trimesh.creation.cylinder(
+            radius=size * rng.uniform(0.2, 0.6), height=size * rng.uniform(0.5, 2), sections=24
+        )
     elif kind == 3:
-        mesh = trimesh.creation.cone(radius=size * rng.uniform(0.3, 0.6), height=size * rng.uniform(0.6, 1.5), sections=24)
+        mesh = trimesh.creation.cone(
+            radius=size * rng.uniform(0.3, 0.6), height=size * rng.uniform(0.6, 1.5), sections=24
+        )
     else:
         mesh = trimesh.creation.capsule(height=size, radius=size * rng.uniform(0.15, 0.35), count=[12, 12])
         mesh.apply_transform(_homogeneous(_rot_x(np.pi / 2)))  # lying capsule
@@ -243,7 +262,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
     return R @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
-def sample_camera_poses(centre: np.ndarray, n: int, cfg: CameraConfig, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+def sample_camera_poses(
+    centre: np.ndarray, n: int, cfg: CameraConfig, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """`n` viewpoints (R_wc, C) looking at `centre` (3,) from varied azimuth, elevation, distance and roll."""
     poses = []
     for _ in range(n):
@@ -258,7 +279,8 @@ def sample_camera_poses(centre: np.ndarray, n: int, cfg: CameraConfig, rng: np.r
 
 def compose_scene(rng: np.random.Generator, split: str, scene_cfg: SceneConfig, camera_cfg: CameraConfig,
                   render_cfg: RenderConfig, n_frames: int) -> Scene:
-    """Draw one scene: objects from `split`'s instance pool, clutter, table, lights and `n_frames` viewpoints."""
+    """Draw one scene: objects from `split`'s instance pool, clutter, table, lights and `n_frames`
+    viewpoints."""
     source = ShapeSource(split, scene_cfg)  # procedural instances and/or imported meshes of the split
     n_objects = int(rng.integers(scene_cfg.objects[0], scene_cfg.objects[1] + 1))
     objects: list[SceneObject] = []
@@ -305,7 +327,9 @@ def compose_scene(rng: np.random.Generator, split: str, scene_cfg: SceneConfig, 
 
     light_az = rng.uniform(0, 2 * np.pi)
     light_el = np.deg2rad(rng.uniform(*render_cfg.light_elevation_deg))
-    direction = np.array([np.cos(light_el) * np.cos(light_az), np.cos(light_el) * np.sin(light_az), np.sin(light_el)])
+    direction = np.array(
+        [np.cos(light_el) * np.cos(light_az), np.cos(light_el) * np.sin(light_az), np.sin(light_el)]
+    )
     tint = np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.08, 0.08) * np.array([1.0, 0.0, -1.0])  # warm .. cool
     lighting = Lighting(direction, tint * rng.uniform(*render_cfg.light_intensity),
                         np.full(3, rng.uniform(*render_cfg.ambient)))

@@ -1,7 +1,10 @@
-"""Where a scene's category objects come from: the procedural pools (shapes.py), imported meshes (meshes.py), or both.
+"""Where a scene's category objects come from: the procedural pools (shapes.py), imported meshes (meshes.py),
+or both.
 
-`scene.shape_source` picks it: `procedural` (the default; the draws are exactly those of the procedural engine, so
-existing seeds give the same scenes), `meshes` (only the imported meshes of the split; categories without one are
+`scene.shape_source` picks it: `procedural` (the default; the draws are exactly those of the procedural
+engine, so
+existing seeds give the same scenes), `meshes` (only the imported meshes of the split; categories without one
+are
 not drawn) or `mixed` (every category; an object of a category that has meshes in the split is an imported one
 with probability `scene.mesh_fraction`). Train and test never share an instance: procedural instances split by
 index parity, imported ones by their layout or a hash of their name (meshes.assign_splits).
@@ -50,12 +53,18 @@ class ShapeSource:
             if entries:
                 self.meshes[c] = entries
         if not self.meshes:
-            raise ConfigError(f"{scene_cfg.meshes}: none of its {len(catalogue)} meshes is in the {split} split")
+            raise ConfigError(
+                f"{scene_cfg.meshes}: none of its {len(catalogue)} meshes is in the {split} split"
+            )
         if self.source == "mixed":
-            clash = [e.model_id for es in self.meshes.values() for e in es if _PROCEDURAL_ID.fullmatch(e.model_id)]
+            clash = [
+                e.model_id for es in self.meshes.values() for e in es if _PROCEDURAL_ID.fullmatch(e.model_id)
+            ]
             if clash:
-                raise ConfigError(f"{scene_cfg.meshes}: model ids {clash[:5]} look like procedural instance ids; "
-                                  "rename the files or give them an `id` in meshes.yaml")
+                raise ConfigError(
+                    f"{scene_cfg.meshes}: model ids {clash[:5]} look like procedural instance ids; "
+                    "rename the files or give them an `id` in meshes.yaml"
+                )
             self.categories = list(NOCS_CATEGORIES)
         else:
             self.categories = [c for c in NOCS_CATEGORIES if c in self.meshes]
@@ -76,12 +85,19 @@ class ShapeSource:
                 out += [(model_id_of(c, i), functools.partial(make_instance, c, i, self.cfg.shape_seed), i)
                         for i in self.pool]
         for entries in self.meshes.values():
-            out += [(e.model_id, functools.partial(load_instance, e), int(name_hash(0, e.category, e.model_id) * 2**31))
-                    for e in entries]
+            out += [
+                (
+                    e.model_id,
+                    functools.partial(load_instance, e),
+                    int(name_hash(0, e.category, e.model_id) * 2**31),
+                )
+                for e in entries
+            ]
         return out
 
     def check(self) -> int:
-        """Read every imported mesh of the split (a bad file raises, naming it) and log its convention warnings."""
+        """Read every imported mesh of the split (a bad file raises, naming it) and log its convention
+        warnings."""
         n_warnings = 0
         for entries in self.meshes.values():
             for e in entries:

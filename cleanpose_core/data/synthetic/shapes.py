@@ -20,8 +20,10 @@ so the same id always names the same mesh, whatever the generation seed. `split_
 indices to train and odd ones to test: held-out instances never appear in training.
 
 Every mesh carries a per-face part label (`PART_*`), used for per-part materials and for the mug's
-handle-visibility flag. Differences from the official data: these are procedural shapes, not ShapeNet / scanned
-models, so textures are procedural and the per-category shape distribution is our own (documented ranges below).
+handle-visibility flag. Differences from the official data: these are procedural shapes, not ShapeNet /
+scanned
+models, so textures are procedural and the per-category shape distribution is our own (documented ranges
+below).
 """
 
 from __future__ import annotations
@@ -143,13 +145,16 @@ def _tube(path: np.ndarray, radius_a: float, radius_b: float, ring: int = 12) ->
 
 
 def _box(extents, centre, rotation_z: float = 0.0) -> trimesh.Trimesh:
-    """Axis-aligned box of `extents` (x, y, z), rotated by `rotation_z` radians about z, centred at `centre`."""
+    """Axis-aligned box of `extents` (x, y, z), rotated by `rotation_z` radians about z, centred at
+    `centre`."""
     transform = trimesh.transformations.rotation_matrix(rotation_z, [0, 0, 1])
     transform[:3, 3] = centre
     return trimesh.creation.box(extents=extents, transform=transform)
 
 
-def _cylinder_x(radius: float, length: float, x0: float, y: float, z: float, sections: int = 32) -> trimesh.Trimesh:
+def _cylinder_x(
+    radius: float, length: float, x0: float, y: float, z: float, sections: int = 32
+) -> trimesh.Trimesh:
     """Cylinder with its axis along +x, starting at x0 and ending at x0 + length, centred on (y, z)."""
     transform = trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0])  # z axis -> x axis
     transform[:3, 3] = [x0 + length / 2, y, z]
@@ -189,13 +194,17 @@ def _bottle(rng: np.random.Generator) -> tuple[trimesh.Trimesh, np.ndarray]:
     base_r = rb * rng.uniform(0.85, 1.0)
     shoulder_pow = rng.uniform(0.6, 2.0)  # <1: domed shoulder, >1: conical/concave shoulder
     t = np.linspace(0.0, 1.0, 10)[1:-1]
-    shoulder = np.stack([neck_r + (rb - neck_r) * (1 - t**shoulder_pow) ** 0.5, y_shoulder + t * (y_neck - y_shoulder)], 1)
+    shoulder = np.stack(
+        [neck_r + (rb - neck_r) * (1 - t**shoulder_pow) ** 0.5, y_shoulder + t * (y_neck - y_shoulder)], 1
+    )
     label_lo = max(0.07, rng.uniform(0.1, 0.3) * y_shoulder)
     label_hi = y_shoulder * rng.uniform(0.7, 0.95)
     # Extra profile points at the label edges so the label band is its own ring of faces.
     body = [[0.0, 0.0], [base_r, 0.0], [rb, 0.04], [rb, label_lo], [rb, label_hi], [rb, y_shoulder]]
     neck_top = 1.0 - cap_h
-    profile = np.vstack([body, shoulder, [[neck_r, y_neck], [neck_r, neck_top], [cap_r, neck_top], [cap_r, 1.0], [0.0, 1.0]]])
+    profile = np.vstack(
+        [body, shoulder, [[neck_r, y_neck], [neck_r, neck_top], [cap_r, neck_top], [cap_r, 1.0], [0.0, 1.0]]]
+    )
     mesh = _revolve(profile)
     centres_y = mesh.triangles_center[:, 1]
     parts = np.full(len(mesh.faces), PART_BODY, dtype=np.int8)
@@ -287,7 +296,10 @@ def _mug(rng: np.random.Generator) -> tuple[trimesh.Trimesh, np.ndarray]:
     theta = np.linspace(np.pi / 2, -np.pi / 2, 24)
     # Superellipse sweep: exponent -> 0 squares the corners.
     e = 1.0 - 0.75 * squareness
-    cx, sy = np.sign(np.cos(theta)) * np.abs(np.cos(theta)) ** e, np.sign(np.sin(theta)) * np.abs(np.sin(theta)) ** e
+    cx, sy = (
+        np.sign(np.cos(theta)) * np.abs(np.cos(theta)) ** e,
+        np.sign(np.sin(theta)) * np.abs(np.sin(theta)) ** e,
+    )
     yc, hh = (y_hi + y_lo) / 2, (y_hi - y_lo) / 2
     ys = yc + hh * sy
     xs = wall_radius(ys) - thick + (reach + thick) * cx
@@ -311,11 +323,23 @@ def _camera(rng: np.random.Generator) -> tuple[trimesh.Trimesh, np.ndarray]:
     x0 = depth / 2
     parts.append((_cylinder_x(lens_r, lens_len, x0, lens_y, lens_z), PART_LENS))
     ring_len = lens_len * rng.uniform(0.15, 0.3)
-    parts.append((_cylinder_x(lens_r * rng.uniform(1.03, 1.12), ring_len, x0 + lens_len * 0.35, lens_y, lens_z), PART_TRIM))
+    parts.append(
+        (
+            _cylinder_x(lens_r * rng.uniform(1.03, 1.12), ring_len, x0 + lens_len * 0.35, lens_y, lens_z),
+            PART_TRIM,
+        )
+    )
     parts.append((_cylinder_x(lens_r * 0.8, 0.01, x0 + lens_len, lens_y, lens_z), PART_GLASS))
     if dslr:
         grip_w = rng.uniform(0.15, 0.25)
-        parts.append((_box([depth * 0.5, height * 0.95, grip_w], [x0 + depth * 0.2, height * 0.475, 0.5 - grip_w / 2]), PART_TRIM))
+        parts.append(
+            (
+                _box(
+                    [depth * 0.5, height * 0.95, grip_w], [x0 + depth * 0.2, height * 0.475, 0.5 - grip_w / 2]
+                ),
+                PART_TRIM,
+            )
+        )
         hump_h = rng.uniform(0.12, 0.25)
         parts.append((_box([depth * 0.8, hump_h, 0.3], [0.0, height + hump_h / 2, lens_z]), PART_TRIM))
     else:
@@ -368,7 +392,9 @@ def make_instance(category: str, index: int, shape_seed: int = 0) -> ShapeInstan
     return ShapeInstance(model_id_of(category, index), category, mesh, parts, extents)
 
 
-def sample_surface_points(mesh: trimesh.Trimesh, n_points: int = 1024, n_candidates: int = 8192, seed: int = 0) -> np.ndarray:
+def sample_surface_points(
+    mesh: trimesh.Trimesh, n_points: int = 1024, n_candidates: int = 8192, seed: int = 0
+) -> np.ndarray:
     """(n_points, 3) float32 points on `mesh`: area-uniform candidates reduced by farthest-point sampling.
 
     This is how the NOCS model point clouds (`obj_models/*.pkl`) are made (SPD preprocessing: FPS over the
@@ -390,7 +416,9 @@ def farthest_point_indices(points: np.ndarray, n_samples: int) -> np.ndarray:
     try:
         import fpsample  # optional fast path (dev extra)
 
-        return np.asarray(fpsample.fps_sampling(points.astype(np.float32), n_samples, start_idx=0), dtype=np.int64)
+        return np.asarray(
+            fpsample.fps_sampling(points.astype(np.float32), n_samples, start_idx=0), dtype=np.int64
+        )
     except ImportError:
         pass
     chosen = np.zeros(n_samples, dtype=np.int64)

@@ -53,7 +53,8 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
 
 
 def encode_nocs(nocs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(H, W, 3) NOCS coordinates in [-0.5, 0.5] and (H, W) bool object mask -> (H, W, 3) uint8 BGR coord image."""
+    """(H, W, 3) NOCS coordinates in [-0.5, 0.5] and (H, W) bool object mask -> (H, W, 3) uint8 BGR coord
+    image."""
     c = np.clip(nocs + 0.5, 0.0, 1.0)
     rgb = np.stack([c[..., 0], c[..., 1], 1.0 - c[..., 2]], axis=-1)
     img = np.rint(rgb * 255.0).astype(np.uint8) * mask[..., None]
@@ -61,18 +62,23 @@ def encode_nocs(nocs: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def decode_nocs(coord_bgr: np.ndarray) -> np.ndarray:
-    """Inverse of `encode_nocs` as the official readers decode it: (H, W, 3) uint8 -> float32 in [-0.5, 0.5]."""
+    """Inverse of `encode_nocs` as the official readers decode it: (H, W, 3) uint8 -> float32 in [-0.5,
+    0.5]."""
     c = coord_bgr[..., (2, 1, 0)].astype(np.float32) / 255.0
     c[..., 2] = 1.0 - c[..., 2]
     return c - 0.5
 
 
-def object_pose_in_camera(R_wo: np.ndarray, t_wo: np.ndarray, R_wc: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def object_pose_in_camera(
+    R_wo: np.ndarray, t_wo: np.ndarray, R_wc: np.ndarray, C: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(R (3, 3), t (3,)) of the object's NOCS frame in the camera frame, from world poses of both."""
     return R_wc.T @ R_wo, R_wc.T @ (t_wo - C)
 
 
-def build_labels(scene: Scene, frame: Frame, depth_mm: np.ndarray, min_valid_depth: int, handle_min_pixels: int) -> tuple[list[str], dict]:
+def build_labels(
+    scene: Scene, frame: Frame, depth_mm: np.ndarray, min_valid_depth: int, handle_min_pixels: int
+) -> tuple[list[str], dict]:
     """Meta lines (every visible instance) and the DPDN label dict (instances with enough valid depth)."""
     meta, rows = [], []
     for k, obj in enumerate(scene.objects):
@@ -108,7 +114,11 @@ def build_labels(scene: Scene, frame: Frame, depth_mm: np.ndarray, min_valid_dep
 def segmentation_result(label: dict, instance_map: np.ndarray, image_path: str) -> dict:
     """NOCS segmentation-results dict carrying ground-truth masks for the labelled instances."""
     n = len(label["class_ids"])
-    masks = np.stack([instance_map == i for i in label["instance_ids"]], axis=-1) if n else np.zeros((*instance_map.shape, 0), bool)
+    masks = (
+        np.stack([instance_map == i for i in label["instance_ids"]], axis=-1)
+        if n
+        else np.zeros((*instance_map.shape, 0), bool)
+    )
     scales, R, t = label["scales"], label["rotations"], label["translations"]
     RTs = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
     RTs[:, :3, :3] = R * scales[:, None, None]
@@ -130,7 +140,8 @@ def segmentation_result(label: dict, instance_map: np.ndarray, image_path: str) 
 
 def write_frame(out_dir: Path, split: str, scene_name: str, frame_index: int, scene: Scene, frame: Frame,
                 depth_mm: np.ndarray, min_valid_depth: int, handle_min_pixels: int) -> dict:
-    """Write every per-image file of one frame; returns {'prefix', 'n_labelled', 'n_visible'} for the lists."""
+    """Write every per-image file of one frame; returns {'prefix', 'n_labelled', 'n_visible'} for the
+    lists."""
     scene_dir = out_dir / split / scene_name
     scene_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{frame_index:04d}"
@@ -152,7 +163,9 @@ def write_frame(out_dir: Path, split: str, scene_name: str, frame_index: int, sc
         seg_dir = out_dir / "segmentation_results" / split
         seg_dir.mkdir(parents=True, exist_ok=True)
         result = segmentation_result(label, mask, "data/" + prefix)
-        atomic_write_bytes(seg_dir / f"results_{scene_name}_{stem}.pkl", pickle.dumps(result, protocol=PICKLE_PROTOCOL))
+        atomic_write_bytes(
+            seg_dir / f"results_{scene_name}_{stem}.pkl", pickle.dumps(result, protocol=PICKLE_PROTOCOL)
+        )
     return {"prefix": prefix, "n_labelled": len(label["class_ids"]), "n_visible": len(meta)}
 
 

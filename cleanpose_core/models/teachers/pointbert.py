@@ -1,4 +1,5 @@
-"""PointBERT point encoder as used by ULIP-2: the frozen KD teacher of CleanPose (768-d [CLS ; max-pool] feature).
+"""PointBERT point encoder as used by ULIP-2: the frozen KD teacher of CleanPose (768-d [CLS ; max-pool]
+feature).
 
 Paper: CleanPose §4.3 distils from "ULIP-2's PointBERT". Official code: `PointTransformer` in ULIP
 `models/pointbert/point_encoder.py` with `Group` / `Encoder` from `dvae.py`, config
@@ -14,7 +15,8 @@ Module names equal ULIP's `point_encoder.*` names, so its checkpoint loads after
 
 What differs and why (same function, same parameters):
 - The transformer blocks are timm's `Block` (same layout and key names, fused scaled-dot-product attention).
-- The group encoder runs channels-last with linear maps on its Conv1d weights (BatchNorm over all points of all
+- The group encoder runs channels-last with linear maps on its Conv1d weights (BatchNorm over all points of
+all
   groups either way), and applies the first Conv1d of `second_conv` to the per-group global feature once per
   group instead of once per point: [g ; l] -> W [g ; l] = W_g g + W_l l. This removes a third of the teacher's
   FLOPs; the result is equal up to float rounding.
@@ -42,7 +44,8 @@ ARCH = "pointbert"
 
 @dataclass
 class PointBERTConfig:
-    """PointBERT teacher; the defaults are ULIP-2's `PointTransformer_8192point.yaml` (the one CleanPose uses)."""
+    """PointBERT teacher; the defaults are ULIP-2's `PointTransformer_8192point.yaml` (the one CleanPose
+    uses)."""
 
     trans_dim: int = 384  # token width; the output feature is 2 x trans_dim = 768
     depth: int = 12  # transformer blocks
@@ -53,8 +56,15 @@ class PointBERTConfig:
     encoder_dims: int = 256  # group-encoder output width before `reduce_dim`
 
     def validate(self) -> None:
-        if min(self.trans_dim, self.depth, self.num_heads, self.group_size, self.num_group, self.encoder_dims) < 1:
-            raise ValueError("trans_dim, depth, num_heads, group_size, num_group and encoder_dims must be >= 1")
+        if (
+            min(
+                self.trans_dim, self.depth, self.num_heads, self.group_size, self.num_group, self.encoder_dims
+            )
+            < 1
+        ):
+            raise ValueError(
+                "trans_dim, depth, num_heads, group_size, num_group and encoder_dims must be >= 1"
+            )
         if self.trans_dim % self.num_heads:
             raise ValueError(f"trans_dim {self.trans_dim} must be divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.drop_path_rate < 1.0:
@@ -116,7 +126,8 @@ class TransformerEncoder(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- network
 class PointBERT(nn.Module):
-    """ULIP-2 PointBERT encoder: xyz (B, N, 3), metres -> (B, 2 * trans_dim) = [CLS after LN ; token max-pool]."""
+    """ULIP-2 PointBERT encoder: xyz (B, N, 3), metres -> (B, 2 * trans_dim) = [CLS after LN ; token
+    max-pool]."""
 
     def __init__(self, cfg: PointBERTConfig | None = None):
         super().__init__()

@@ -1,4 +1,5 @@
-"""PointNet++ SSG point encoder as used by ULIP-2: the 256-d features that initialise CleanPose's confounder queue.
+"""PointNet++ SSG point encoder as used by ULIP-2: the 256-d features that initialise CleanPose's confounder
+queue.
 
 Official code: `Pointnet2_Ssg` in ULIP `models/pointnet2/pointnet2.py` on `PointNetSetAbstraction` of
 `pointnet2_utils.py` (a pure-PyTorch PointNet++), wrapped by `ULIP_PN_SSG`; CleanPose's `queue_extraction.py`
@@ -10,7 +11,8 @@ runs it in eval mode on the raw camera-frame points and keeps the output before 
 - fc1 1024->512, BN, ReLU, Dropout 0.4; fc2 512->256, BN, ReLU, Dropout 0.4;
 - FPS starts at a random index and does not skip near-origin points; the ball keeps d^2 <= r^2 in index order,
   padded with the first hit; grouped xyz relative to the centre, concatenated before the features.
-Module names equal ULIP's `point_encoder.*` names (`sa1.mlp_convs.0`, `sa1.mlp_bns.0`, ..., `fc1`, `bn1`, ...).
+Module names equal ULIP's `point_encoder.*` names (`sa1.mlp_convs.0`, `sa1.mlp_bns.0`, ..., `fc1`, `bn1`,
+...).
 
 What differs and why:
 - The random FPS start comes from an optional `torch.Generator` passed to `forward`, so queue initialisation
@@ -127,7 +129,9 @@ class PointNet2SSG(nn.Module):
         if not self.cfg.random_start:
             return None
         device = generator.device if generator is not None else xyz.device
-        return torch.randint(0, xyz.shape[1], (xyz.shape[0],), generator=generator, device=device).to(xyz.device)
+        return torch.randint(0, xyz.shape[1], (xyz.shape[0],), generator=generator, device=device).to(
+            xyz.device
+        )
 
     def forward(self, xyz: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Features (B, fc_dims[-1]) of the clouds xyz (B, N, 3); `generator` draws the random FPS starts."""
@@ -143,13 +147,15 @@ class PointNet2SSG(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- weights
 def ulip2_pointnet2_ssg_state_dict(ckpt_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our PointNet2SSG state dict from a ULIP-2 PN++ SSG checkpoint's state dict (`module.point_encoder.*`)."""
+    """Our PointNet2SSG state dict from a ULIP-2 PN++ SSG checkpoint's state dict
+    (`module.point_encoder.*`)."""
     return ulip2_point_encoder_state_dict(ckpt_state_dict)
 
 
 def load_teacher_weights(model: PointNet2SSG, path: str | Path) -> PointNet2SSG:
     """Load `path` into `model` (strict) and freeze it. Accepts the official ULIP-2 checkpoint
-    (`pretrained_models_ckpt_zero-sho_classification_checkpoint_pointnet2_ssg.pt`), a `cleanpose teacher` file,
+    (`pretrained_models_ckpt_zero-sho_classification_checkpoint_pointnet2_ssg.pt`), a `cleanpose teacher`
+    file,
     or a bare state dict of this encoder. Errors name the file and the expected keys."""
     return load_point_encoder_file(model, path, "PointNet++ SSG teacher", ARCH)
 

@@ -1,6 +1,7 @@
 """The ULIP-2 checkpoint layout, shared by the PointBERT and PointNet++ SSG teacher loaders.
 
-Official code: ULIP `main.py` saves `{"epoch", "state_dict", ...}` from a DistributedDataParallel model, so every
+Official code: ULIP `main.py` saves `{"epoch", "state_dict", ...}` from a DistributedDataParallel model, so
+every
 key starts with `module.`; the `ULIP_WITH_IMAGE` wrapper holds `point_encoder.*` (the 3D backbone), `visual.*`
 (SLIP ViT-B/16), the CLIP text tower (`transformer.*`, `token_embedding.*`, `positional_embedding`,
 `ln_final.*`), `image_projection`, `text_projection`, `pc_projection` and `logit_scale`. CleanPose loads the
@@ -30,8 +31,10 @@ ULIP_PREFIX = "point_encoder."  # sub-module name of the 3D backbone in ULIP's w
 def ulip2_point_encoder_state_dict(ckpt_state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The point-encoder subset of a ULIP-2 state dict, in our key layout.
 
-    Strips DDP's `module.` prefix, keeps the `point_encoder.*` keys (dropping the image and text towers and the
-    projections) and removes that prefix. The names below it are the same in our modules, so nothing is renamed.
+    Strips DDP's `module.` prefix, keeps the `point_encoder.*` keys (dropping the image and text towers and
+    the
+    projections) and removes that prefix. The names below it are the same in our modules, so nothing is
+    renamed.
     Returns an empty dict when the state dict has no point encoder.
     """
     return select_prefix(strip_prefix(ckpt_state_dict, "module."), ULIP_PREFIX)
@@ -42,7 +45,8 @@ def load_point_encoder_file(model: nn.Module, path: str | Path, what: str, arch:
 
     Args:
         model: the teacher encoder whose config matches the file.
-        path: `.pt` file: an official ULIP-2 checkpoint, or a state dict of `model` (bare or under 'state_dict').
+        path: `.pt` file: an official ULIP-2 checkpoint, or a state dict of `model` (bare or under
+        'state_dict').
         what: the name used in error messages, e.g. "ULIP-2 PointBERT teacher".
         arch: our architecture name; a `cleanpose teacher` file for another architecture is rejected.
     Raises:
