@@ -25,8 +25,7 @@ HOUSECAT6D_CATEGORIES = (
     "tube",
 )
 # Rotationally symmetric about the object's y axis (a spin about it is unobservable), as the official
-# training code
-# treats them; a mug is not, because of its handle.
+# training code treats them; a mug is not, because of its handle.
 NOCS_SYMMETRIC = ("bottle", "bowl", "can")
 HOUSECAT6D_SYMMETRIC = ("bottle", "can", "glass")
 NOCS_SYMMETRIC_IDS = tuple(NOCS_CATEGORIES.index(c) for c in NOCS_SYMMETRIC)  # 0-based: (0, 1, 3)

@@ -34,8 +34,8 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         pass
     except Exception:
         # SIGINT/SIGTERM shut the context down from rclpy's signal handler; an executor caught
-        # between its checks
-        # then fails to build its wait set (RCLError). That is a normal stop, anything else is not.
+        # between its checks then fails to build its wait set (RCLError). That is a normal stop,
+        # anything else is not.
         if rclpy.ok():
             raise
     finally:

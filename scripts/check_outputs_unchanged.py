@@ -47,9 +47,8 @@ sys.path.insert(0, str(REPO))
 
 SYNTH = ["--scenes", "6", "--split", "test", "--seed", "99"]
 # Every variant re-seeds the confounder-queue sampler for every image (`per_frame`), as the Estimator did
-# before the
-# `stream` default: outputs then compare with references recorded before it, and no image depends on the
-# others.
+# before the `stream` default: outputs then compare with references recorded before it, and no image depends
+# on the others.
 PER_FRAME = ["--queue-sampling", "per_frame"]
 CLI_VARIANTS: dict[str, list[str]] = {
     "maskrcnn": ["--masks", "model", *PER_FRAME],

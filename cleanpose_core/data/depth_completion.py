@@ -46,8 +46,8 @@ def _cross(size: int) -> np.ndarray:
 
 _CROSS_3, _CROSS_5, _CROSS_7 = _cross(3), _cross(5), _cross(7)
 # How far (px) across columns an output pixel of `fill_missing` depends on its input: the kernel half-widths
-# of
-# steps 2-7 (3 + 4 + 2 + 4 + 6 x 2 + 2 + 2). The top-of-column mask looks along whole columns, never across.
+# of steps 2-7 (3 + 4 + 2 + 4 + 6 x 2 + 2 + 2). The top-of-column mask looks along whole columns, never
+# across.
 REACH_PX = 29
 _VALID = 0.01  # metres (inverted depth): IP-Basic's "is this pixel filled" threshold
 

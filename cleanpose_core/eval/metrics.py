@@ -58,8 +58,7 @@ ANY_DEGREE = 360.0  # appended to the degree list by the official code: "any rot
 ANY_SHIFT = 100.0  # appended to the cm list: "any translation"
 
 # Distances from a threshold below which a value is recomputed with the official per-pair arithmetic. They
-# cover
-# float32 result files (relative error ~1e-7) with a wide margin; values further away cannot flip a
+# cover float32 result files (relative error ~1e-7) with a wide margin; values further away cannot flip a
 # comparison.
 _IOU_BAND = 1e-5
 _DEGREE_BAND = 1e-3

@@ -153,9 +153,8 @@ class PoseTracker:
             self._assign(detections[i], self._tracks[j], R_tc, centres[i], stamp, weight)
         for i in sorted(set(range(len(detections))) - {i for i, _ in pairs}):
             det = detections[i]
-            # Two objects cannot share a place: a second detection this close to a tracked one
-            # is the segmenter
-            # seeing one object twice (a camera's lens as a can). It keeps no track and gets no TF frame.
+            # Two objects cannot share a place: a second detection this close to a tracked one is the
+            # segmenter seeing one object twice (a camera's lens as a can). It keeps no track and no TF frame.
             if any(
                 np.linalg.norm(centres[i] - centres[i2]) <= 0.5 * self._gate(self._tracks[j])
                 for i2, j in pairs

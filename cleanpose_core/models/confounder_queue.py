@@ -45,8 +45,8 @@ class QueueConfig:
     storage: Literal["queue", "memory_bank"] = "queue"  # Tab. 5a storage
     update: Literal["fifo", "similarity", "none"] = "fifo"  # Tab. 5a update rule
     # official: every iteration; per_epoch (paper text): pushes are staged and enter the queue when the
-    # trainer
-    # ends an epoch (`end_epoch`, called when the first data source finishes its epoch; train/trainer.py)
+    # trainer ends an epoch (`end_epoch`, called when the first data source finishes its epoch;
+    # train/trainer.py)
     policy: Literal["per_iteration", "per_epoch"] = "per_iteration"
     # teacher (official): the trainer fills the queue from the training config's `queue_init` file of teacher
     # features (a ULIP-2 PN++ SSG in the official code) and refuses to start without it; random (Tab. 7a):

@@ -56,8 +56,7 @@ class PointNet2MSGConfig:
     sa_mlps: tuple[Widths, ...] | tuple[tuple[Widths, ...], ...] = (
         (16, 16, 32), (32, 32, 64), (64, 64, 128), (128, 128, 256))
     # Feature-propagation widths FP0..FP3 excluding the input; FP_i maps level i+1 to level i, FP0's
-    # last width
-    # is the output channel count C1.
+    # last width is the output channel count C1.
     fp_mlps: tuple[Widths, ...] = ((128, 128), (256, 256), (256, 256), (512, 512))
     # concatenate relative xyz to the grouped features (needed: the input has no features)
     use_xyz: bool = True

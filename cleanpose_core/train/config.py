@@ -86,10 +86,9 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms: needed for bit-exact resume on CUDA
     threads: int = 0  # torch CPU threads per process; 0 keeps torch's default
     # Confounder-queue initialisation: a tensor file from `cleanpose queue-init` (cat_num, N_q, C).
-    # Required when the
-    # model has the causal module with `causal.queue.init: teacher` (the official recipe); must be None with
-    # `init: random` (the model's own seeded N(0, random_std^2) entries). Ignored on resume (the queue
-    # is in the checkpoint).
+    # Required when the model has the causal module with `causal.queue.init: teacher` (the official
+    # recipe); must be None with `init: random` (the model's own seeded N(0, random_std^2) entries).
+    # Ignored on resume (the queue is in the checkpoint).
     queue_init: str | None = None
     ddp_find_unused_parameters: bool = False  # set True only for ablations that leave modules unused
 

@@ -22,10 +22,9 @@ from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
 SEED, SCENES, FRAMES = 31, 10, 2  # a split no other test or result uses; SCENES x FRAMES images
 MIN_OBJECTS = 30
 # Measured on this split (55 objects; models/cleanpose_lite.pt, CPU): IoU50 94.14, 10°5cm 71.17, 5°5cm
-# 42.65. The
-# readout is deterministic, so the margin only absorbs numerical differences between machines; for scale,
-# queue
-# seeds 1-3 (other queue and point draws) gave IoU50 95.1-96.8, 10°5cm 68.0-80.7, 5°5cm 45.4-54.3.
+# 42.65. The readout is deterministic, so the margin only absorbs numerical differences between machines;
+# for scale, queue seeds 1-3 (other queue and point draws) gave IoU50 95.1-96.8, 10°5cm 68.0-80.7, 5°5cm
+# 45.4-54.3.
 FLOORS = {"iou_50": 90.0, "10deg_5cm": 66.0, "5deg_5cm": 37.0}
 
 

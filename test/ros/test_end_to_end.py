@@ -30,8 +30,7 @@ SEED = 7  # the demo's scene
 
 
 # A wide-angle lens (barrel distortion as strong as an Azure Kinect's or OAK-D's raw colour image): the node
-# must
-# undistort with CameraInfo.d and meet the same tolerances as with the pinhole camera.
+# must undistort with CameraInfo.d and meet the same tolerances as with the pinhole camera.
 LENSES = {"pinhole": None, "distorted": "[-0.3, 0.1, 0.0, 0.0, 0.0]"}
 
 
@@ -74,9 +73,8 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
     node.create_subscription(TFMessage, "/tf", on_tf, 50)
     def discovered(msg):
         # The test's own subscriptions match the camera and the node at slightly different moments,
-        # so the first
-        # answers may lack their ground truth, detections or TF here; count from the first one that
-        # has all three.
+        # so the first answers may lack their ground truth, detections or TF here; count from the
+        # first one that has all three.
         key = stamp(msg.header)
         return key in truth and key in detections and (bool(tf[key]) or not msg.objects)
 
@@ -110,7 +108,9 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
         gt = truth[key]
         rows = match_to_ground_truth(msg, gt)
         matched += [r for r in rows if "rotation_error_deg" in r]
-        per_frame_ids.append({r["gt_instance"]: r["id"] for r in rows if "gt_instance" in r})
+        # A duplicate detection beside a tracked object has no id (the tracker keeps no track for it): it may
+        # take the object's ground-truth match in a frame, but it is not an identity to keep.
+        per_frame_ids.append({r["gt_instance"]: r["id"] for r in rows if "gt_instance" in r and r["id"]})
         # Detection3DArray and ObjectPoseArray describe the same objects; TF has one frame per object, stamped
         # with the image and parented to its optical frame.
         assert [d.id for d in detections[key].detections] == [o.id for o in msg.objects]
@@ -132,12 +132,11 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
     confidences = [r["pose_confidence"] for r in matched]
     assert all(0.0 <= c <= 1.0 for c in confidences) and np.median(confidences) > 0.0, confidences
     # Static scene: every true object keeps its track id from frame to frame. Its track is the id it is
-    # matched
-    # to most often; in every frame where any detection matches the object, that id must be published (an id
-    # switch ends it). A flickering false positive or duplicate beside an object may come and go with an
-    # id of its
-    # own and in some frames take the object's ground-truth match; an object whose score hovers around the
-    # threshold may go undetected in a frame and comes back with its id (the tracker keeps unseen tracks).
+    # matched to most often; in every frame where any detection matches the object, that id must be
+    # published (an id switch ends it). A flickering false positive or duplicate beside an object may
+    # come and go with an id of its own and in some frames take the object's ground-truth match; an
+    # object whose score hovers around the threshold may go undetected in a frame and comes back with
+    # its id (the tracker keeps unseen tracks).
     ids_per_object = defaultdict(Counter)
     for frame_ids in per_frame_ids:
         for gt_instance, track_id in frame_ids.items():
@@ -153,8 +152,8 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
             per_frame_ids,
         )
         # ... and once published in track_min_hits consecutive frames it is confirmed: its TF frame
-        # is there in the
-        # last frame whenever it is detected there (a borderline object missed once restarts its count).
+        # is there in the last frame whenever it is detected there (a borderline object missed once
+        # restarts its count).
         present = [track_id in {o.id for o in msg.objects} for msg in frames]
         if present[-1] and longest_run(present) >= TRACK_MIN_HITS:
             last = stamp(frames[-1].header)

@@ -570,8 +570,8 @@ def test_fuzzed_inputs_are_counted_and_the_node_still_detects(ros_context, uniqu
         assert ints(report, "frames_processed") == answered, report
         assert ints(report, "frames_dropped_busy") == 0, report
         # An "empty" frame may also have lost all its depth on the way (absurd distortion tables, a
-        # 32FC1 depth
-        # in the hundreds of metres): then it counts as depth_empty too, never as anything else.
+        # 32FC1 depth in the hundreds of metres): then it counts as depth_empty too, never as
+        # anything else.
         maybe_depth_empty = sum(n for kind, n in frame_kinds.items() if FRAME_KINDS[kind] == "empty")
         extra = ints(report, "problem depth_empty") - expected_problems["problem depth_empty"]
         assert 0 <= extra <= maybe_depth_empty, (extra, maybe_depth_empty, report, seed_note)

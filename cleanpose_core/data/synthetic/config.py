@@ -131,9 +131,8 @@ class SceneConfig:
     biased: bool = False  # confounder study: in the train split, body colour is tied to the category
     bias_strength: float = 0.9  # probability that a train object gets its category's colour when biased
     # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder
-    # (ShapeNetCore v2, NOCS
-    # obj_models or a meshes.yaml folder) and, when mixed, the chance an object of a category with
-    # meshes uses one.
+    # (ShapeNetCore v2, NOCS obj_models or a meshes.yaml folder) and, when mixed, the chance an object
+    # of a category with meshes uses one.
     shape_source: Literal["procedural", "meshes", "mixed"] = "procedural"
     meshes: str | None = None
     mesh_fraction: float = 0.5
