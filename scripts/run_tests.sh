@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up (idempotent), build, then colcon test (ROS tests through real rclpy/DDS)
-# and pytest over the Python tests. Fails if either fails or if pytest collects nothing.
+# and pytest over the Python tests, then ruff (ruff.toml: line length 110). Fails if any fails or if pytest
+# collects nothing.
 # Extra arguments go to pytest, e.g. `make test PYTEST_ARGS="-m slow"`.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,8 +25,12 @@ python -m pytest test --ignore=test/ros -q -p no:cacheprovider -ra "$@"
 pytest_rc=$?
 if [ "$pytest_rc" = 5 ]; then echo "[test] pytest collected no tests: failing"; fi
 
-if [ "$colcon_rc" != 0 ] || [ "$result_rc" != 0 ] || [ "$pytest_rc" != 0 ]; then
-  echo "[test] FAILED (colcon test $colcon_rc, colcon test-result $result_rc, pytest $pytest_rc)"
+echo "[test] ruff check"
+ruff check .
+ruff_rc=$?
+
+if [ "$colcon_rc" != 0 ] || [ "$result_rc" != 0 ] || [ "$pytest_rc" != 0 ] || [ "$ruff_rc" != 0 ]; then
+  echo "[test] FAILED (colcon test $colcon_rc, colcon test-result $result_rc, pytest $pytest_rc, ruff $ruff_rc)"
   exit 1
 fi
 echo "[test] all passed"
