@@ -9,7 +9,13 @@ threshold 0, at most n), plus preprocessing and the batched pose forward on n gr
 `--segmenter depth_tabletop`: the depth-only backend (plane + regions above it, named by the point classifier) in
 place of Mask R-CNN. Writes bench/results/estimator.json (estimator_depth_tabletop.json).
 
+`--baseline`: the eager path (`runtime: eager`, the reference) and the default path (`runtime: auto`) built side
+by side and run interleaved, frame by frame, on the same frames; per-path medians for 1/3/6 objects and
+`speedup_3_objects` (eager median / default median), load average before and after. Writes
+bench/results/estimator_baseline.json.
+
     python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter depth_tabletop]
+    python bench/bench_estimator.py --baseline [--repeats 12]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import omp_passive  # noqa: F401  (before torch: the node's OpenMP wait policy)
 import numpy as np
 import torch
 import yaml
@@ -86,6 +93,36 @@ def shipped_end_to_end(repeats: int, segmenter: str) -> dict:
     return results
 
 
+def interleaved_baseline(repeats: int, segmenter: str) -> dict:
+    """Eager and default Estimators on the same frame, alternating call by call: their ratio under one load."""
+    paths = {"eager": "eager", "default": EstimatorConfig().runtime}
+    results: dict = {"runtimes": {}}
+    for n in (1, 3, 6):
+        ests = {name: Estimator(EstimatorConfig(device="cpu", max_objects=n, segmenter=segmenter, runtime=rt))
+                for name, rt in paths.items()}
+        results["runtimes"] = {name: est.runtime for name, est in ests.items()}
+        rgb, depth, K = frames_with_detections(ests["eager"], n)
+        runs: dict[str, list] = {name: [] for name in ests}
+        for est in ests.values():
+            est.estimate(rgb, depth, K, "m")  # warm-up
+        for i in range(repeats):
+            order = list(ests.items()) if i % 2 == 0 else list(ests.items())[::-1]
+            for name, est in order:
+                runs[name].append(est.estimate(rgb, depth, K, "m"))
+        entry = {}
+        for name, rs in runs.items():
+            stats = {f"{k}_ms_median": round(statistics.median(r.timings_ms.get(k, 0.0) for r in rs), 1)
+                     for k in ("segmentation", "preprocess", "pose", "total")}
+            stats["total_ms_min"] = round(min(r.timings_ms["total"] for r in rs), 1)
+            stats["objects"] = int(statistics.median(len(r.detections) for r in rs))
+            entry[name] = stats
+        entry["speedup"] = round(entry["eager"]["total_ms_median"] / entry["default"]["total_ms_median"], 3)
+        entry["load_average_after"] = round(os.getloadavg()[0], 2)
+        results[f"{n}_objects"] = entry
+        print(n, json.dumps(entry), flush=True)
+    return results
+
+
 def lite_model_file(directory: Path) -> Path:
     data = yaml.safe_load((REPO / "config/model/cleanpose_lite.yaml").read_text())
     data["kd"]["teacher_weights"] = None
@@ -119,6 +156,8 @@ def main() -> None:
     parser.add_argument("--segmenter", choices=FRAME_SEGMENTERS, default="maskrcnn",
                         help="segmentation backend of the shipped pipeline (depth_tabletop: named by the point "
                              "classifier)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="eager and default paths interleaved frame by frame (estimator_baseline.json)")
     parser.add_argument("--out", default=None,
                         help="default bench/results/estimator.json (estimator_depth_tabletop.json for that backend)")
     args = parser.parse_args()
@@ -127,6 +166,26 @@ def main() -> None:
     if args.segmenter != "maskrcnn" and not shipped:
         parser.error("--segmenter depth_tabletop times the shipped models (drop --random-weights)")
     suffix = "" if args.segmenter == "maskrcnn" else f"_{args.segmenter}"
+    if args.baseline:
+        if not shipped:
+            parser.error("--baseline times the shipped models (drop --random-weights)")
+        out = Path(args.out or REPO / "bench" / "results" / f"estimator_baseline{suffix}.json")
+        load_before = round(os.getloadavg()[0], 2)
+        results = interleaved_baseline(args.repeats, args.segmenter)
+        report = {"benchmark": f"Estimator.estimate per 640x480 frame, shipped lite pose model + "
+                               f"{SEGMENTATION[args.segmenter]}, eager vs default runtime interleaved, CPU",
+                  "threads": args.threads, "results": results,
+                  "speedup_3_objects": results["3_objects"]["speedup"],
+                  "fps_3_objects": {name: round(1000.0 / results["3_objects"][name]["total_ms_median"], 2)
+                                    for name in ("eager", "default")},
+                  "fps_3_objects_best_run": {name: round(1000.0 / results["3_objects"][name]["total_ms_min"], 2)
+                                             for name in ("eager", "default")},
+                  "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
+                  "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__,
+                  "machine": platform.platform()}
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2))
+        return
     out = Path(args.out or REPO / "bench" / "results" / f"estimator{suffix}.json")
     results = shipped_end_to_end(args.repeats, args.segmenter) if shipped else random_weight_halves(args.repeats)
     e2e = {n: results[f"{n}_objects"]["end_to_end_ms"] for n in (1, 3, 6)}
@@ -143,7 +202,7 @@ def main() -> None:
                                               if shipped else None),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average_before": round(os.getloadavg()[0], 2),
-        "torch": torch.__version__,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__,
         "machine": platform.platform(),
     }
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -42,6 +42,7 @@ class PoseNodeParams:
     pose_backend: str = _estimator("pose_backend")
     pose_solver: str = _estimator("pose_solver")
     device: str = _estimator("device")
+    runtime: str = _estimator("runtime")
     segmentation_backend: str = _estimator("segmenter", choices=FRAME_SEGMENTERS)  # the others need masks per call
     segmentation_weights: str = _estimator("segmenter_weights")
     category_classifier: str = _estimator("category_classifier")

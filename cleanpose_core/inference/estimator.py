@@ -41,7 +41,7 @@ from cleanpose_core.geometry.camera import DEPTH_SCALE, DepthUnit, Intrinsics, d
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.box_fit import fit_oriented_box
-from cleanpose_core.inference.runtime import RUNTIMES, apply_runtime
+from cleanpose_core.inference.runtime import RUNTIMES, SHIPPED_POSE_MODEL_NAME, apply_runtime
 from cleanpose_core.inference.types import Detection, FrameResult
 from cleanpose_core.io.pose_model import load_pose_model
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
@@ -51,7 +51,7 @@ from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
-SHIPPED_POSE_MODEL = shipped_file("cleanpose_lite.pt")
+SHIPPED_POSE_MODEL = shipped_file(SHIPPED_POSE_MODEL_NAME)
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
 POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
 QUEUE_SAMPLING = ("stream", "per_frame")  # see EstimatorConfig.queue_sampling
@@ -81,10 +81,10 @@ class EstimatorConfig:
                                "predicted keypoint NOCS to the predicted keypoints; size from the head) or regression "
                                "(the pose head, as the official code)", choices=POSE_SOLVERS)
     device: str = setting("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    runtime: str = setting("auto", "CPU runtime of the dense network parts: eager (PyTorch, the reference), onnx "
-                           "(ONNX Runtime; exports next to the weights from `cleanpose export`, else made at start) "
-                           "or auto (onnx when onnxruntime is installed and the device is the CPU)",
-                           choices=RUNTIMES)
+    runtime: str = setting("auto", "CPU runtime of the dense network parts (inference/runtime.py): eager (PyTorch "
+                           "float32, the reference), bf16 (bfloat16 autocast; CPUs with AMX / AVX512-BF16), onnx "
+                           "(ONNX Runtime backbones, exports from `cleanpose export`) or auto (onnx when exports lie "
+                           "next to the weights, else bf16 where the CPU has it, else eager)", choices=RUNTIMES)
     segmenter: str = setting("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
                              "depth_tabletop (plane + regions above it, named by the point classifier; uncluttered "
                              "tables, no trained segmenter); through the API also ground_truth, or external (masks "

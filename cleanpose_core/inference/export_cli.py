@@ -21,23 +21,38 @@ def _run(args: argparse.Namespace) -> int:
     from .runtime import export_estimator, part_differences
 
     torch.set_num_threads(args.threads)
-    settings = dict(model_weights=args.model_weights, segmenter_weights=args.segmenter_weights,
-                    segmenter=args.segmenter, device="cpu")
+    settings = dict(
+        model_weights=args.model_weights,
+        segmenter_weights=args.segmenter_weights,
+        segmenter=args.segmenter,
+        device="cpu",
+    )
     eager = Estimator(EstimatorConfig(runtime="eager", **settings))
     written = export_estimator(eager)
     exported = Estimator(EstimatorConfig(runtime="onnx", **settings))
     differences = part_differences(eager, exported)
-    report = {"written": [str(p) for p in written], "relative_difference": differences, "tolerance": TOLERANCE}
+    report = {
+        "written": [str(p) for p in written],
+        "relative_difference": differences,
+        "tolerance": TOLERANCE,
+    }
     print(json.dumps(report, indent=2))
     return 0 if all(d <= TOLERANCE for d in differences.values()) else 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write ONNX Runtime exports of the networks next to their weights",
-                       description=__doc__.splitlines()[0])
+    p = sub.add_parser(
+        "export",
+        help="write ONNX Runtime exports of the networks next to their weights",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--model-weights", default=None, help="pose model file (default: the shipped lite model)")
     p.add_argument("--segmenter-weights", default=None, help="Mask R-CNN file (default: the shipped one)")
-    p.add_argument("--segmenter", default="maskrcnn", choices=("maskrcnn", "depth_tabletop"),
-                   help="depth_tabletop: export the pose network only")
+    p.add_argument(
+        "--segmenter",
+        default="maskrcnn",
+        choices=("maskrcnn", "depth_tabletop"),
+        help="depth_tabletop: export the pose network only",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run)

@@ -153,6 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--category-classifier", **_setting("category_classifier"))
     p.add_argument("--category-weight", **_setting("category_weight"))
     p.add_argument("--device", **_setting("device"))
+    p.add_argument("--runtime", **_setting("runtime"))
     p.add_argument("--intrinsics", type=float, nargs=4, default=REAL275_INTRINSICS, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics (default: REAL275, which the synthetic engine also uses)")
     p.set_defaults(func=_run)
@@ -165,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         segmenter="external" if args.masks == "gt" else args.segmenter, segmenter_weights=args.segmenter_weights,
         score_threshold=args.score_threshold, max_mask_overlap=args.max_mask_overlap, min_mask_area=args.min_mask_area,
         max_objects=args.max_objects, min_points=args.min_points, category_classifier=args.category_classifier,
-        category_weight=args.category_weight)
+        category_weight=args.category_weight, runtime=args.runtime)
     estimator = Estimator(EstimatorConfig(**{**settings, **(GT_MASK_SETTINGS if args.masks == "gt" else {})}))
     counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics),
                      score=args.score, argv=getattr(args, "command_line", None))

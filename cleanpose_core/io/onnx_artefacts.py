@@ -42,9 +42,12 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def onnx_metadata(part: str, source: str | Path | None) -> dict[str, str]:
     """The metadata an export of `part` made from the weights file `source` (None: random weights) carries."""
-    return {"format": ONNX_FORMAT, "part": part,
-            "source_sha256": file_sha256(source) if source is not None else "random",
-            "source_name": Path(source).name if source is not None else ""}
+    return {
+        "format": ONNX_FORMAT,
+        "part": part,
+        "source_sha256": file_sha256(source) if source is not None else "random",
+        "source_name": Path(source).name if source is not None else "",
+    }
 
 
 def write_onnx_artefact(model_bytes: bytes, path: str | Path, metadata: dict[str, str]) -> Path:
@@ -70,9 +73,13 @@ def check_onnx_metadata(found: dict[str, str], path: str | Path, expected: dict[
     """Raise WeightsError naming `path` when the export's metadata `found` is not `expected` (another kind of
     file, another part, or made from other weights)."""
     if found.get("format") != ONNX_FORMAT:
-        raise WeightsError(f"{path}: not a {FORMATS[ONNX_FORMAT].what} (format {found.get('format')!r}); "
-                           f"write one with {FORMATS[ONNX_FORMAT].written_by}")
+        raise WeightsError(
+            f"{path}: not a {FORMATS[ONNX_FORMAT].what} (format {found.get('format')!r}); "
+            f"write one with {FORMATS[ONNX_FORMAT].written_by}"
+        )
     for key in ("part", "source_sha256"):
         if found.get(key) != expected[key]:
-            raise WeightsError(f"{path}: {key} is {found.get(key)!r}, expected {expected[key]!r} (made from other "
-                               f"weights? re-run `cleanpose export`)")
+            raise WeightsError(
+                f"{path}: {key} is {found.get(key)!r}, expected {expected[key]!r} (made from other "
+                f"weights? re-run `cleanpose export`)"
+            )
