@@ -1,20 +1,25 @@
-"""End-to-end Estimator latency per 640x480 frame on CPU: segmentation + preprocessing + one batched pose forward.
+"""End-to-end Estimator latency per 640x480 frame on CPU: segmentation + preprocessing + one batched pose
+forward.
 
 Default (the shipped models are in models/): one `Estimator.estimate` call per frame, Mask R-CNN and the point
 classifier's re-scoring (part of "segmentation") included, on
 synthetic test frames where the segmenter finds at least n objects, with `max_objects = n` (n = 1, 3, 6).
-`--random-weights` (or no shipped models): random lite pose and Mask R-CNN weights; random masks do not cover n
+`--random-weights` (or no shipped models): random lite pose and Mask R-CNN weights; random masks do not cover
+n
 real objects, so a frame's time is measured as its two halves: the segmenter asked for n detections (score
 threshold 0, at most n), plus preprocessing and the batched pose forward on n ground-truth object masks.
-`--segmenter depth_tabletop`: the depth-only backend (plane + regions above it, named by the point classifier) in
+`--segmenter depth_tabletop`: the depth-only backend (plane + regions above it, named by the point classifier)
+in
 place of Mask R-CNN. Writes bench/results/estimator.json (estimator_depth_tabletop.json).
 
-`--baseline`: the eager path (`runtime: eager`, the reference) and the default path (`runtime: auto`) built side
+`--baseline`: the eager path (`runtime: eager`, the reference) and the default path (`runtime: auto`) built
+side
 by side and run interleaved, frame by frame, on the same frames; per-path medians for 1/3/6 objects and
 `speedup_3_objects` (eager median / default median), load average before and after. Writes
 bench/results/estimator_baseline.json.
 
-    python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter depth_tabletop]
+    python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter
+    depth_tabletop]
     python bench/bench_estimator.py --baseline [--repeats 12]
 """
 
@@ -40,7 +45,12 @@ from cleanpose_core.data.synthetic.config import SynthConfig
 from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
 from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.scene import compose_scene
-from cleanpose_core.inference.estimator import FRAME_SEGMENTERS, SHIPPED_POSE_MODEL, Estimator, EstimatorConfig
+from cleanpose_core.inference.estimator import (
+    FRAME_SEGMENTERS,
+    SHIPPED_POSE_MODEL,
+    Estimator,
+    EstimatorConfig,
+)
 from cleanpose_core.io import trainable_state_dict
 from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
 from cleanpose_core.segmentation import build_segmenter
@@ -94,7 +104,8 @@ def shipped_end_to_end(repeats: int, segmenter: str) -> dict:
 
 
 def interleaved_baseline(repeats: int, segmenter: str) -> dict:
-    """Eager and default Estimators on the same frame, alternating call by call: their ratio under one load."""
+    """Eager and default Estimators on the same frame, alternating call by call: their ratio under one
+    load."""
     paths = {"eager": "eager", "default": EstimatorConfig().runtime}
     results: dict = {"runtimes": {}}
     for n in (1, 3, 6):
@@ -142,7 +153,8 @@ def timed(fn, repeats: int) -> dict[str, float]:
     for key in ("segmentation", "preprocess", "pose", "total"):
         values = [r.timings_ms.get(key, 0.0) for r in runs]
         out[f"{key}_ms_median"] = round(statistics.median(values), 1)
-    # On a shared machine the minimum is the best estimate of the uncontended latency; the median shows the load.
+    # On a shared machine the minimum is the best estimate of the uncontended latency; the median shows
+    # the load.
     out["total_ms_min"] = round(min(r.timings_ms.get("total", 0.0) for r in runs), 1)
     out["objects"] = int(statistics.median([len(r.detections) for r in runs]))
     return out
@@ -153,13 +165,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--random-weights", action="store_true", help="time untrained models (two halves)")
-    parser.add_argument("--segmenter", choices=FRAME_SEGMENTERS, default="maskrcnn",
-                        help="segmentation backend of the shipped pipeline (depth_tabletop: named by the point "
-                             "classifier)")
+    parser.add_argument(
+        "--segmenter",
+        choices=FRAME_SEGMENTERS,
+        default="maskrcnn",
+        help="segmentation backend of the shipped pipeline (depth_tabletop: named by the point classifier)",
+    )
     parser.add_argument("--baseline", action="store_true",
                         help="eager and default paths interleaved frame by frame (estimator_baseline.json)")
-    parser.add_argument("--out", default=None,
-                        help="default bench/results/estimator.json (estimator_depth_tabletop.json for that backend)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="default bench/results/estimator.json (estimator_depth_tabletop.json for that backend)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shipped = SHIPPED_POSE_MODEL.is_file() and SHIPPED_SEGMENTER.is_file() and not args.random_weights
@@ -172,22 +190,33 @@ def main() -> None:
         out = Path(args.out or REPO / "bench" / "results" / f"estimator_baseline{suffix}.json")
         load_before = round(os.getloadavg()[0], 2)
         results = interleaved_baseline(args.repeats, args.segmenter)
-        report = {"benchmark": f"Estimator.estimate per 640x480 frame, shipped lite pose model + "
-                               f"{SEGMENTATION[args.segmenter]}, eager vs default runtime interleaved, CPU",
-                  "threads": args.threads, "results": results,
-                  "speedup_3_objects": results["3_objects"]["speedup"],
-                  "fps_3_objects": {name: round(1000.0 / results["3_objects"][name]["total_ms_median"], 2)
-                                    for name in ("eager", "default")},
-                  "fps_3_objects_best_run": {name: round(1000.0 / results["3_objects"][name]["total_ms_min"], 2)
-                                             for name in ("eager", "default")},
-                  "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
-                  "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__,
-                  "machine": platform.platform()}
+        report = {
+            "benchmark": f"Estimator.estimate per 640x480 frame, shipped lite pose model + "
+            f"{SEGMENTATION[args.segmenter]}, eager vs default runtime interleaved, CPU",
+            "threads": args.threads,
+            "results": results,
+            "speedup_3_objects": results["3_objects"]["speedup"],
+            "fps_3_objects": {
+                name: round(1000.0 / results["3_objects"][name]["total_ms_median"], 2)
+                for name in ("eager", "default")
+            },
+            "fps_3_objects_best_run": {
+                name: round(1000.0 / results["3_objects"][name]["total_ms_min"], 2)
+                for name in ("eager", "default")
+            },
+            "load_average_before": load_before,
+            "load_average_after": round(os.getloadavg()[0], 2),
+            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "torch": torch.__version__,
+            "machine": platform.platform(),
+        }
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps({k: v for k, v in report.items() if k != "results"}, indent=2))
         return
     out = Path(args.out or REPO / "bench" / "results" / f"estimator{suffix}.json")
-    results = shipped_end_to_end(args.repeats, args.segmenter) if shipped else random_weight_halves(args.repeats)
+    results = (
+        shipped_end_to_end(args.repeats, args.segmenter) if shipped else random_weight_halves(args.repeats)
+    )
     e2e = {n: results[f"{n}_objects"]["end_to_end_ms"] for n in (1, 3, 6)}
     report = {
         "benchmark": (f"Estimator.estimate per 640x480 frame, shipped lite pose model + "
@@ -217,7 +246,9 @@ def random_weight_halves(repeats: int) -> dict:
         for n in (1, 3, 6):
             seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", box_detections_per_img=n,
                                   score_threshold=0.0, min_mask_area=0, min_points=16, max_objects=n)
-            est = Estimator(EstimatorConfig(model_weights=weights, device="cpu", min_points=16), segmenter=seg)
+            est = Estimator(
+                EstimatorConfig(model_weights=weights, device="cpu", min_points=16), segmenter=seg
+            )
 
             def segmentation():
                 result = est.estimate(rgb, depth, K, "m")
@@ -226,7 +257,9 @@ def random_weight_halves(repeats: int) -> dict:
 
             def pose_only():
                 result = est.estimate(rgb, depth, K, "m", masks=masks[:n], labels=labels[:n])
-                result.timings_ms["total"] = sum(v for k, v in result.timings_ms.items() if k != "segmentation")
+                result.timings_ms["total"] = sum(
+                    v for k, v in result.timings_ms.items() if k != "segmentation"
+                )
                 return result
 
             seg_ms = timed(segmentation, repeats)["segmentation_ms_median"]

@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_eval.py [--images 3000] [--objects 6] [--out bench/results/eval.json]
 Writes a synthetic result set to a temporary folder (each image: `--objects` ground-truth boxes of random
-categories, ~90 % detected with rotation/translation/size noise, ~5 % exact copies, ~0.3 false positives, random
+categories, ~90 % detected with rotation/translation/size noise, ~5 % exact copies, ~0.3 false positives,
+random
 scores), then times `cleanpose eval`'s work: loading + validating the pickles, the official-protocol metrics,
 and separately the fine sweeps used for plots. Target: < 60 s on 2 cores.
 """
@@ -44,9 +45,11 @@ def synthetic_image(rng: np.random.Generator, n_objects: int) -> dict:
     pred_ids = gt_ids[keep]
     n_fp = rng.poisson(0.3)
     if n_fp:
-        fp_rts, fp_scales = poses_to_rts(Rotation.random(n_fp, random_state=rng).as_matrix(),
-                                         np.c_[rng.uniform(-0.3, 0.3, (n_fp, 2)), rng.uniform(0.5, 1.2, n_fp)],
-                                         rng.uniform(0.05, 0.25, (n_fp, 3)))
+        fp_rts, fp_scales = poses_to_rts(
+            Rotation.random(n_fp, random_state=rng).as_matrix(),
+            np.c_[rng.uniform(-0.3, 0.3, (n_fp, 2)), rng.uniform(0.5, 1.2, n_fp)],
+            rng.uniform(0.05, 0.25, (n_fp, 3)),
+        )
         pred_rts = np.concatenate([pred_rts, fp_rts])
         pred_scales = np.concatenate([pred_scales, fp_scales])
         pred_ids = np.concatenate([pred_ids, rng.integers(1, n_cat + 1, size=n_fp)])

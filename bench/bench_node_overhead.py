@@ -1,8 +1,10 @@
-"""Overhead of the ROS 2 layer: pose-node end-to-end latency minus the Estimator's own time, on the same frames.
+"""Overhead of the ROS 2 layer: pose-node end-to-end latency minus the Estimator's own time, on the same
+frames.
 
 1. Renders N frames of a synthetic test scene with at least 3 objects (the `synthetic_camera` engine).
 2. Starts `pose_node` as a separate process (shipped models, CPU) and sends it one frame at a time over real
-   DDS (camera_info, 16UC1 depth, rgb8), waiting for its `~/poses` answer: end-to-end latency = answer received
+   DDS (camera_info, 16UC1 depth, rgb8), waiting for its `~/poses` answer: end-to-end latency = answer
+   received
    minus frame published, so it covers serialisation, transport, synchronisation, conversion, estimation,
    tracking and publishing every output (detections, TF, markers, debug image).
 3. After each answer, times `Estimator.estimate` in this process on the same frame with the node's settings
@@ -59,15 +61,30 @@ def render_frames(context, n: int, seed: int):
 
 def measure(context, frames, camera_info, threads: int, objects: int, log_path: Path):
     """Per frame, interleaved so both see the same machine load: the node's end-to-end latency, then the
-    Estimator alone in this process on the same frame. -> (end-to-end ms, Estimator ms, node reports, resent)."""
+    Estimator alone in this process on the same frame. -> (end-to-end ms, Estimator ms, node reports,
+    resent)."""
     # The node's own parameters -> Estimator settings, as the node process below is started with.
     params = dataclasses.replace(PoseNodeParams(), device="cpu", max_objects=objects)
     torch.set_num_threads(threads)
     estimator = Estimator(estimator_config(params))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([sys.executable, "-m", "cleanpose_ros.pose_node", "--ros-args", "-r", f"__ns:={NS}",
-                             "-p", "device:=cpu", "-p", f"max_objects:={objects}"],
-                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cleanpose_ros.pose_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={NS}",
+            "-p",
+            "device:=cpu",
+            "-p",
+            f"max_objects:={objects}",
+        ],
+        stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     node = rclpy.create_node("overhead_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -101,7 +118,9 @@ def measure(context, frames, camera_info, threads: int, objects: int, log_path: 
                     pub.publish(msg)
                 deadline = time.monotonic() + 15
                 while key not in answers and time.monotonic() < deadline:
-                    executor.spin_once(timeout_sec=0.5)  # wakes on arrival; a short timeout polls and steals CPU from the node
+                    # wakes on arrival; a short timeout polls and steals CPU from the
+                    # node
+                    executor.spin_once(timeout_sec=0.5)
                 if key in answers:
                     break
                 resent += 1
@@ -113,7 +132,9 @@ def measure(context, frames, camera_info, threads: int, objects: int, log_path: 
             rgb_in, (depth_in, unit) = rgb_from_image(msgs[2]), depth_from_image(msgs[1], params.depth_unit)
             K_in = camera_model_from_info(msgs[0], params.images_rectified).intrinsics
             t0 = time.perf_counter()
-            alone = estimator.estimate(rgb_in, depth_in, K_in, unit, depth_range=(params.min_depth, params.max_depth))
+            alone = estimator.estimate(
+                rgb_in, depth_in, K_in, unit, depth_range=(params.min_depth, params.max_depth)
+            )
             if i >= 2:
                 estimator_ms.append((time.perf_counter() - t0) * 1000.0)
                 latencies.append((received - sent) * 1000.0)
@@ -143,8 +164,9 @@ def main() -> None:
     try:
         frames, camera_info = render_frames(context, args.frames, args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            e2e, estimator, reported, resent = measure(context, frames, camera_info, args.threads, args.objects,
-                                                       Path(tmp) / "node.log")
+            e2e, estimator, reported, resent = measure(
+                context, frames, camera_info, args.threads, args.objects, Path(tmp) / "node.log"
+            )
     finally:
         rclpy.shutdown(context=context)
     e2e_ms, est_ms = statistics.median(e2e), statistics.median(estimator)
@@ -171,7 +193,9 @@ def main() -> None:
         "machine": platform.platform(),
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k not in ("end_to_end_ms", "estimator_ms")}, indent=2))
+    print(
+        json.dumps({k: v for k, v in report.items() if k not in ("end_to_end_ms", "estimator_ms")}, indent=2)
+    )
 
 
 if __name__ == "__main__":

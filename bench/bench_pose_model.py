@@ -1,7 +1,9 @@
 """Pose-network latency on CPU: eval forward for B = 1, 3, 6 objects in one batch, paper and lite configs.
 
-Random weights (timing only; DINOv2/ULIP weights cannot be downloaded here). Writes bench/results/pose_model.json.
-The official implementation's eval forward at the paper configuration, measured on this 2-core CPU, takes about
+Random weights (timing only; DINOv2/ULIP weights cannot be downloaded here). Writes
+bench/results/pose_model.json.
+The official implementation's eval forward at the paper configuration, measured on this 2-core CPU, takes
+about
 336 ms per object and gains nothing from batching (1,036 ms for 3 objects, 1,993 ms for 6).
 
 `--baseline`: the eager network (the reference) and the default runtime's (`EstimatorConfig.runtime` auto:
@@ -138,17 +140,27 @@ def main() -> None:
         load_before = round(os.getloadavg()[0], 2)
         paper = interleaved_baseline(REPO / "config/model/cleanpose_paper.yaml", 1024, args.repeats)
         lite = interleaved_baseline(REPO / "config/model/cleanpose_lite.yaml", 512, args.repeats)
-        result = {"benchmark": "CleanPose eval forward, eager vs default runtime interleaved, one batch of B "
-                               "objects, CPU, random weights",
-                  "threads": args.threads, "paper_N1024": paper, "lite_N512": lite,
-                  "paper_ms_per_object_3_objects": {k: paper["B3"][k]["ms_per_object"] for k in ("eager", "default")},
-                  "official_reference_ms": {"B1": 336, "B3": 1036, "B6": 1993},
-                  "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
-                  "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__,
-                  "machine": platform.platform()}
+        result = {
+            "benchmark": "CleanPose eval forward, eager vs default runtime interleaved, one batch of B "
+            "objects, CPU, random weights",
+            "threads": args.threads,
+            "paper_N1024": paper,
+            "lite_N512": lite,
+            "paper_ms_per_object_3_objects": {
+                k: paper["B3"][k]["ms_per_object"] for k in ("eager", "default")
+            },
+            "official_reference_ms": {"B1": 336, "B3": 1036, "B6": 1993},
+            "load_average_before": load_before,
+            "load_average_after": round(os.getloadavg()[0], 2),
+            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "torch": torch.__version__,
+            "machine": platform.platform(),
+        }
         out = Path(args.out or REPO / "bench" / "results" / "pose_model_baseline.json")
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps({k: v for k, v in result.items() if k not in ("paper_N1024", "lite_N512")}, indent=2))
+        print(
+            json.dumps({k: v for k, v in result.items() if k not in ("paper_N1024", "lite_N512")}, indent=2)
+        )
         return
     args.out = args.out or str(REPO / "bench" / "results" / "pose_model.json")
     result = {

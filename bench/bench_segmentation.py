@@ -1,6 +1,7 @@
 """Benchmark: segmentation latency per 640x480 frame on the CPU (2 threads by default), per backend.
 
-Usage: python bench/bench_segmentation.py [--threads 2 1] [--repeats 10] [--resnet50] [--out bench/results/segmentation.json]
+Usage: python bench/bench_segmentation.py [--threads 2 1] [--repeats 10] [--resnet50] [--out
+bench/results/segmentation.json]
 
 Mask R-CNN is timed with random weights and the shipped inference settings (`MaskRCNNInference` defaults).
 Random weights score every class about equally, so a real score threshold would drop every detection and
@@ -63,9 +64,14 @@ def time_segmenter(seg, rgb: np.ndarray, depth: np.ndarray, repeats: int, warmup
         times.append((time.perf_counter() - t0) * 1000.0)
         n.append(len(out))
     times.sort()
-    return {"median_ms": round(statistics.median(times), 1), "min_ms": round(times[0], 1),
-            "p90_ms": round(times[int(0.9 * (len(times) - 1))], 1), "mean_ms": round(statistics.fmean(times), 1),
-            "instances_returned": int(statistics.median(n)), "repeats": repeats}
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "min_ms": round(times[0], 1),
+        "p90_ms": round(times[int(0.9 * (len(times) - 1))], 1),
+        "mean_ms": round(statistics.fmean(times), 1),
+        "instances_returned": int(statistics.median(n)),
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
@@ -73,7 +79,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="torch CPU thread counts to time")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 3, 6, 20])
-    parser.add_argument("--resnet50", action="store_true", help="also time the ResNet50-FPN preset (3 objects)")
+    parser.add_argument(
+        "--resnet50", action="store_true", help="also time the ResNet50-FPN preset (3 objects)"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "segmentation.json"))
     args = parser.parse_args()
 
@@ -89,21 +97,28 @@ def main() -> None:
             seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", backbone="mobilenet_v3",
                                   box_detections_per_img=n, **no_filter)
             res[f"maskrcnn_mobilenet_v3_{n}obj"] = time_segmenter(seg, rgb, depth, args.repeats)
-            print(f"{threads} threads, maskrcnn mobilenet_v3, {n} objects: {res[f'maskrcnn_mobilenet_v3_{n}obj']}",
-                  flush=True)
+            key = f"maskrcnn_mobilenet_v3_{n}obj"
+            print(
+                f"{threads} threads, maskrcnn mobilenet_v3, {n} objects: {res[key]}",
+                flush=True,
+            )
         if args.resnet50:
             seg = build_segmenter("maskrcnn", random_weights=True, device="cpu", backbone="resnet50",
                                   box_detections_per_img=3, **no_filter)
             res["maskrcnn_resnet50_3obj"] = time_segmenter(seg, rgb, depth, max(3, args.repeats // 3))
-            print(f"{threads} threads, maskrcnn resnet50, 3 objects: {res['maskrcnn_resnet50_3obj']}", flush=True)
+            print(
+                f"{threads} threads, maskrcnn resnet50, 3 objects: {res['maskrcnn_resnet50_3obj']}",
+                flush=True,
+            )
         seg = build_segmenter("depth_tabletop", min_points=0)
         res["depth_tabletop"] = time_segmenter(seg, rgb, depth, args.repeats)
         print(f"{threads} threads, depth_tabletop: {res['depth_tabletop']}", flush=True)
 
     report = {
-        "benchmark": "segmentation latency per 640x480 frame (Segmenter.segment), CPU, random Mask R-CNN weights",
+        "benchmark": "segmentation latency per 640x480 frame (Segmenter.segment), CPU, "
+        "random Mask R-CNN weights",
         "note": "results per torch thread count; on a shared machine the minimum is the best estimate of the "
-                "uncontended latency, the median shows what other processes cost",
+        "uncontended latency, the median shows what other processes cost",
         "maskrcnn_inference_settings": to_dict(MaskRCNNInference()),
         "results": results,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

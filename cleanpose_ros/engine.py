@@ -1,8 +1,10 @@
 """The pose node's work, shared by the plain node and the managed (lifecycle) one.
 
 A frame's path: `FrameInputs` (messages checked, synchronised) -> `Worker` mailbox -> `estimate_frame` (camera
-model, messages to arrays, undistortion, Estimator: the frame checked and its depth converted, once) -> tracking in
-the fixed frame -> `Outputs.publish` (in `target_frame`). Problems are counted by kind for /diagnostics and logged
+model, messages to arrays, undistortion, Estimator: the frame checked and its depth converted, once) ->
+tracking in
+the fixed frame -> `Outputs.publish` (in `target_frame`). Problems are counted by kind for /diagnostics and
+logged
 with a rate limit; nothing a message contains stops the node.
 """
 
@@ -21,8 +23,13 @@ from cleanpose_core.inference.tracking import PoseTracker
 from cleanpose_core.inference.types import FrameResult
 from cleanpose_ros.camera_model import CameraModelCache, CameraModelError
 from cleanpose_ros.conversions import detection_array_msg, object_pose_array_msg
-from cleanpose_ros.image_conversion import (COLOUR_ENCODINGS, DEPTH_ENCODINGS, depth_from_image, image_problem,
-                                            rgb_from_image)
+from cleanpose_ros.image_conversion import (
+    COLOUR_ENCODINGS,
+    DEPTH_ENCODINGS,
+    depth_from_image,
+    image_problem,
+    rgb_from_image,
+)
 from cleanpose_ros.inputs import Frame, FrameInputs, stamp_ns
 from cleanpose_ros.outputs import Estimate, Outputs
 from cleanpose_ros.parameters import PoseNodeParams, estimator_config
@@ -41,7 +48,8 @@ class PoseEngine:
         self._warned: dict[str, float] = {}
         self.cameras = CameraModelCache()
         self.tracker = PoseTracker(params.track_max_distance, params.track_max_missed, params.track_min_hits)
-        self._camera_pose: np.ndarray | None = None  # last camera pose in tracking_frame; None = camera-frame tracks
+        # last camera pose in tracking_frame; None = camera-frame tracks
+        self._camera_pose: np.ndarray | None = None
         self.worker = Worker(self._process_and_publish, self._on_worker_error)
         try:
             self.estimator = self.worker.call(Estimator, estimator_config(params))
@@ -61,8 +69,9 @@ class PoseEngine:
 
     def open_inputs(self, callback_group=None) -> None:
         p = self.params
-        self.inputs = FrameInputs(self.node, self._on_frame, p.sync_slop, p.sync_queue_size, p.input_reliability,
-                                  callback_group)
+        self.inputs = FrameInputs(
+            self.node, self._on_frame, p.sync_slop, p.sync_queue_size, p.input_reliability, callback_group
+        )
         self.inputs.info_tolerance_s = p.camera_info_tolerance
         self.last_sync_time = time.monotonic()
 
@@ -86,7 +95,9 @@ class PoseEngine:
     def apply(self, params: PoseNodeParams) -> None:
         """Take validated new parameters; ValueError (nothing changed) when the estimator refuses them."""
         new = estimator_config(params)
-        changes = {k: getattr(new, k) for k in RETUNABLE if getattr(new, k) != getattr(self.estimator.config, k)}
+        changes = {
+            k: getattr(new, k) for k in RETUNABLE if getattr(new, k) != getattr(self.estimator.config, k)
+        }
         if changes:
             self.worker.call(functools.partial(self.estimator.retune, **changes))
         if (params.target_frame or params.tracking_frame) and self.transforms is None:
@@ -118,21 +129,28 @@ class PoseEngine:
         if info is None:
             never = (frame.info_problem or "").startswith("no valid camera_info received yet")
             if never and time.monotonic() - self.started < p.sync_warn_after:
-                return Estimate(FrameResult([], reason="waiting for the first camera_info"), header)  # start-up
-            return Estimate(self.problem("camera_info_missing", frame.info_problem or "no camera_info"), header)
+                # start-up
+                return Estimate(FrameResult([], reason="waiting for the first camera_info"), header)
+            return Estimate(
+                self.problem("camera_info_missing", frame.info_problem or "no camera_info"), header
+            )
         try:
             camera = self.cameras.get(info, p.images_rectified, (frame.rgb.width, frame.rgb.height))
         except CameraModelError as exc:
             return Estimate(self.problem("camera_info_invalid", str(exc)), header)
         K = camera.intrinsics
         rgb = rgb_from_image(frame.rgb)
-        depth, unit = depth_from_image(frame.depth, p.depth_unit)  # as the sensor gave it: the Estimator converts
+        # as the sensor gave it: the Estimator converts
+        depth, unit = depth_from_image(frame.depth, p.depth_unit)
         if camera.needs_undistortion:
-            self.warn(f"undistorting the images ({camera.describe()}); set images_rectified if they already are",
-                      period=float("inf"))
+            self.warn(
+                f"undistorting the images ({camera.describe()}); set images_rectified if they already are",
+                period=float("inf"),
+            )
             try:  # nearest-pixel resampling: depth values move unchanged, in any unit
                 rgb, depth = camera.undistort(rgb, depth)
-            except CameraModelError as exc:  # the rgb fits camera_info (checked above): the depth is another size
+            # the rgb fits camera_info (checked above): the depth is another size
+            except CameraModelError as exc:
                 return Estimate(self.problem("size_mismatch", str(exc)), header)
         result = self.estimator.estimate(rgb, depth, K, unit, depth_range=(p.min_depth, p.max_depth))
         if result.frame_problem:  # size_mismatch, depth_empty, ...: the Estimator's one check of the frame
@@ -151,7 +169,9 @@ class PoseEngine:
         elif T is not None and self._camera_pose is None:
             self.tracker.rebase(T)
         if frame_id and T is None:
-            self.warn(f"no transform {frame_id} <- {header.frame_id}: tracking in the camera frame", period=10.0)
+            self.warn(
+                f"no transform {frame_id} <- {header.frame_id}: tracking in the camera frame", period=10.0
+            )
         self._camera_pose = T
         self.tracker.update(result.detections, camera_pose=T, stamp=stamp * 1e-9, image_size=image_size)
 
@@ -165,8 +185,11 @@ class PoseEngine:
             T = self.transforms.lookup(target, estimate.header.frame_id, stamp_ns(estimate.header),
                                        self.params.tf_timeout)
             if T is None:
-                self.problem("no_transform", f"no transform {target} <- {estimate.header.frame_id}: frame not "
-                                             f"published (target_frame)")
+                self.problem(
+                    "no_transform",
+                    f"no transform {target} <- {estimate.header.frame_id}: frame not "
+                    f"published (target_frame)",
+                )
                 return
         self.outputs.publish(estimate, T, self.device)
         self.frames_processed += 1
@@ -188,14 +211,17 @@ class PoseEngine:
 
     # ---------------------------------------------------------------- service
     def on_estimate(self, request, response):
-        """~/estimate: the latest frame or the request's own, optionally one category (on the worker thread)."""
+        """~/estimate: the latest frame or the request's own, optionally one category (on the worker
+        thread)."""
         if request.use_latest_frame:
             frame = self.last_frame
             if frame is None:
                 response.success, response.message = False, "no synchronised frame received yet"
                 return response
         else:  # messages that did not come through the subscriptions: checked here, as they are on arrival
-            problem = image_problem(request.rgb, COLOUR_ENCODINGS) or image_problem(request.depth, DEPTH_ENCODINGS)
+            problem = image_problem(request.rgb, COLOUR_ENCODINGS) or image_problem(
+                request.depth, DEPTH_ENCODINGS
+            )
             if problem is not None:
                 self.problem("image_invalid", problem)
                 response.success, response.message = False, problem

@@ -1,12 +1,16 @@
 """The pose node's parameters, each defined once: default, description, range and whether it may change while
-the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them. The parameters
+the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them. The
+parameters
 that are Estimator settings take all of that from `EstimatorConfig`'s fields (`estimator_config` builds the
 Estimator's settings from them), so the node and the library cannot disagree.
 
-- Integers are accepted for double parameters (a launch argument `rate:=10` or `score_threshold: 1` in a params
-  file arrives as an INTEGER); any other type, or a value out of range, is a ValueError naming the parameter, which
+- Integers are accepted for double parameters (a launch argument `rate:=10` or `score_threshold: 1` in a
+params
+  file arrives as an INTEGER); any other type, or a value out of range, is a ValueError naming the parameter,
+  which
   `node_main.run_node` turns into exit code 2.
-- Run-time changes (`ros2 param set`) are validated the same way and rejected with the reason; parameters that need
+- Run-time changes (`ros2 param set`) are validated the same way and rejected with the reason; parameters that
+need
   a reload are read-only and say so in their description.
 """
 
@@ -43,7 +47,8 @@ class PoseNodeParams:
     pose_solver: str = _estimator("pose_solver")
     device: str = _estimator("device")
     runtime: str = _estimator("runtime")
-    segmentation_backend: str = _estimator("segmenter", choices=FRAME_SEGMENTERS)  # the others need masks per call
+    # the others need masks per call
+    segmentation_backend: str = _estimator("segmenter", choices=FRAME_SEGMENTERS)
     segmentation_weights: str = _estimator("segmenter_weights")
     category_classifier: str = _estimator("category_classifier")
     # --- detection (settable at run time) ---
@@ -61,19 +66,34 @@ class PoseNodeParams:
                                 "projection matrix P and never undistort", runtime=True)
     sync_slop: float = _p(0.02, "Maximum stamp difference (s) between rgb and depth", (0.0, 10.0))
     sync_queue_size: int = _p(5, "Messages kept per image topic while waiting for a match", (1, 100))
-    camera_info_tolerance: float = _p(1.0, "Maximum age difference (s) between the newest camera_info of the rgb "
-                                      "frame and an image; 0 = any", (0.0, 3600.0), runtime=True)
-    sync_warn_after: float = _p(5.0, "Seconds without a synchronised frame before a warning with per-topic counts",
-                                (0.1, 3600.0), runtime=True)
+    camera_info_tolerance: float = _p(
+        1.0,
+        "Maximum age difference (s) between the newest camera_info of the rgb frame and an image; 0 = any",
+        (0.0, 3600.0),
+        runtime=True,
+    )
+    sync_warn_after: float = _p(
+        5.0,
+        "Seconds without a synchronised frame before a warning with per-topic counts",
+        (0.1, 3600.0),
+        runtime=True,
+    )
     input_reliability: str = _p("best_effort", "Input QoS reliability: best_effort (sensor data; matches any "
                                 "publisher) or reliable", choices=("best_effort", "reliable"))
     # --- frames and tracking ---
     target_frame: str = _p("", "Frame of the published detections and object TF frames; empty = the camera's "
                            "optical frame (needs TF from that frame when set)", runtime=True)
-    tracking_frame: str = _p("", "Fixed frame (odom, map, world) in which objects are tracked, so ids survive "
-                             "camera motion; empty = track in the camera frame with a motion model")
-    tf_timeout: float = _p(0.05, "Seconds to wait for a transform at an image's stamp before using the latest",
-                           (0.0, 1.0), runtime=True)
+    tracking_frame: str = _p(
+        "",
+        "Fixed frame (odom, map, world) in which objects are tracked, so ids survive "
+        "camera motion; empty = track in the camera frame with a motion model",
+    )
+    tf_timeout: float = _p(
+        0.05,
+        "Seconds to wait for a transform at an image's stamp before using the latest",
+        (0.0, 1.0),
+        runtime=True,
+    )
     track_max_distance: float = _p(0.10, "Metres a tracked object may move between frames and keep its id",
                                    (0.001, 10.0), runtime=True)
     track_max_missed: int = _p(100, "Frames a track survives without a detection", (0, 10_000), runtime=True)
@@ -98,11 +118,15 @@ class PoseNodeParams:
                 raise ValueError(f"parameter {f.name} must be one of {list(choices)}, got {value!r}")
         check_device_name(self.device)
         if not self.min_depth < self.max_depth:
-            raise ValueError(f"parameters min_depth and max_depth: need min_depth < max_depth, got {self.min_depth}, "
-                             f"{self.max_depth}")
+            raise ValueError(
+                f"parameters min_depth and max_depth: need min_depth < max_depth, got {self.min_depth}, "
+                f"{self.max_depth}"
+            )
         if self.segmentation_backend == "depth_tabletop" and self.category_weight == 0.0:
-            raise ValueError("parameter category_weight must be > 0 with segmentation_backend depth_tabletop (the "
-                             "point classifier names its objects)")
+            raise ValueError(
+                "parameter category_weight must be > 0 with segmentation_backend depth_tabletop (the "
+                "point classifier names its objects)"
+            )
 
 
 FIELDS = {f.name: f for f in fields(PoseNodeParams)}
@@ -110,8 +134,11 @@ RUNTIME = tuple(name for name, f in FIELDS.items() if f.metadata["runtime"])
 
 
 def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
-    """The Estimator settings the node's parameters ask for: every parameter that is one ("" = None, unset)."""
-    values = {f.metadata["estimator"]: getattr(p, f.name) for f in FIELDS.values() if "estimator" in f.metadata}
+    """The Estimator settings the node's parameters ask for: every parameter that is one ("" = None,
+    unset)."""
+    values = {
+        f.metadata["estimator"]: getattr(p, f.name) for f in FIELDS.values() if "estimator" in f.metadata
+    }
     values = {name: None if v == "" and SETTINGS[name].default is None else v for name, v in values.items()}
     return EstimatorConfig(**values, keep_masks=p.publish_object_points)
 
@@ -119,9 +146,13 @@ def estimator_config(p: PoseNodeParams) -> EstimatorConfig:
 def descriptor(name: str) -> ParameterDescriptor:
     """The ROS descriptor of a parameter, from its field metadata."""
     f = FIELDS[name]
-    text = f.metadata["description"] + ("" if f.metadata["runtime"] else " (read-only: restart the node to change)")
+    text = f.metadata["description"] + (
+        "" if f.metadata["runtime"] else " (read-only: restart the node to change)"
+    )
     # Doubles use dynamic typing so that an INTEGER value is accepted; `coerce` checks the type instead.
-    d = ParameterDescriptor(description=text, read_only=not f.metadata["runtime"], dynamic_typing=f.type == "float")
+    d = ParameterDescriptor(
+        description=text, read_only=not f.metadata["runtime"], dynamic_typing=f.type == "float"
+    )
     bounds = f.metadata["bounds"]
     if bounds is not None and f.type == "float":
         d.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]))]
@@ -139,12 +170,15 @@ def coerce(name: str, value: Any) -> Any:
     if type(value) is not expected:
         ros_type = {"float": "double", "int": "integer", "bool": "bool", "str": "string"}[kind]
         article = "an" if ros_type == "integer" else "a"
-        raise ValueError(f"parameter {name} must be {article} {ros_type}, got {type(value).__name__} {value!r}")
+        raise ValueError(
+            f"parameter {name} must be {article} {ros_type}, got {type(value).__name__} {value!r}"
+        )
     return value
 
 
 def declare_and_read(node: Node) -> PoseNodeParams:
-    """Declare every parameter with its descriptor, read and validate them (ValueError names the parameter)."""
+    """Declare every parameter with its descriptor, read and validate them (ValueError names the
+    parameter)."""
     values = {}
     for name, f in FIELDS.items():
         try:
@@ -159,7 +193,8 @@ def declare_and_read(node: Node) -> PoseNodeParams:
 
 def watch_changes(node: Node, current: Callable[[], PoseNodeParams],
                   apply: Callable[[PoseNodeParams], None]) -> None:
-    """Validate run-time parameter changes as a whole (`ros2 param set` is refused with the reason) and hand the
+    """Validate run-time parameter changes as a whole (`ros2 param set` is refused with the reason) and hand
+    the
     accepted set to `apply`. Read-only parameters are refused by rclpy itself before this runs."""
 
     def on_set(changed: list[Parameter]) -> SetParametersResult:
@@ -171,7 +206,9 @@ def watch_changes(node: Node, current: Callable[[], PoseNodeParams],
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         except Exception as exc:  # never let a parameter request take the node down
-            return SetParametersResult(successful=False, reason=f"internal error: {type(exc).__name__}: {exc}")
+            return SetParametersResult(
+                successful=False, reason=f"internal error: {type(exc).__name__}: {exc}"
+            )
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

@@ -1,6 +1,7 @@
 """pose_node: RGB + registered depth + camera_info in; Detection3DArray, TF, markers, debug image out.
 
-The work is in `engine.PoseEngine` (shared with the managed variant, `managed_pose_node`); this node declares the
+The work is in `engine.PoseEngine` (shared with the managed variant, `managed_pose_node`); this node declares
+the
 parameters, builds the engine, and wires the service, the once-a-second health report and run-time parameter
 changes. Every torch call runs on the engine's worker thread (see worker.py); OpenMP threads sleep while idle
 (see openmp_policy).
@@ -43,7 +44,8 @@ def start_reporting(node: Node, engine: PoseEngine):
 def ready_message(node: Node, engine: PoseEngine) -> str:
     p = engine.params
     topics = ", ".join(node.resolve_topic_name(t) for t in ("rgb/image", "depth/image", "rgb/camera_info"))
-    frames = (f"; tracking in {p.tracking_frame or 'the camera frame'}, output in {p.target_frame or 'the camera frame'}")
+    camera = "the camera frame"
+    frames = f"; tracking in {p.tracking_frame or camera}, output in {p.target_frame or camera}"
     return (f"ready on {engine.device} (segmentation: {p.segmentation_backend}, sync: {engine.inputs.backend}"
             f"{frames}); waiting for {topics}")
 
@@ -63,7 +65,8 @@ class PoseNode(Node):
         return self.engine.params
 
     def destroy_node(self):
-        if getattr(self, "engine", None) is not None:  # absent when __init__ failed (rclpy.shutdown calls this)
+        # absent when __init__ failed (rclpy.shutdown calls this)
+        if getattr(self, "engine", None) is not None:
             self.engine.shutdown()
         return super().destroy_node()
 

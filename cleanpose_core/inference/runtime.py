@@ -254,7 +254,8 @@ def _float(out):
 
 
 class Bf16Module(nn.Module):
-    """Runs `inner` under CPU bfloat16 autocast; returns float32 (tensors, or dicts / lists / tuples of them)."""
+    """Runs `inner` under CPU bfloat16 autocast; returns float32 (tensors, or dicts / lists / tuples of
+    them)."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()

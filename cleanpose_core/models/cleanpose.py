@@ -56,7 +56,8 @@ from .teachers.pointbert import PointBERT, PointBERTConfig, load_teacher_weights
 __all__ = ["AugmentConfig", "CausalConfig", "KDConfig", "CleanPoseConfig", "CleanPose", "build_model",
            "euler_xyz_to_matrix", "TEACHER_FEAT_KEY"]
 
-TEACHER_FEAT_KEY = "teacher_feat"  # optional batch entry (B, C_T): cached teacher features replace the teacher
+# optional batch entry (B, C_T): cached teacher features replace the teacher
+TEACHER_FEAT_KEY = "teacher_feat"
 
 
 @dataclass
@@ -213,7 +214,9 @@ class CleanPose(nn.Module):
         if tuple(choose.shape) != (b, n):
             raise ValueError(f"choose must be (B, N) = {(b, n)}, got {tuple(choose.shape)}")
         if cls.numel() != b or (b and (int(cls.min()) < 0 or int(cls.max()) >= self.cfg.cat_num)):
-            raise ValueError(f"category_label must hold B = {b} ids in [0, {self.cfg.cat_num}), got {cls.tolist()}")
+            raise ValueError(
+                f"category_label must hold B = {b} ids in [0, {self.cfg.cat_num}), got {cls.tolist()}"
+            )
         need = max(self.cfg.points.npoints[0], max(self.cfg.gafa.k_list))
         if n < need:
             raise ValueError(f"need at least {need} points per object, got N = {n}")
@@ -226,7 +229,9 @@ class CleanPose(nn.Module):
             feat_map = self.rgb_extractor(rgb)
         return self.feature_mlp(gather_pixel_features(feat_map, choose, self.cfg.image.image_size))
 
-    def sample_augmentation(self, b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_augmentation(
+        self, b: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """dr (B, 3, 3), dt (B, 1, 3) metres, ds (B, 1, 1), drawn on CPU from `augment_generator`."""
         a = self.cfg.augment
         u = torch.rand(b, 7, generator=self.augment_generator, dtype=torch.float64)
@@ -316,7 +321,8 @@ class CleanPose(nn.Module):
 
 def build_teacher(kd: KDConfig, load_weights: bool = True) -> PointBERT:
     """The frozen PointBERT teacher of `kd`, with its weights loaded when a file is named (a `cleanpose
-    teacher` file or the official ULIP-2 PointBERT checkpoint, via `teachers.pointbert.load_teacher_weights`)."""
+    teacher` file or the official ULIP-2 PointBERT checkpoint, via
+    `teachers.pointbert.load_teacher_weights`)."""
     teacher = PointBERT(kd.teacher)
     if kd.teacher_weights is not None:
         if load_weights:

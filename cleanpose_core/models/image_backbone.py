@@ -109,7 +109,9 @@ class ImageEncoder(nn.Module):
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         if rgb.shape[-1] != self.input_size or rgb.shape[-2] != self.input_size:
-            rgb = F.interpolate(rgb, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            rgb = F.interpolate(
+                rgb, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
         return self.backbone(rgb)
 
 
@@ -128,13 +130,17 @@ def gather_pixel_features(feat_map: torch.Tensor, choose: torch.Tensor, image_si
     if choose.dim() != 2 or choose.shape[0] != feat_map.shape[0]:
         raise ValueError(f"choose must be (B, N) with B = {feat_map.shape[0]}, got {tuple(choose.shape)}")
     if choose.numel() and (int(choose.min()) < 0 or int(choose.max()) >= image_size * image_size):
-        raise ValueError(f"choose indices must lie in [0, {image_size * image_size}) for a {image_size}^2 crop")
+        raise ValueError(
+            f"choose indices must lie in [0, {image_size * image_size}) for a {image_size}^2 crop"
+        )
     row = torch.div(choose, image_size, rounding_mode="floor")
     col = choose - row * image_size
     # Pixel centres in grid_sample's normalised coordinates; with align_corners False and border padding,
     # grid_sample maps them to the same source positions (clamped at the edges) as the bilinear upsampling.
     grid = torch.stack([col, row], dim=2).to(feat_map.dtype).add_(0.5).mul_(2.0 / image_size).sub_(1.0)
-    out = F.grid_sample(feat_map, grid.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(
+        feat_map, grid.unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False
+    )
     return out.squeeze(2)  # (B, C, N)
 
 
@@ -211,7 +217,8 @@ def load_image_weights(encoder: ImageEncoder, cfg: ImageBackboneConfig) -> None:
 
 
 def build_image_backbone(cfg: ImageBackboneConfig, load_weights: bool = True) -> ImageEncoder:
-    """The image encoder of `cfg`, with its weights loaded (if named and `load_weights`) and frozen (if asked)."""
+    """The image encoder of `cfg`, with its weights loaded (if named and `load_weights`) and frozen (if
+    asked)."""
     encoder = ImageEncoder(cfg)
     if cfg.weights is not None and load_weights:
         load_image_weights(encoder, cfg)

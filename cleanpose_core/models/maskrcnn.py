@@ -72,10 +72,14 @@ class MaskRCNNArch:
     def validate(self) -> None:
         levels = {"mobilenet_v3": 4, "resnet50": 5}[self.backbone]  # tapped stages + the max-pool level
         if len(self.anchor_sizes) != levels:
-            raise ValueError(f"backbone {self.backbone} has {levels} FPN levels, got {len(self.anchor_sizes)} "
-                             f"anchor size tuples")
+            raise ValueError(
+                f"backbone {self.backbone} has {levels} FPN levels, got {len(self.anchor_sizes)} "
+                f"anchor size tuples"
+            )
         if len({len(s) for s in self.anchor_sizes}) != 1:
-            raise ValueError(f"every FPN level needs the same number of anchor sizes, got {self.anchor_sizes}")
+            raise ValueError(
+                f"every FPN level needs the same number of anchor sizes, got {self.anchor_sizes}"
+            )
         if self.num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {self.num_classes}")
         for name in ("fpn_channels", "box_head_dim", "mask_head_channels"):
@@ -92,8 +96,9 @@ class MaskRCNNInference:
     min_size: int | None = None         # shorter image side fed to the network (px)
     max_size: int | None = None         # cap on the longer side (px)
     rpn_pre_nms_top_n_test: int = 300   # proposals per FPN level kept before NMS (torchvision: 1000)
-    rpn_post_nms_top_n_test: int = 50   # proposals kept after NMS (torchvision: 1000). Seed-7 validation split,
-    #                                     full pipeline IoU25: 84.2 with 50, 84.4 with 100, which costs 10 ms more
+    # proposals kept after NMS (torchvision: 1000). Seed-7 validation split,
+    rpn_post_nms_top_n_test: int = 50
+    # full pipeline IoU25: 84.2 with 50, 84.4 with 100, which costs 10 ms more
     box_nms_thresh: float = 0.5         # per-class NMS IoU between detections
     box_detections_per_img: int = 20    # at most this many detections get a mask
     mask_threshold: float = 0.5         # mask probability above which a pixel is inside
@@ -138,7 +143,9 @@ def _backbone_with_fpn(arch: MaskRCNNArch) -> tuple[BackboneWithFPN, list[str]]:
         body = torchvision.models.resnet50(weights=None)  # BatchNorm2d; fc/avgpool are dropped by the getter
         return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
         in_channels = [256, 512, 1024, 2048]
-    fpn = BackboneWithFPN(body, return_layers, in_channels, arch.fpn_channels, extra_blocks=LastLevelMaxPool())
+    fpn = BackboneWithFPN(
+        body, return_layers, in_channels, arch.fpn_channels, extra_blocks=LastLevelMaxPool()
+    )
     return fpn, list(return_layers.values())
 
 
@@ -198,7 +205,8 @@ def apply_inference_settings(model: MaskRCNN, inference: MaskRCNNInference, scor
 
 
 def fuse_conv_bn_(model: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential into that conv (in place).
+    """Fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential into that conv (in
+    place).
 
     Inference only (the model must be in eval mode: the folded BN uses its running statistics). This covers
     MobileNetV3's Conv2dNormActivation blocks and ResNet's downsample branches; ResNet's conv1/bn1 attribute

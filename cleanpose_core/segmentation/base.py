@@ -30,7 +30,14 @@ import numpy as np
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.geometry.camera import Intrinsics
 
-__all__ = ["UNKNOWN_CLASS", "InstanceMasks", "SegmentationFilter", "Segmenter", "check_frame", "masks_to_boxes"]
+__all__ = [
+    "UNKNOWN_CLASS",
+    "InstanceMasks",
+    "SegmentationFilter",
+    "Segmenter",
+    "check_frame",
+    "masks_to_boxes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,8 @@ UNKNOWN_CLASS = -1  # class id of an instance whose category the backend does no
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """(M, H, W) bool -> (M, 4) float32 tight boxes (x1, y1, x2, y2), x2/y2 exclusive; empty masks give zeros."""
+    """(M, H, W) bool -> (M, 4) float32 tight boxes (x1, y1, x2, y2), x2/y2 exclusive; empty masks give
+    zeros."""
     boxes = np.zeros((len(masks), 4), np.float32)
     for i, m in enumerate(masks):
         rows = np.flatnonzero(m.any(axis=1))
@@ -86,8 +94,14 @@ class InstanceMasks:
     def select(self, keep: np.ndarray) -> "InstanceMasks":
         """The instances at integer indices / boolean mask `keep`, in that order (reason and skips kept)."""
         keep = np.asarray(keep)
-        return InstanceMasks(self.masks[keep], self.class_ids[keep], self.scores[keep],
-                             None if self.boxes is None else self.boxes[keep], self.reason, list(self.skipped))
+        return InstanceMasks(
+            self.masks[keep],
+            self.class_ids[keep],
+            self.scores[keep],
+            None if self.boxes is None else self.boxes[keep],
+            self.reason,
+            list(self.skipped),
+        )
 
     def problem(self) -> str | None:
         """Why these arrays are not a consistent result (shapes, dtypes, value ranges), or None."""
@@ -129,7 +143,7 @@ class SegmentationFilter:
     #                               The official test loader drops instances with <= 16; we ask a little more
     #                               because the lite model samples fewer points and repeats them otherwise.
     max_mask_overlap: float = 0.7  # drop an instance when more than this fraction of its mask lies inside
-    #                               higher-scoring kept masks of its category: Mask R-CNN's box NMS lets through
+    # higher-scoring kept masks of its category: Mask R-CNN's box NMS lets through
     #                               duplicates of one object (two TF frames for one bottle)
 
     def validate(self) -> None:
@@ -174,21 +188,28 @@ class SegmentationFilter:
         keep = sorted(keep, key=lambda i: -float(result.scores[i]))
         if self.max_mask_overlap < 1.0 and len(keep) > 1:
             covered: dict[int, np.ndarray] = {}  # per category: a lower-scoring mask of another category is
-            distinct = []                         # the backend's second guess for those pixels, kept for recall
+            # the backend's second guess for those pixels, kept for recall
+            distinct = []
             for i in keep:
-                mine = covered.setdefault(int(result.class_ids[i]), np.zeros(result.masks.shape[1:], dtype=bool))
+                mine = covered.setdefault(
+                    int(result.class_ids[i]), np.zeros(result.masks.shape[1:], dtype=bool)
+                )
                 overlap = float((result.masks[i] & mine).sum()) / max(float(areas[i]), 1.0)
                 if overlap > self.max_mask_overlap:
-                    skipped.append(f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): {overlap:.0%} "
-                                   f"of its mask inside higher-scoring instances (max_mask_overlap "
-                                   f"{self.max_mask_overlap})")
+                    skipped.append(
+                        f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): {overlap:.0%} "
+                        f"of its mask inside higher-scoring instances (max_mask_overlap "
+                        f"{self.max_mask_overlap})"
+                    )
                 else:
                     distinct.append(i)
                     mine |= result.masks[i]
             keep = distinct
         for i in keep[self.max_objects:]:
-            skipped.append(f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): beyond max_objects "
-                           f"{self.max_objects}")
+            skipped.append(
+                f"instance {i} ({names[i]}, score {float(result.scores[i]):.2f}): beyond max_objects "
+                f"{self.max_objects}"
+            )
         keep = np.asarray(keep[: self.max_objects], dtype=np.int64)
         out = result.select(keep)
         out.skipped = skipped
@@ -239,7 +260,8 @@ class Segmenter(abc.ABC):
         self.filter.validate()
 
     def set_filter(self, post_filter: SegmentationFilter) -> None:
-        """Replace the post-filter (thresholds changed at run time); backends that cut earlier override this."""
+        """Replace the post-filter (thresholds changed at run time); backends that cut earlier override
+        this."""
         post_filter.validate()
         self.filter = post_filter
 
@@ -249,7 +271,8 @@ class Segmenter(abc.ABC):
         Args:
             post_filter: the new score threshold, `max_objects`, `min_mask_area` and `min_points`; this
                 segmenter keeps its own `max_mask_overlap`, which is not a run-time setting.
-            category_weight: the weight of the point classifier in the scores, in [0, 1). Only a segmenter that
+            category_weight: the weight of the point classifier in the scores, in [0, 1). Only a segmenter
+            that
                 re-scores with one (`rescoring.RescoredSegmenter`) uses it; the others take it as it is.
         Raises:
             ValueError: an invalid value, or a weight this segmenter cannot honour; nothing is changed then.
@@ -260,7 +283,9 @@ class Segmenter(abc.ABC):
         """The intrinsics of the frames that follow; the Estimator calls this before every `segment()`.
         Image-only backends ignore them; depth-only ones back-project with them."""
 
-    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False) -> InstanceMasks:
+    def segment(
+        self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False
+    ) -> InstanceMasks:
         """Instances in one frame.
 
         Args:
@@ -283,7 +308,9 @@ class Segmenter(abc.ABC):
             log.exception("%s failed on a %dx%d frame", self.name, w, h)
             return InstanceMasks.empty(f"{self.name} failed: {type(exc).__name__}: {exc}", h, w)
         if not isinstance(raw, InstanceMasks):
-            return InstanceMasks.empty(f"{self.name}: backend returned {type(raw).__name__}, not InstanceMasks", h, w)
+            return InstanceMasks.empty(
+                f"{self.name}: backend returned {type(raw).__name__}, not InstanceMasks", h, w
+            )
         if raw.reason is not None and len(raw) == 0:
             return InstanceMasks.empty(f"{self.name}: {raw.reason}", h, w)
         problem = raw.problem()

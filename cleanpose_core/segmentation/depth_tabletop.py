@@ -1,7 +1,8 @@
 """Depth-only tabletop segmentation: the supporting plane by RANSAC, objects as connected regions above it.
 
 An alternative to Mask R-CNN for uncluttered tabletop scenes that needs no training (30-90 ms per 640x480
-frame on 2 CPU cores, before the regions are named); it does not replace Mask R-CNN, which also tells categories
+frame on 2 CPU cores, before the regions are named); it does not replace Mask R-CNN, which also tells
+categories
 and copes with clutter. Steps:
 
 1. back-project the depth (`geometry.camera.depth_to_points`), keep z in (0, max_depth];
@@ -48,7 +49,8 @@ _SCORE_POINTS = 2048  # points that rank the RANSAC hypotheses
 class TabletopConfig:
     """Options of `build_segmenter('depth_tabletop', ...)` besides the shared filter ones."""
 
-    fx: float = REAL275_INTRINSICS[0]   # intrinsics (px) of the depth image; set per frame with set_intrinsics
+    # intrinsics (px) of the depth image; set per frame with set_intrinsics
+    fx: float = REAL275_INTRINSICS[0]
     fy: float = REAL275_INTRINSICS[1]
     cx: float = REAL275_INTRINSICS[2]
     cy: float = REAL275_INTRINSICS[3]
@@ -78,7 +80,9 @@ class TabletopConfig:
             raise ValueError(f"min_support must be in [0, 1], got {self.min_support}")
 
 
-def fit_plane_ransac(points: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray] | None:
+def fit_plane_ransac(
+    points: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Dominant plane of (N, 3) points: (unit normal n (3,), offset d, (N,) inlier mask) with n·p + d = 0.
 
     RANSAC over `iterations` random triples, scored together, then a least-squares refit on the inliers.
@@ -96,8 +100,9 @@ def fit_plane_ransac(points: np.ndarray, threshold: float, iterations: int, rng:
         return None
     normals = normals[ok] / norms[ok, None]
     offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
-    # Hypotheses are ranked on a random subset: the inlier fraction of the dominant plane is estimated to about
-    # 1 % from 2,048 points, at a tenth of the cost of scoring all of a 640x480 frame's subsample.
+    # Hypotheses are ranked on a random subset: the inlier fraction of the dominant plane is estimated
+    # to about 1 % from 2,048 points, at a tenth of the cost of scoring all of a 640x480 frame's
+    # subsample.
     scored = points if n_pts <= _SCORE_POINTS else points[rng.choice(n_pts, _SCORE_POINTS, replace=False)]
     counts = (np.abs(scored @ normals.T + offsets) < threshold).sum(axis=0)  # (I,)
     best = int(np.argmax(counts))
@@ -146,7 +151,8 @@ class DepthTabletopSegmenter(Segmenter):
         self.intrinsics = Intrinsics(self.config.fx, self.config.fy, self.config.cx, self.config.cy)
 
     def set_intrinsics(self, K: Intrinsics) -> None:
-        """Use these intrinsics from the next frame on (the Estimator calls this with each frame's K, checked)."""
+        """Use these intrinsics from the next frame on (the Estimator calls this with each frame's K,
+        checked)."""
         self.intrinsics = K
 
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:
@@ -159,7 +165,9 @@ class DepthTabletopSegmenter(Segmenter):
         points = depth_to_points(depth, self.intrinsics)  # (H, W, 3)
         sub_valid = valid[:: cfg.subsample, :: cfg.subsample]
         sample = points[:: cfg.subsample, :: cfg.subsample][sub_valid].astype(np.float64)
-        plane = fit_plane_ransac(sample, cfg.plane_threshold, cfg.ransac_iterations, np.random.default_rng(cfg.seed))
+        plane = fit_plane_ransac(
+            sample, cfg.plane_threshold, cfg.ransac_iterations, np.random.default_rng(cfg.seed)
+        )
         if plane is None:
             return InstanceMasks.empty("no plane found (too few valid depth pixels)", h, w)
         normal, d, inliers = plane

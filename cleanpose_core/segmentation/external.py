@@ -29,7 +29,11 @@ def _class_ids(categories: object, n: int) -> tuple[np.ndarray | None, str | Non
     if isinstance(categories, (str, bytes)):
         return None, "class_ids must be a sequence, not a single string"
     try:
-        items = list(np.asarray(categories).reshape(-1)) if isinstance(categories, np.ndarray) else list(categories)
+        items = (
+            list(np.asarray(categories).reshape(-1))
+            if isinstance(categories, np.ndarray)
+            else list(categories)
+        )
     except TypeError:
         return None, f"class_ids must be a sequence of ids or names, got {type(categories).__name__}"
     if len(items) != n:
@@ -46,8 +50,10 @@ def _class_ids(categories: object, n: int) -> tuple[np.ndarray | None, str | Non
                 return None, f"unknown category name {c!r}; valid: {list(NOCS_CATEGORIES)} or 'unknown'"
         elif isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)):
             if not UNKNOWN_CLASS <= int(c) < len(NOCS_CATEGORIES):
-                return None, (f"class id {int(c)} is out of range: 0-based ids are 0..{len(NOCS_CATEGORIES) - 1} "
-                              f"({', '.join(NOCS_CATEGORIES)}), -1 = unknown")
+                return None, (
+                    f"class id {int(c)} is out of range: 0-based ids are 0..{len(NOCS_CATEGORIES) - 1} "
+                    f"({', '.join(NOCS_CATEGORIES)}), -1 = unknown"
+                )
             out[i] = int(c)
         else:
             return None, f"class id {c!r} at index {i} is neither an integer nor a category name"
@@ -102,7 +108,9 @@ def external_instances(masks: object, class_ids: object, scores: object = None, 
     return InstanceMasks(masks.astype(bool, copy=masks.dtype != bool), ids, score_arr, box_arr)
 
 
-def masks_from_instance_map(instance_map: np.ndarray, background: Sequence[int] = (0, 255)) -> tuple[np.ndarray, np.ndarray]:
+def masks_from_instance_map(
+    instance_map: np.ndarray, background: Sequence[int] = (0, 255)
+) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) integer instance-id image -> ((M, H, W) bool masks, (M,) the ids, ascending).
 
     `background` lists the ids that are not objects (0 and NOCS's 255 by default).
@@ -132,8 +140,11 @@ class ExternalSegmenter(Segmenter):
         super().__init__(post_filter)
         self._instances: InstanceMasks | None = None
 
-    def set_instances(self, masks: object, class_ids: object, scores: object = None, boxes: object = None) -> str | None:
-        """Store the next frame's instances; returns the reason they are unusable, or None when they are fine."""
+    def set_instances(
+        self, masks: object, class_ids: object, scores: object = None, boxes: object = None
+    ) -> str | None:
+        """Store the next frame's instances; returns the reason they are unusable, or None when they are
+        fine."""
         self._instances = external_instances(masks, class_ids, scores, boxes)
         return self._instances.reason
 
@@ -147,6 +158,7 @@ class ExternalSegmenter(Segmenter):
         if self._instances is None:
             return InstanceMasks.empty("no masks were supplied (call set_instances first)")
         if self._instances.reason is None and self._instances.masks.shape[1:] != rgb.shape[:2]:
-            return InstanceMasks.empty(f"mask size {self._instances.masks.shape[1:]} does not match the image "
-                                       f"size {rgb.shape[:2]}")
+            return InstanceMasks.empty(
+                f"mask size {self._instances.masks.shape[1:]} does not match the image size {rgb.shape[:2]}"
+            )
         return self._instances

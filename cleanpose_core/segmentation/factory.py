@@ -31,26 +31,33 @@ __all__ = ["SEGMENTER_KINDS", "FRAME_SEGMENTERS", "SegmenterConfig", "build_segm
 log = logging.getLogger(__name__)
 
 SEGMENTER_KINDS = ("maskrcnn", "external", "ground_truth", "depth_tabletop")
-FRAME_SEGMENTERS = ("maskrcnn", "depth_tabletop")  # they segment the frame itself and use the point classifier
+# they segment the frame itself and use the point classifier
+FRAME_SEGMENTERS = ("maskrcnn", "depth_tabletop")
 _FILTER_KEYS = tuple(f.name for f in dataclasses.fields(SegmentationFilter))
 
 
 @dataclass
 class SegmenterConfig:
-    """What `build_segmenter` builds: the backend, the filter that runs once per frame, and the point classifier."""
+    """What `build_segmenter` builds: the backend, the filter that runs once per frame, and the point
+    classifier."""
 
     kind: str = "maskrcnn"                    # one of SEGMENTER_KINDS
-    filter: SegmentationFilter | None = None  # the instances the segmenter returns; None = the backend's default
+    # the instances the segmenter returns; None = the backend's default
+    filter: SegmentationFilter | None = None
     device: str = "auto"                      # Mask R-CNN and point classifier: auto | cpu | cuda | cuda:N
     weights: str | None = None                # maskrcnn only: weights file; None = the shipped one
     category_classifier: str | None = None    # point classifier file; None = the shipped one when present
-    category_weight: float = 0.0              # w of the fused score s^(1-w) q^w (rescoring.py); 0 = no classifier
-    backend: dict[str, Any] = field(default_factory=dict)  # the backend's own options: MaskRCNNSegmenterConfig
-    #                                         (and flat MaskRCNNInference) fields, TabletopConfig fields, data_root
+    # w of the fused score s^(1-w) q^w (rescoring.py); 0 = no classifier
+    category_weight: float = 0.0
+    # the backend's own options: MaskRCNNSegmenterConfig
+    backend: dict[str, Any] = field(default_factory=dict)
+    # (and flat MaskRCNNInference) fields, TabletopConfig fields, data_root
 
     def validate(self) -> None:
         if self.kind not in SEGMENTER_KINDS:
-            raise ConfigError(f"unknown segmenter kind {self.kind!r}; valid kinds: {', '.join(SEGMENTER_KINDS)}")
+            raise ConfigError(
+                f"unknown segmenter kind {self.kind!r}; valid kinds: {', '.join(SEGMENTER_KINDS)}"
+            )
         if not 0.0 <= self.category_weight < 1.0:
             raise ConfigError(f"category_weight must be in [0, 1), got {self.category_weight}")
         if self.weights is not None and self.kind != "maskrcnn":
@@ -61,12 +68,19 @@ class SegmenterConfig:
 def _config_from_options(kind: str, options: dict[str, Any]) -> SegmenterConfig:
     """The `SegmenterConfig` of a flat `build_segmenter(kind, **options)` call."""
     filter_options = {k: options.pop(k) for k in list(options) if k in _FILTER_KEYS}
-    top = {k: options.pop(k) for k in ("device", "weights", "category_classifier", "category_weight") if k in options}
+    top = {
+        k: options.pop(k)
+        for k in ("device", "weights", "category_classifier", "category_weight")
+        if k in options
+    }
     if top.get("weights") == "":  # the backend's own spelling of "the shipped file"
         top["weights"] = None
     # The ground-truth backend keeps every instance unless filter options are given (its own default).
-    filt = from_dict(SegmentationFilter, filter_options, "filter") if filter_options or kind != "ground_truth" \
+    filt = (
+        from_dict(SegmentationFilter, filter_options, "filter")
+        if filter_options or kind != "ground_truth"
         else None
+    )
     return from_dict(SegmenterConfig, {"kind": kind, "filter": filt, **top, "backend": options})
 
 
@@ -78,10 +92,15 @@ def _point_classifier(config: SegmenterConfig):
     if config.kind not in FRAME_SEGMENTERS or config.category_weight == 0.0:
         return None
     if config.category_classifier is None and not DEFAULT_CLASSIFIER.is_file():
-        log.info("no shipped point classifier (%s): segmenter categories are used as they are", DEFAULT_CLASSIFIER)
+        log.info(
+            "no shipped point classifier (%s): segmenter categories are used as they are", DEFAULT_CLASSIFIER
+        )
         return None
-    return CategoryRescorer.from_file(config.category_classifier or DEFAULT_CLASSIFIER, config.category_weight,
-                                      resolve_device(config.device, fallback_to_cpu=True))
+    return CategoryRescorer.from_file(
+        config.category_classifier or DEFAULT_CLASSIFIER,
+        config.category_weight,
+        resolve_device(config.device, fallback_to_cpu=True),
+    )
 
 
 def _maskrcnn(config: SegmenterConfig, filt: SegmentationFilter, rescorer) -> Segmenter:
@@ -121,7 +140,9 @@ def _ground_truth(config: SegmenterConfig, filt: SegmentationFilter | None, resc
 def _depth_tabletop(config: SegmenterConfig, filt: SegmentationFilter, rescorer) -> Segmenter:
     from cleanpose_core.segmentation.depth_tabletop import DepthTabletopSegmenter, TabletopConfig
 
-    return DepthTabletopSegmenter(from_dict(TabletopConfig, dict(config.backend), "depth_tabletop"), filt, rescorer)
+    return DepthTabletopSegmenter(
+        from_dict(TabletopConfig, dict(config.backend), "depth_tabletop"), filt, rescorer
+    )
 
 
 def _no_options(kind: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -132,7 +153,10 @@ def _no_options(kind: str, options: dict[str, Any], allowed: tuple[str, ...]) ->
 
 
 _BUILDERS: dict[str, Callable[[SegmenterConfig, Any, Any], Segmenter]] = {
-    "maskrcnn": _maskrcnn, "external": _external, "ground_truth": _ground_truth, "depth_tabletop": _depth_tabletop,
+    "maskrcnn": _maskrcnn,
+    "external": _external,
+    "ground_truth": _ground_truth,
+    "depth_tabletop": _depth_tabletop,
 }
 
 
@@ -141,7 +165,8 @@ def build_segmenter(config: SegmenterConfig | str, **options: Any) -> Segmenter:
 
     Args:
         config: a `SegmenterConfig`, or a kind (one of `SEGMENTER_KINDS`) whose settings follow as `options`.
-        options: with a kind only: backend options ('maskrcnn': random_weights, backbone, fuse_batchnorm and the
+        options: with a kind only: backend options ('maskrcnn': random_weights, backbone, fuse_batchnorm and
+        the
             `MaskRCNNInference` fields; 'ground_truth': data_root; 'depth_tabletop': the `TabletopConfig`
             fields), the shared filter options (score_threshold, max_objects, min_mask_area, min_points,
             max_mask_overlap) and the `SegmenterConfig` fields device, weights, category_classifier and

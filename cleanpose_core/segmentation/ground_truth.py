@@ -1,4 +1,5 @@
-"""Ground-truth instance masks from NOCS-format data, for evaluating the pose model without segmentation error.
+"""Ground-truth instance masks from NOCS-format data, for evaluating the pose model without segmentation
+error.
 
 Two sources, both in the DPDN/NOCS layout (design/architecture-facts.md §1.1, §1.4):
 - an image prefix: `<prefix>_mask.png` (instance ids read from channel 2 of a colour PNG, or the grey value
@@ -64,7 +65,9 @@ def read_label(path: str | Path) -> dict[str, Any]:
         found = sorted(label) if isinstance(label, dict) else type(label).__name__
         raise ValueError(f"{path} is not a DPDN label dict with class_ids and instance_ids (found {found})")
     if len(label["class_ids"]) != len(label["instance_ids"]):
-        raise ValueError(f"{path}: {len(label['class_ids'])} class_ids but {len(label['instance_ids'])} instance_ids")
+        raise ValueError(
+            f"{path}: {len(label['class_ids'])} class_ids but {len(label['instance_ids'])} instance_ids"
+        )
     return label
 
 
@@ -108,7 +111,9 @@ def instances_from_segmentation_result(result: dict[str, Any] | str | Path) -> I
         yxyx = np.asarray(result["pred_bboxes"], dtype=np.float32).reshape(n, 4)
         boxes = yxyx[:, [1, 0, 3, 2]]
     if class_ids.shape != (n,) or scores.shape != (n,):
-        raise ValueError(f"segmentation result has {n} masks but {class_ids.size} class ids and {scores.size} scores")
+        raise ValueError(
+            f"segmentation result has {n} masks but {class_ids.size} class ids and {scores.size} scores"
+        )
     return InstanceMasks(masks, class_ids, scores, boxes)
 
 
@@ -135,15 +140,19 @@ class GroundTruthSegmenter(Segmenter):
 
     Args:
         data_root: the dataset folder image prefixes are relative to (None: prefixes are paths).
-        post_filter: the shared post-filter; by default it only requires a non-empty mask (scores are all 1 and
+        post_filter: the shared post-filter; by default it only requires a non-empty mask (scores are all 1
+        and
             the official evaluation keeps every ground-truth instance).
     """
 
     name = "ground_truth"
 
     def __init__(self, data_root: str | Path | None = None, post_filter: SegmentationFilter | None = None):
-        super().__init__(post_filter if post_filter is not None else
-                         SegmentationFilter(score_threshold=0.0, max_objects=100, min_mask_area=1, min_points=0))
+        super().__init__(
+            post_filter
+            if post_filter is not None
+            else SegmentationFilter(score_threshold=0.0, max_objects=100, min_mask_area=1, min_points=0)
+        )
         self.data_root = None if data_root is None else Path(data_root)
         self._instances: InstanceMasks | None = None
 
@@ -152,7 +161,9 @@ class GroundTruthSegmenter(Segmenter):
         base = resolve_prefix(self.data_root, prefix)
         try:
             inst_map = read_instance_map(base.with_name(base.name + "_mask.png"))
-            self._instances = instances_from_label(inst_map, read_label(base.with_name(base.name + "_label.pkl")))
+            self._instances = instances_from_label(
+                inst_map, read_label(base.with_name(base.name + "_label.pkl"))
+            )
         except (OSError, ValueError) as exc:
             self._instances = InstanceMasks.empty(str(exc))
         return self._instances.reason
@@ -169,6 +180,8 @@ class GroundTruthSegmenter(Segmenter):
         if self._instances is None:
             return InstanceMasks.empty("no frame selected (call use_frame or use_result first)")
         if self._instances.reason is None and self._instances.masks.shape[1:] != rgb.shape[:2]:
-            return InstanceMasks.empty(f"ground-truth mask size {self._instances.masks.shape[1:]} does not match "
-                                       f"the image size {rgb.shape[:2]}")
+            return InstanceMasks.empty(
+                f"ground-truth mask size {self._instances.masks.shape[1:]} does not match "
+                f"the image size {rgb.shape[:2]}"
+            )
         return self._instances

@@ -40,8 +40,13 @@ DEFAULT_WEIGHTS = shipped_file("segmenter_maskrcnn_mobilenet_v3.pt")
 # Weight files: {"format": MASKRCNN_FORMAT, "arch", "categories", "model", "meta"}, weights_only-loadable.
 
 
-def save_maskrcnn_weights(path: str | Path, model: nn.Module, arch: MaskRCNNArch, meta: dict[str, Any] | None = None,
-                          half: bool = False) -> Path:
+def save_maskrcnn_weights(
+    path: str | Path,
+    model: nn.Module,
+    arch: MaskRCNNArch,
+    meta: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
     """Write a deployable weights file (no optimizer state).
 
     Args:
@@ -100,7 +105,8 @@ class MaskRCNNSegmenterConfig:
     weights: str = ""              # weights file; "" = the shipped DEFAULT_WEIGHTS
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     random_weights: bool = False   # build untrained (timing, tests); `weights` must then be ""
-    fuse_batchnorm: bool = True    # fold BatchNorm into the preceding convs (about 10% faster on CPU, same output)
+    # fold BatchNorm into the preceding convs (about 10% faster on CPU, same output)
+    fuse_batchnorm: bool = True
     backbone: Literal["mobilenet_v3", "resnet50"] = "mobilenet_v3"  # preset used only with random_weights
     inference: MaskRCNNInference = dataclasses.field(default_factory=MaskRCNNInference)
 
@@ -114,7 +120,9 @@ class MaskRCNNSegmenter(Segmenter):
 
     name = "maskrcnn"
 
-    def __init__(self, config: MaskRCNNSegmenterConfig | None = None, post_filter: SegmentationFilter | None = None):
+    def __init__(
+        self, config: MaskRCNNSegmenterConfig | None = None, post_filter: SegmentationFilter | None = None
+    ):
         super().__init__(post_filter)
         self.config = config or MaskRCNNSegmenterConfig()
         self.config.validate()
@@ -150,7 +158,12 @@ class MaskRCNNSegmenter(Segmenter):
     @torch.inference_mode()
     def _predict(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> InstanceMasks:
         # np.require copies only a read-only view (torch warns on those); a writable array goes in as it is.
-        image = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device).permute(2, 0, 1).float()
+        image = (
+            torch.from_numpy(np.require(rgb, requirements=["C", "W"]))
+            .to(self.device)
+            .permute(2, 0, 1)
+            .float()
+        )
         image = image.div_(255.0)
         out = self.model([image])[0]
         probs = out["masks"][:, 0]  # (M, H, W) probabilities, already pasted at the input resolution

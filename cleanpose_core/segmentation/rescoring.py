@@ -2,15 +2,20 @@
 
 Why: our Mask R-CNN, trained from scratch on 2,400 synthetic frames, finds objects better than it names them.
 On the seed-2 test split, for 40 % of the ground-truth mugs (and 20-35 % of the other categories) the
-detection overlapping them best carried another category, so the IoU25 AP of the full pipeline stayed 20 points
-below the ground-truth-mask one. Shape and metric size, which the RGB network never sees, tell these categories
+detection overlapping them best carried another category, so the IoU25 AP of the full pipeline stayed 20
+points
+below the ground-truth-mask one. Shape and metric size, which the RGB network never sees, tell these
+categories
 apart: the point classifier (`models/point_classifier.py`) on the mask's back-projected points gives category
 probabilities q in a few ms per frame.
 
-Fusion (`CategoryRescorer`): a detection (label l, score s) keeps its label and gets the score s^(1-w) · q_l^w,
-then the usual filter runs on the new scores. Mask R-CNN emits one region several times under different labels;
+Fusion (`CategoryRescorer`): a detection (label l, score s) keeps its label and gets the score s^(1-w) ·
+q_l^w,
+then the usual filter runs on the new scores. Mask R-CNN emits one region several times under different
+labels;
 the point cloud now ranks these, and the wrong-label copies sink below the right one (or below the threshold).
-Letting the classifier replace l by argmax q instead did worse on a validation split (seed 7: IoU25 77.2 against
+Letting the classifier replace l by argmax q instead did worse on a validation split (seed 7: IoU25 77.2
+against
 84.4): it turned correct, confidently detected cameras into cans. w = `weight`; 0 leaves the scores as the
 segmenter gave them. Since q <= 1, no candidate with s < threshold^(1 / (1 - w)) can reach a final threshold.
 
@@ -41,7 +46,13 @@ from cleanpose_core.data.instance import sample_choose
 from cleanpose_core.geometry.camera import Intrinsics, pixels_to_points
 from cleanpose_core.io import CLASSIFIER_FORMAT, WeightsError, read_artefact
 from cleanpose_core.models.point_classifier import MIN_POINTS, PointClassifierConfig, PointNetClassifier
-from cleanpose_core.segmentation.base import UNKNOWN_CLASS, InstanceMasks, SegmentationFilter, Segmenter, check_frame
+from cleanpose_core.segmentation.base import (
+    UNKNOWN_CLASS,
+    InstanceMasks,
+    SegmentationFilter,
+    Segmenter,
+    check_frame,
+)
 from cleanpose_core.shipped import shipped_file
 
 __all__ = ["DEFAULT_CLASSIFIER", "CANDIDATES_PER_FRAME", "mask_points", "crop_intrinsics", "box_slices",
@@ -49,13 +60,15 @@ __all__ = ["DEFAULT_CLASSIFIER", "CANDIDATES_PER_FRAME", "mask_points", "crop_in
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASSIFIER = shipped_file("point_classifier.pt")  # the shipped classifier (models/point_classifier.md)
+# the shipped classifier (models/point_classifier.md)
+DEFAULT_CLASSIFIER = shipped_file("point_classifier.pt")
 CANDIDATES_PER_FRAME = 100  # candidates the inner segmenter may hand over for re-scoring
 
 
 def mask_points(depth_m: np.ndarray, mask: np.ndarray, K: Intrinsics, rng: np.random.Generator,
                 n_points: int) -> np.ndarray | None:
-    """(n_points, 3) camera-frame points (m) drawn from the mask's valid depth pixels, or None if < MIN_POINTS.
+    """(n_points, 3) camera-frame points (m) drawn from the mask's valid depth pixels, or None if <
+    MIN_POINTS.
 
     `depth_m` and `mask` may be a crop of the image if `K` is shifted to match (`crop_intrinsics`). The one
     point sampler of training and inference, so both draw alike.
@@ -101,7 +114,8 @@ def load_point_classifier(path: str | Path, device: str | torch.device = "cpu"
 
 @dataclass
 class CategoryRescorer:
-    """Re-scores segmenter instances with the point classifier, and names unknown-category ones (module docstring)."""
+    """Re-scores segmenter instances with the point classifier, and names unknown-category ones (module
+    docstring)."""
 
     model: PointNetClassifier
     points: int
@@ -110,7 +124,9 @@ class CategoryRescorer:
     seed: int = 0  # point draws are seeded per call: the same frame gives the same result
 
     @classmethod
-    def from_file(cls, path: str | Path, weight: float = 0.5, device: str | torch.device = "cpu") -> "CategoryRescorer":
+    def from_file(
+        cls, path: str | Path, weight: float = 0.5, device: str | torch.device = "cpu"
+    ) -> "CategoryRescorer":
         model, cfg, _ = load_point_classifier(path, device)
         return cls(model, cfg.points, weight, torch.device(device))
 
@@ -131,7 +147,8 @@ class CategoryRescorer:
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def __call__(self, clouds: list[np.ndarray]) -> list[tuple[int, float]]:
-        """The depth-tabletop backend's classifier slot: M (N, 3) clouds -> M (0-based class, probability), in one
+        """The depth-tabletop backend's classifier slot: M (N, 3) clouds -> M (0-based class, probability), in
+        one
         forward. Each cloud's points are drawn with a fresh generator, so a region's category does not depend
         on which other regions share the frame. Clouds with too few points are (unknown, 0)."""
         out: list[tuple[int, float]] = [(UNKNOWN_CLASS, 0.0)] * len(clouds)
@@ -183,7 +200,9 @@ class RescoredSegmenter(Segmenter):
         post_filter: the filter the user sets (default `SegmentationFilter()`).
     """
 
-    def __init__(self, inner: Segmenter, rescorer: CategoryRescorer, post_filter: SegmentationFilter | None = None):
+    def __init__(
+        self, inner: Segmenter, rescorer: CategoryRescorer, post_filter: SegmentationFilter | None = None
+    ):
         super().__init__(post_filter)
         self.inner = inner
         self.rescorer = rescorer
@@ -222,8 +241,11 @@ class RescoredSegmenter(Segmenter):
         self.intrinsics = K
         self.inner.set_intrinsics(K)
 
-    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False) -> InstanceMasks:
-        """The inner segmenter's candidates, re-scored, then filtered by `self.filter`; the frame is checked here
+    def segment(
+        self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False
+    ) -> InstanceMasks:
+        """The inner segmenter's candidates, re-scored, then filtered by `self.filter`; the frame is checked
+        here
         unless `checked`, and never by the inner segmenter.
 
         An inner result without candidates comes back as it is (its reason and skip lines); a failure of the
