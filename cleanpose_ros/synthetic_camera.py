@@ -2,9 +2,11 @@
 
 Publishes (relative names, remap or namespace them like a real driver):
   color/image_raw                  sensor_msgs/Image rgb8
-  aligned_depth_to_color/image_raw sensor_msgs/Image 16UC1 (mm), registered to colour, with the sensor noise model
+  aligned_depth_to_color/image_raw sensor_msgs/Image 16UC1 (mm), registered to colour, with the sensor noise
+  model
   color/camera_info                sensor_msgs/CameraInfo (REAL275 intrinsics by default)
-  ground_truth                     cleanpose_ros/ObjectPoseArray: every visible object's true pose and metric size
+  ground_truth                     cleanpose_ros/ObjectPoseArray: every visible object's true pose and metric
+  size
   /tf                              the camera's pose: `world_frame` -> `frame_id` (when `publish_tf`)
 All carry the same stamp (render time) and frame_id = `frame_id` (the TF parent is `world_frame`). The scene
 is static; the camera either stays still (`motion: static`) or orbits the table slowly (`motion: orbit`).
@@ -49,7 +51,8 @@ SENSOR_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)  # l
 class SyntheticCamera(Node):
     def __init__(self, **kwargs):
         super().__init__("synthetic_camera", **kwargs)
-        self.declare_parameter("seed", 7)             # scene seed (test split: instances never seen in training)
+        # scene seed (test split: instances never seen in training)
+        self.declare_parameter("seed", 7)
         self.declare_parameter("split", "test")       # instance pool: train | test
         # doubles with dynamic typing: a launch argument `rate:=10` arrives as an INTEGER
         self.declare_parameter("rate", 5.0, ParameterDescriptor(dynamic_typing=True))  # Hz
@@ -58,7 +61,8 @@ class SyntheticCamera(Node):
         self.declare_parameter("orbit_deg_per_frame", 2.0, ParameterDescriptor(dynamic_typing=True))
         self.declare_parameter("frame_id", "camera_color_optical_frame")
         self.declare_parameter("config", "")          # synthetic engine YAML; "" = defaults
-        self.declare_parameter("min_objects", 3)      # redraw the scene until it has at least this many objects
+        # redraw the scene until it has at least this many objects
+        self.declare_parameter("min_objects", 3)
         # dynamic typing: a launch argument or `-p distortion:=[0,0,0,0,0]` arrives as an integer array
         self.declare_parameter("distortion", [0.0] * 5, ParameterDescriptor(
             description="plumb_bob k1 k2 p1 p2 k3 of the simulated lens; all zeros = pinhole",
@@ -71,7 +75,11 @@ class SyntheticCamera(Node):
                 raise ValueError(f"parameter {name} must be a number, got {get(name)!r}")
         cfg_path = get("config")
         self.cfg = load_yaml(SynthConfig, cfg_path) if cfg_path else SynthConfig()
-        if get("motion") not in ("orbit", "static") or get("rate") <= 0 or get("split") not in ("train", "test"):
+        if (
+            get("motion") not in ("orbit", "static")
+            or get("rate") <= 0
+            or get("split") not in ("train", "test")
+        ):
             raise ValueError("motion must be orbit|static, rate > 0, split train|test")
         self.K = intrinsics_of(self.cfg)
         self.frame_id = get("frame_id")
@@ -141,7 +149,9 @@ class SyntheticCamera(Node):
         """Render the next viewpoint: (rgb (H, W, 3) uint8, depth (H, W) uint16 mm, ground-truth objects)."""
         R_wc, C = self.camera_pose()
         frame = self.renderer.render(R_wc, C, self.rng, self.cfg.render.image_noise)
-        depth_mm = depth_to_sensor_mm(frame.depth, frame.cos_incidence, frame.albedo_luma, self.cfg.noise, self.rng)
+        depth_mm = depth_to_sensor_mm(
+            frame.depth, frame.cos_incidence, frame.albedo_luma, self.cfg.noise, self.rng
+        )
         self.sent += 1
         self.last_pose = (R_wc, C)
         rgb, instance = frame.rgb, frame.instance
@@ -153,7 +163,9 @@ class SyntheticCamera(Node):
         return rgb, depth_mm, self.ground_truth(frame, depth_mm, instance)
 
     def camera_info(self, header: Header) -> CameraInfo:
-        info = CameraInfo(header=header, width=self.K.width, height=self.K.height, distortion_model="plumb_bob")
+        info = CameraInfo(
+            header=header, width=self.K.width, height=self.K.height, distortion_model="plumb_bob"
+        )
         info.k = self.K.matrix.ravel().tolist()
         info.p = [self.K.fx, 0.0, self.K.cx, 0.0, 0.0, self.K.fy, self.K.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
         info.r = np.eye(3).ravel().tolist()

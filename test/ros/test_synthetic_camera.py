@@ -35,11 +35,14 @@ def clean_config(tmp_path):
 
 
 def camera(context, **params) -> SyntheticCamera:
-    return SyntheticCamera(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    return SyntheticCamera(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
 
 
 def test_distorted_camera_is_undone_by_its_own_camera_info(ros_context, clean_config):
-    pinhole = camera(ros_context, motion="static", config=clean_config, distortion=[0, 0, 0, 0, 0])  # ints too
+    # ints too
+    pinhole = camera(ros_context, motion="static", config=clean_config, distortion=[0, 0, 0, 0, 0])
     lens = camera(ros_context, motion="static", config=clean_config, distortion=WIDE)
     try:
         rgb_p, depth_p, truth_p = pinhole.render_next()
