@@ -2,15 +2,19 @@
 
 Publishes (relative names, remap or namespace them like a real driver):
   color/image_raw                  sensor_msgs/Image rgb8
-  aligned_depth_to_color/image_raw sensor_msgs/Image 16UC1 (mm), registered to colour, with the sensor noise
-  model
-  color/camera_info                sensor_msgs/CameraInfo (REAL275 intrinsics by default)
-  ground_truth                     cleanpose_ros/ObjectPoseArray: every visible object's true pose and metric
-  size
+  aligned_depth_to_color/image_raw sensor_msgs/Image 16UC1 (mm), registered to colour, from `depth_model`
+  color/camera_info                sensor_msgs/CameraInfo (the `camera` preset's intrinsics; REAL275 default)
+  ground_truth                     cleanpose_ros/ObjectPoseArray: each visible object's true pose and size
   /tf                              the camera's pose: `world_frame` -> `frame_id` (when `publish_tf`)
 All carry the same stamp (render time) and frame_id = `frame_id` (the TF parent is `world_frame`). The scene
 is static; the camera either stays still (`motion: static`) or orbits the table slowly (`motion: orbit`).
 Frames are rendered by a timer at `rate` Hz; if rendering is slower, the effective rate drops (no backlog).
+
+`depth_model` and `camera` are those of `cleanpose synth --depth-model/--camera` and set them in the engine's
+config (over the `config` file's): `depth_model: stereo` with `camera: d435` or `d415` publishes the simulated
+active-stereo depth (holes in occlusion shadows and on dark or thin parts, edge fattening), 0.3-0.6 s a
+frame; `camera` also sets the image size and intrinsics of the images and of camera_info (azure_720p:
+1280x720).
 
 `distortion` (plumb_bob k1 k2 p1 p2 k3, default all zeros = a pinhole camera) simulates a lens: the rendered
 pinhole images are warped to what a camera with these coefficients records (colour bilinear, depth and
@@ -32,9 +36,9 @@ from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.geometry import distortion
 from cleanpose_core.geometry.camera import Intrinsics
 from cleanpose_core.config import load_yaml
-from cleanpose_core.data.synthetic.config import SynthConfig
+from cleanpose_core.data.synthetic.config import CAMERA_PRESETS, DEPTH_MODELS, SynthConfig
+from cleanpose_core.data.synthetic.depth_sensor import make_depth_sensor
 from cleanpose_core.data.synthetic.generate import intrinsics_of, scene_rng
-from cleanpose_core.data.synthetic.noise import depth_to_sensor_mm
 from cleanpose_core.data.synthetic.render import SceneRenderer
 from cleanpose_core.data.synthetic.scene import compose_scene, look_at
 from cleanpose_core.data.synthetic.writer import object_pose_in_camera
@@ -67,6 +71,12 @@ class SyntheticCamera(Node):
         self.declare_parameter("distortion", [0.0] * 5, ParameterDescriptor(
             description="plumb_bob k1 k2 p1 p2 k3 of the simulated lens; all zeros = pinhole",
             dynamic_typing=True))
+        self.declare_parameter("depth_model", "noisy", ParameterDescriptor(
+            description="depth sensor: ideal (exact depth, mm), noisy (per-pixel noise model) or stereo "
+            "(simulated active stereo; needs camera d435 or d415)", read_only=True))
+        self.declare_parameter("camera", "real275", ParameterDescriptor(
+            description=f"camera preset ({' | '.join(CAMERA_PRESETS)}): image size and intrinsics of the "
+            "colour camera, and for d435/d415 the stereo head", read_only=True))
         self.declare_parameter("publish_tf", True)    # the camera's pose on /tf: world_frame -> frame_id
         self.declare_parameter("world_frame", "world")
         get = lambda name: self.get_parameter(name).value  # noqa: E731
@@ -75,6 +85,7 @@ class SyntheticCamera(Node):
                 raise ValueError(f"parameter {name} must be a number, got {get(name)!r}")
         cfg_path = get("config")
         self.cfg = load_yaml(SynthConfig, cfg_path) if cfg_path else SynthConfig()
+        self._use_sensor(get("depth_model"), get("camera"))
         if (
             get("motion") not in ("orbit", "static")
             or get("rate") <= 0
@@ -93,6 +104,7 @@ class SyntheticCamera(Node):
         self.rng, self.scene = self._compose(int(get("seed")), get("split"), int(get("min_objects")))
         self.renderer = SceneRenderer(self.scene, self.render_K, self.cfg.render.threads,
                                       self.cfg.render.shadows)
+        self.depth_sensor = make_depth_sensor(self.cfg, self.renderer)  # (frame, rng) -> depth mm
         R_wc, C = self.scene.camera_poses[0]
         target = C + R_wc[:, 2] * (C[2] / -R_wc[2, 2])  # where the optical axis meets the table (z = 0)
         offset = C - target
@@ -106,6 +118,22 @@ class SyntheticCamera(Node):
         self.timer = self.create_timer(1.0 / get("rate"), self._publish_frame)
         names = ", ".join(o.shape.category for o in self.scene.objects)
         self.get_logger().info(f"scene with {len(self.scene.objects)} objects ({names}) at {get('rate')} Hz")
+
+    def _use_sensor(self, depth_model, camera) -> None:
+        """Set the engine config's depth model and camera preset (a preset equal to the config's keeps its
+        own intrinsics overrides); ValueError naming the parameter."""
+        if depth_model not in DEPTH_MODELS:
+            raise ValueError(
+                f"parameter depth_model must be one of {list(DEPTH_MODELS)}, got {depth_model!r}")
+        if camera not in CAMERA_PRESETS:
+            raise ValueError(f"parameter camera must be one of {list(CAMERA_PRESETS)}, got {camera!r}")
+        if camera != self.cfg.camera.preset:
+            self.cfg.use_camera(camera)
+        self.cfg.depth_model = depth_model
+        try:
+            self.cfg.validate()
+        except ValueError as exc:  # stereo on a camera without a stereo head
+            raise ValueError(f"parameters depth_model {depth_model!r} and camera {camera!r}: {exc}") from exc
 
     def _compose(self, seed: int, split: str, min_objects: int):
         for attempt in range(100):
@@ -149,9 +177,7 @@ class SyntheticCamera(Node):
         """Render the next viewpoint: (rgb (H, W, 3) uint8, depth (H, W) uint16 mm, ground-truth objects)."""
         R_wc, C = self.camera_pose()
         frame = self.renderer.render(R_wc, C, self.rng, self.cfg.render.image_noise)
-        depth_mm = depth_to_sensor_mm(
-            frame.depth, frame.cos_incidence, frame.albedo_luma, self.cfg.noise, self.rng
-        )
+        depth_mm = self.depth_sensor(frame, self.rng)
         self.sent += 1
         self.last_pose = (R_wc, C)
         rgb, instance = frame.rgb, frame.instance

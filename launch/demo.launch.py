@@ -2,6 +2,7 @@
 
     ros2 launch cleanpose_ros demo.launch.py rviz:=true
     ros2 launch cleanpose_ros demo.launch.py rate:=10 managed:=true
+    ros2 launch cleanpose_ros demo.launch.py depth_model:=stereo camera_preset:=d435 rate:=2  # D435 depth
 
 The synthetic camera publishes its pose on /tf (world -> camera_color_optical_frame), so the pose node tracks
 objects in `world` by default (tracking_frame:='' tracks in the camera frame) and RViz shows them in it.
@@ -21,6 +22,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rate", default_value="5.0", description="Synthetic camera rate (Hz)"),
         DeclareLaunchArgument("seed", default_value="7", description="Synthetic scene seed"),
         DeclareLaunchArgument("motion", default_value="orbit", description="orbit | static"),
+        DeclareLaunchArgument("depth_model", default_value="noisy",
+                              description="Synthetic depth: ideal | noisy | stereo (d435|d415 only)"),
+        DeclareLaunchArgument("camera_preset", default_value="real275",
+                              description="Synthetic camera: real275 | d435 | d415 | azure_720p"),
         DeclareLaunchArgument("device", default_value="auto"),
         DeclareLaunchArgument("tracking_frame", default_value="world",
                               description="Frame the pose node tracks in; '' = the camera frame"),
@@ -32,7 +37,9 @@ def generate_launch_description() -> LaunchDescription:
     camera = Node(
         package="cleanpose_ros", executable="synthetic_camera", name="synthetic_camera", namespace="camera",
         parameters=[{"rate": LaunchConfiguration("rate"), "seed": LaunchConfiguration("seed"),
-                     "motion": LaunchConfiguration("motion")}],
+                     "motion": LaunchConfiguration("motion"),
+                     "depth_model": LaunchConfiguration("depth_model"),
+                     "camera": LaunchConfiguration("camera_preset")}],
         output="screen",
     )
     pose = IncludeLaunchDescription(

@@ -17,6 +17,7 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from cleanpose_ros.camera_model import camera_model_from_info
+from cleanpose_ros.image_conversion import image_to_numpy
 from cleanpose_ros.tf_publisher import TF_QOS
 from node_process import start_process
 
@@ -24,6 +25,7 @@ pytest.importorskip("open3d")
 from cleanpose_ros.synthetic_camera import SENSOR_QOS, SyntheticCamera  # noqa: E402 (needs the renderer)
 
 WIDE = [-0.3, 0.1, 0.0, 0.0, 0.0]
+D435_K = [610.30, 0.0, 323.51, 0.0, 610.30, 240.51, 0.0, 0.0, 1.0]  # the d435 preset's colour camera, 640x480
 
 
 @pytest.fixture
@@ -146,3 +148,77 @@ def test_camera_publishes_its_pose_on_tf_and_its_distortion_over_dds(ros_context
         assert np.linalg.norm([q.x, q.y, q.z, q.w]) == pytest.approx(1.0)
     first, last = tfs[both[0]].transform.translation, tfs[both[-1]].transform.translation
     assert (first.x, first.y) != (last.x, last.y)  # orbit: the published pose moves with the camera
+
+
+def test_stereo_d435_depth_has_holes_where_the_ideal_depth_has_none(ros_context):
+    # The same scene and viewpoint (same seed, static camera) with the same d435 intrinsics, two depth models.
+    ideal = camera(ros_context, motion="static", depth_model="ideal", camera="d435")
+    stereo = camera(ros_context, motion="static", depth_model="stereo", camera="d435")
+    try:
+        for cam in (ideal, stereo):
+            info = cam.camera_info(Header())
+            assert list(info.k) == pytest.approx(D435_K) and (info.width, info.height) == (640, 480)
+        _, depth_i, truth_i = ideal.render_next()
+        _, depth_s, truth_s = stereo.render_next()
+        assert depth_s.shape == depth_i.shape == (480, 640)
+        assert [d.track_id for d in truth_s] == [d.track_id for d in truth_i]
+        holes = (depth_s == 0) & (depth_i > 0)
+        both = (depth_s > 0) & (depth_i > 0)
+        # measured: 2.6 % holes (occlusion shadows, edges), the valid rest within a few mm of the true depth
+        assert (depth_i == 0).mean() < 0.001 and holes.mean() > 0.005, (holes.mean(), (depth_i == 0).mean())
+        assert both.mean() > 0.8
+        assert np.median(np.abs(depth_s[both].astype(int) - depth_i[both])) < 10
+    finally:
+        ideal.destroy_node()
+        stereo.destroy_node()
+
+
+def test_camera_preset_sets_image_size_and_camera_info(ros_context):
+    cam = camera(ros_context, camera="azure_720p")
+    try:
+        info = cam.camera_info(Header())
+        assert (info.width, info.height) == (1280, 720)
+        assert list(info.k) == pytest.approx([612.95, 0.0, 635.38, 0.0, 612.92, 367.84, 0.0, 0.0, 1.0])
+        assert cam.cfg.depth_model == "noisy"  # the default
+    finally:
+        cam.destroy_node()
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"depth_model": "stereo"}, "depth_model 'stereo' and camera 'real275'"),  # real275 has no stereo head
+    ({"depth_model": "stereo", "camera": "azure_720p"}, "stereo"),
+    ({"depth_model": "lidar"}, "parameter depth_model must be one of"),
+    ({"camera": "kinect"}, "parameter camera must be one of"),
+])
+def test_bad_depth_model_or_camera_is_a_configuration_error(ros_context, params, match):
+    with pytest.raises(ValueError, match=match):
+        camera(ros_context, **params)
+
+
+@pytest.mark.ros
+def test_stereo_d435_frame_over_dds_has_its_intrinsics_and_holes(ros_context, unique_topic, tmp_path):
+    proc = start_process("cleanpose_ros.synthetic_camera", unique_topic, "rate:=2.0", "motion:=static",
+                         "depth_model:=stereo", "camera:=d435", log_path=tmp_path / "camera.log")
+    node = rclpy.create_node("synthetic_camera_stereo_test", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    infos, depths = [], []
+    node.create_subscription(CameraInfo, f"{unique_topic}/color/camera_info", infos.append, SENSOR_QOS)
+    node.create_subscription(Image, f"{unique_topic}/aligned_depth_to_color/image_raw", depths.append,
+                             SENSOR_QOS)
+    try:
+        deadline = time.monotonic() + 90
+        while not (infos and depths) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            assert proc.poll() is None, (tmp_path / "camera.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        node.destroy_node()
+    assert infos and depths, (len(infos), len(depths), (tmp_path / "camera.log").read_text()[-3000:])
+    info, msg = infos[-1], depths[-1]
+    assert list(info.k) == pytest.approx(D435_K) and (info.width, info.height) == (640, 480)
+    assert msg.encoding == "16UC1" and (msg.width, msg.height) == (640, 480)
+    depth = image_to_numpy(msg)
+    # invalid pixels are published as 0 (REP 118 for 16UC1); most of the image is valid
+    assert 0 < np.count_nonzero(depth == 0) < 0.5 * depth.size
