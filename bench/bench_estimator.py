@@ -153,8 +153,8 @@ def timed(fn, repeats: int) -> dict[str, float]:
     for key in ("segmentation", "preprocess", "pose", "total"):
         values = [r.timings_ms.get(key, 0.0) for r in runs]
         out[f"{key}_ms_median"] = round(statistics.median(values), 1)
-    # On a shared machine the minimum is the best estimate of the uncontended latency; the median shows
-    # the load.
+    # On a shared machine the minimum is the best estimate of the uncontended latency; the median shows the
+    # load.
     out["total_ms_min"] = round(min(r.timings_ms.get("total", 0.0) for r in runs), 1)
     out["objects"] = int(statistics.median([len(r.detections) for r in runs]))
     return out

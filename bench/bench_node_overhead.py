@@ -118,8 +118,7 @@ def measure(context, frames, camera_info, threads: int, objects: int, log_path: 
                     pub.publish(msg)
                 deadline = time.monotonic() + 15
                 while key not in answers and time.monotonic() < deadline:
-                    # wakes on arrival; a short timeout polls and steals CPU from the
-                    # node
+                    # wakes on arrival; a short timeout polls and steals CPU from the node
                     executor.spin_once(timeout_sec=0.5)
                 if key in answers:
                     break

@@ -86,9 +86,8 @@ class FrameInputs:
         self._waiting: Frame | None = None  # a matched frame whose camera_info has not arrived yet
         self._lock = threading.Lock()
         self._wait_timer = node.create_timer(0.1, self._release_overdue, callback_group=callback_group)
-        # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable
-        # QoS) must not lose messages before they are matched; the worker still takes only the
-        # newest frame.
+        # A queue of sync_queue_size per topic: the callbacks are cheap, and a burst (or reliable QoS) must
+        # not lose messages before they are matched; the worker still takes only the newest frame.
         qos = QoSProfile(depth=queue_size, history=QoSHistoryPolicy.KEEP_LAST,
                          reliability=QoSReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
                          else QoSReliabilityPolicy.RELIABLE)

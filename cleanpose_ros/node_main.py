@@ -33,9 +33,8 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # SIGINT/SIGTERM shut the context down from rclpy's signal handler; an executor caught
-        # between its checks then fails to build its wait set (RCLError). That is a normal stop,
-        # anything else is not.
+        # SIGINT/SIGTERM shut the context down from rclpy's signal handler; an executor caught between its
+        # checks then fails to build its wait set (RCLError). That is a normal stop, anything else is not.
         if rclpy.ok():
             raise
     finally:

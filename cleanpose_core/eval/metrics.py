@@ -210,7 +210,7 @@ def _greedy_pose_matches(degrees: np.ndarray, cm: np.ndarray, limits: np.ndarray
     """
     n_pred, n_gt = degrees.shape
     # `err > thr` is False for NaN, so a NaN error is within every threshold, as in the official code.
-    # (P, K, G)
+    # within: (P, K, G)
     within = ~(degrees[:, None, :] > limits[None, :, 0:1]) & ~(cm[:, None, :] > limits[None, :, 1:2])
     gt_matched = np.zeros((limits.shape[0], n_gt), dtype=bool)
     pred_matched = np.zeros((limits.shape[0], n_pred), dtype=bool)

@@ -6,18 +6,19 @@ millimetres uint16), intrinsics, and either caller-supplied masks + labels or a 
 frame gives an empty `FrameResult` whose `reason` says why, a bad object is dropped and listed in `skipped`.
 
 Per-object preprocessing is `cleanpose_core.data.instance`, the same code the training readers use.
-Segmentation: `segmentation.build_segmenter` builds the segmenter these settings describe (Mask R-CNN re-scored
-by the point classifier, `segmentation/rescoring.py`), which filters its instances once per frame; caller-supplied
-masks pass the same filter here.
-Pose backends: `cleanpose` (the network) and `box_fit` (the non-learned baseline of `box_fit.py`).
-The network gives two poses: its pose head's regression (the official output) and the closed-form similarity fit of
-its predicted keypoint object coordinates to its camera-frame keypoints (`pose_solver`); how far the two rotations
+Segmentation: `segmentation.build_segmenter` builds the segmenter these settings describe (Mask R-CNN
+re-scored by the point classifier, `segmentation/rescoring.py`), which filters its instances once per frame;
+caller-supplied masks pass the same filter here.
+Pose backends: `cleanpose` (the network) and `box_fit` (the non-learned baseline of `box_fit.py`). The network
+gives two poses: its pose head's regression (the official output) and the closed-form similarity fit of its
+predicted keypoint object coordinates to its camera-frame keypoints (`pose_solver`); how far the two rotations
 agree is each detection's `pose_confidence`.
-Determinism: each frame's points are sampled from a generator seeded with `queue_seed`. The confounder-queue entries
-are drawn, as in the official test code, from one generator seeded once (when the Estimator is built, or by
-`reset_queue_sampling`) that advances at every forward (`queue_sampling: stream`), so a result depends on how many
-forwards came before it; `queue_sampling: per_frame` re-seeds it before every forward instead, so a frame's result
-does not depend on what was estimated before it (tests that need bit-identical outputs use it).
+Determinism: each frame's points are sampled from a generator seeded with `queue_seed`. The confounder-queue
+entries are drawn, as in the official test code, from one generator seeded once (when the Estimator is built,
+or by `reset_queue_sampling`) that advances at every forward (`queue_sampling: stream`), so a result depends
+on how many forwards came before it; `queue_sampling: per_frame` re-seeds it before every forward instead, so
+a frame's result does not depend on what was estimated before it (tests that need bit-identical outputs use
+it).
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -36,105 +35,28 @@ from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.config import ConfigError
 from cleanpose_core.data import instance as instance_prep
 from cleanpose_core.data.depth_completion import fill_missing_in_columns
-from cleanpose_core.device import check_device_name, resolve_device
-from cleanpose_core.geometry.camera import DEPTH_SCALE, DepthUnit, Intrinsics, depth_to_metres, pixels_to_points
+from cleanpose_core.device import resolve_device
+from cleanpose_core.geometry.camera import (  # noqa: F401  (DepthUnit: offered to the ROS node)
+    DEPTH_SCALE, DepthUnit, Intrinsics, depth_to_metres, pixels_to_points)
 from cleanpose_core.geometry.rotations import rotation_error_deg
 from cleanpose_core.geometry.similarity import fit_similarity
 from cleanpose_core.inference.box_fit import fit_oriented_box
-from cleanpose_core.inference.runtime import RUNTIMES, SHIPPED_POSE_MODEL_NAME, apply_runtime
+# The settings live in config.py; they are offered here too, the layer the CLI and the ROS node import.
+from cleanpose_core.inference.config import (  # noqa: F401
+    FRAME_SEGMENTERS, POSE_SOLVERS, QUEUE_SAMPLING, RETUNABLE, SETTINGS, EstimatorConfig, setting)
+from cleanpose_core.inference.runtime import SHIPPED_POSE_MODEL_NAME, apply_runtime
 from cleanpose_core.inference.types import Detection, FrameResult
 from cleanpose_core.io.pose_model import load_pose_model
 from cleanpose_core.segmentation.base import InstanceMasks, Segmenter, SegmentationFilter
 from cleanpose_core.segmentation.external import external_instances
-from cleanpose_core.segmentation.factory import FRAME_SEGMENTERS, SegmenterConfig, build_segmenter  # noqa: F401
+from cleanpose_core.segmentation.factory import SegmenterConfig, build_segmenter
 from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
 SHIPPED_POSE_MODEL = shipped_file(SHIPPED_POSE_MODEL_NAME)
 SHIPPED_MEAN_SIZES = shipped_file("category_mean_sizes.json")
-POSE_SOLVERS = ("keypoints", "regression")  # see EstimatorConfig.pose_solver
-QUEUE_SAMPLING = ("stream", "per_frame")  # see EstimatorConfig.queue_sampling
-# FRAME_SEGMENTERS (the segmenter kinds that run on the frame itself) is the factory's, offered here to the CLI and
-# the ROS node, which import only this layer.
 POSE_AGREEMENT_DEG = 10.0  # pose_confidence = exp(-angle between the two solvers' rotations / this)
-
-
-def setting(default, description: str, bounds: tuple | None = None, runtime: bool = False,
-            choices: tuple | None = None):
-    """A settings field: its default, description, (low, high) bounds, allowed values and whether it may change
-    while running (`Estimator.retune`). The CLI's flags and the ROS node's parameters of the same meaning are made
-    from these fields, so each value is written once."""
-    return field(default=default, metadata={"description": description, "bounds": bounds, "runtime": runtime,
-                                            "choices": choices})
-
-
-@dataclass
-class EstimatorConfig:
-    model_weights: str | None = setting(None, "Pose model file (model_final.pt of `cleanpose train`); unset = the "
-                                        "shipped lite model")
-    pose_backend: str = setting("cleanpose", "Pose estimator: cleanpose (the network) or box_fit (non-learned "
-                                "baseline)", choices=("cleanpose", "box_fit"))
-    # On the seed-7 validation split the keypoint fit gave 10°5cm 54.3 against 46.1 (61.5 against 54.7 ranked by
-    # pose confidence; docs/results/pose_solver_s7.json).
-    pose_solver: str = setting("keypoints", "How the network's pose is read out: keypoints (similarity fit of the "
-                               "predicted keypoint NOCS to the predicted keypoints; size from the head) or regression "
-                               "(the pose head, as the official code)", choices=POSE_SOLVERS)
-    device: str = setting("auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    runtime: str = setting("auto", "CPU runtime of the dense network parts (inference/runtime.py): eager (PyTorch "
-                           "float32, the reference), bf16 (bfloat16 autocast; CPUs with AMX / AVX512-BF16), onnx "
-                           "(ONNX Runtime backbones, exports from `cleanpose export`) or auto (onnx when exports lie "
-                           "next to the weights, else bf16 where the CPU has it, else eager)", choices=RUNTIMES)
-    segmenter: str = setting("maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or "
-                             "depth_tabletop (plane + regions above it, named by the point classifier; uncluttered "
-                             "tables, no trained segmenter); through the API also ground_truth, or external (masks "
-                             "with every frame)")
-    segmenter_weights: str | None = setting(None, "Mask R-CNN checkpoint (.pt); unset = the shipped segmenter")
-    # What a robot acts on. Validation split: recall 0.80 / precision 0.76 at 0.4, 0.75 / 0.81 at 0.5 (Mask R-CNN's
-    # own score at 0.5: 0.76 / 0.69). Benchmarks rank by score and use a lower one (`cleanpose predict`).
-    score_threshold: float = setting(0.4, "Minimum detection score (segmenter score re-weighted by the point "
-                                     "classifier)", (0.0, 1.0), runtime=True)
-    max_objects: int = setting(10, "Maximum objects per frame (highest scores kept; bounds the pose batch)",
-                               (1, 100), runtime=True)
-    min_mask_area: int = setting(100, "Minimum mask area in pixels", (1, 1_000_000), runtime=True)
-    min_points: int = setting(32, "Minimum valid depth pixels inside a mask", (4, 1_000_000), runtime=True)
-    max_mask_overlap: float = setting(0.7, "Drop a mask lying more than this fraction inside higher-scoring ones of "
-                                      "its category (duplicates); 1 = off")
-    category_classifier: str | None = setting(None, "Point-cloud classifier (.pt of `cleanpose train-classifier`) "
-                                              "that re-scores Mask R-CNN detections and names depth-tabletop ones; "
-                                              "unset = the shipped one")
-    category_weight: float = setting(0.5, "Weight w of the point classifier in the detection score s^(1-w) q^w; 0 = "
-                                     "off (raising it from 0 at run time needs a restart)", (0.0, 0.95), runtime=True)
-    keep_masks: bool = False           # attach each object's mask and its points to its Detection
-    mean_sizes: str | None = None      # box_fit: JSON {category: [x, y, z] metres}; None = shipped
-    queue_seed: int = 0                # seed of test-time confounder-queue sampling (and of each frame's points)
-    # stream: the queue sampler is seeded once and draws fresh entries at every forward (official test.py: numpy
-    # seeded once with 42); per_frame: re-seeded before every forward, a frame's result independent of the frames
-    # before it. Seed-7 validation split, shipped model, gt masks, IoU50 / 10°5cm / 5°2cm: stream 92.0 / 71.3 / 40.4,
-    # per_frame 92.3 / 71.0 / 42.1 (queue_seed 0); stream with queue_seed 1 92.6 / 72.4 / 42.8: seed noise.
-    queue_sampling: Literal["stream", "per_frame"] = "stream"
-    n_points: int | None = None        # points per object; None = what the model was trained with
-    fill_depth: bool = True            # IP-Basic hole filling of the depth, as the official test pipeline does
-    strict: bool = False               # re-raise internal errors instead of returning them as a reason (tests:
-    #                                    a handled bad input and a crash must look different)
-
-    def validate(self) -> None:
-        for f in fields(self):
-            value, bounds, choices = getattr(self, f.name), f.metadata.get("bounds"), f.metadata.get("choices")
-            if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                raise ValueError(f"{f.name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
-            if choices is not None and value not in choices:
-                raise ValueError(f"{f.name} must be one of {list(choices)}, got {value!r}")
-        check_device_name(self.device)
-        if self.queue_sampling not in QUEUE_SAMPLING:
-            raise ValueError(f"queue_sampling must be one of {QUEUE_SAMPLING}, got {self.queue_sampling!r}")
-        if self.segmenter == "depth_tabletop" and self.category_weight == 0.0:
-            raise ValueError("segmenter depth_tabletop has no categories of its own: the point classifier names its "
-                             "objects, so category_weight must be > 0")
-
-
-SETTINGS = {f.name: f for f in fields(EstimatorConfig)}
-RETUNABLE = tuple(name for name, f in SETTINGS.items() if f.metadata.get("runtime"))  # what `Estimator.retune` takes
 
 
 class Estimator:
@@ -146,12 +68,15 @@ class Estimator:
         self.torch_device = resolve_device(cfg.device, fallback_to_cpu=True)
         self.device = str(self.torch_device)
         self.categories = NOCS_CATEGORIES
-        self.filter = SegmentationFilter(cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points,
-                                         cfg.max_mask_overlap)
+        self.filter = SegmentationFilter(
+            cfg.score_threshold, cfg.max_objects, cfg.min_mask_area, cfg.min_points, cfg.max_mask_overlap
+        )
         self.filter.validate()
         self.model = None
         if cfg.pose_backend == "cleanpose":
-            self.model, trained_points = load_pose_model(cfg.model_weights or SHIPPED_POSE_MODEL, self.torch_device)
+            self.model, trained_points = load_pose_model(
+                cfg.model_weights or SHIPPED_POSE_MODEL, self.torch_device
+            )
             self.n_points = cfg.n_points or trained_points
             self.image_size = self.model.cfg.image.image_size
             self.reset_queue_sampling()
@@ -163,38 +88,59 @@ class Estimator:
         if segmenter is not None or cfg.segmenter == "external":
             self.segmenter = segmenter
         else:
-            self.segmenter = build_segmenter(SegmenterConfig(
-                kind=cfg.segmenter, filter=dataclasses.replace(self.filter), device=cfg.device,
-                weights=cfg.segmenter_weights, category_classifier=cfg.category_classifier,
-                category_weight=cfg.category_weight))
+            self.segmenter = build_segmenter(
+                SegmenterConfig(
+                    kind=cfg.segmenter,
+                    filter=dataclasses.replace(self.filter),
+                    device=cfg.device,
+                    weights=cfg.segmenter_weights,
+                    category_classifier=cfg.category_classifier,
+                    category_weight=cfg.category_weight,
+                )
+            )
         self.runtime = apply_runtime(self, cfg.runtime)  # "eager" or "onnx": what the dense parts run in
 
     def retune(self, **changes) -> None:
-        """Change the detection thresholds (`RETUNABLE` fields of the config) without reloading any model: what
-        a node's run-time parameters need. Raises ValueError (nothing changed) on an invalid value or when
-        `category_weight` > 0 asks for a point classifier that was not loaded at construction."""
+        """Change the detection thresholds (`RETUNABLE` fields of the config) without reloading any model:
+        what a node's run-time parameters need. Raises ValueError (nothing changed) on an invalid value or
+        when `category_weight` > 0 asks for a point classifier that was not loaded at construction."""
         unknown = sorted(set(changes) - set(RETUNABLE))
         if unknown:
             raise ValueError(f"cannot retune {unknown}; run-time settings are {list(RETUNABLE)}")
         cfg = dataclasses.replace(self.config, **changes)
         cfg.validate()
-        new_filter = dataclasses.replace(self.filter, score_threshold=cfg.score_threshold, max_objects=cfg.max_objects,
-                                         min_mask_area=cfg.min_mask_area, min_points=cfg.min_points)
+        new_filter = dataclasses.replace(
+            self.filter,
+            score_threshold=cfg.score_threshold,
+            max_objects=cfg.max_objects,
+            min_mask_area=cfg.min_mask_area,
+            min_points=cfg.min_points,
+        )
         new_filter.validate()
-        # The segmenter refuses, changing nothing, what it cannot do (a weight > 0 without a loaded classifier).
+        # The segmenter refuses, changing nothing, what it cannot do (a weight > 0 without a loaded
+        # classifier).
         if self.segmenter is not None:
             self.segmenter.retune(new_filter, cfg.category_weight)
         self.config, self.filter = cfg, new_filter
 
     def reset_queue_sampling(self) -> None:
-        """Re-seed the test-time queue sampler with `queue_seed`: the next frames draw what a fresh Estimator's would."""
+        """Re-seed the test-time queue sampler with `queue_seed`: the next frames draw what a fresh
+        Estimator's would."""
         if self.model is not None and self.model.queue_generator is not None:
             self.model.queue_generator.manual_seed(self.config.queue_seed)
 
     # ------------------------------------------------------------------------------------------------ API
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: Intrinsics, depth_unit: DepthUnit,
-                 masks: np.ndarray | None = None, labels=None, scores=None,
-                 depth_range: tuple[float, float] | None = None) -> FrameResult:
+    def estimate(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: Intrinsics,
+        depth_unit: DepthUnit,
+        masks: np.ndarray | None = None,
+        labels=None,
+        scores=None,
+        depth_range: tuple[float, float] | None = None,
+    ) -> FrameResult:
         """Detect and estimate every object of one frame. Never raises on bad input.
 
         The frame is checked here, once, and its depth converted to metres here, once; the steps after this
@@ -202,8 +148,8 @@ class Estimator:
 
         Args:
             rgb: (H, W, 3) uint8 RGB.
-            depth: (H, W) depth registered to `rgb` as the sensor gives it, in `depth_unit` ("m": floating point;
-                "mm": any numeric type, e.g. uint16); 0, NaN and negative values = missing.
+            depth: (H, W) depth registered to `rgb` as the sensor gives it, in `depth_unit` ("m": floating
+                point; "mm": any numeric type, e.g. uint16); 0, NaN and negative values = missing.
             K: intrinsics of `rgb`.
             masks, labels, scores: optional caller-supplied instances — (M, H, W) bool masks, (M,) category
                 names or 0-based ids, (M,) scores (default 1) — used instead of the segmenter.
@@ -218,16 +164,19 @@ class Estimator:
             if problem is None:
                 depth_m = depth_to_metres(depth, depth_unit, depth_range)
                 if not (depth_m > 0).any():
-                    problem = ("depth_empty", "depth has no valid pixel (all zero, negative, NaN or outside "
-                                              "depth_range)")
+                    problem = (
+                        "depth_empty",
+                        "depth has no valid pixel (all zero, negative, NaN or outside depth_range)",
+                    )
             if problem is not None:
                 return FrameResult([], reason=problem[1], frame_problem=problem[0])
             instances = self._segment(rgb, depth_m, K, masks, labels, scores)
             t1 = time.perf_counter()
             timings = {"segmentation": (t1 - t0) * 1e3}
             if len(instances) == 0:
-                return FrameResult([], reason=instances.reason, skipped=list(instances.skipped),
-                                   timings_ms=timings)
+                return FrameResult(
+                    [], reason=instances.reason, skipped=list(instances.skipped), timings_ms=timings
+                )
             detections, skipped = self._estimate_instances(rgb, depth_m, K, instances, timings)
             result = FrameResult(detections, skipped=list(instances.skipped) + skipped, timings_ms=timings)
             timings["total"] = (time.perf_counter() - t0) * 1e3
@@ -247,7 +196,9 @@ class Estimator:
             if supplied.reason is not None:
                 return supplied
             if supplied.masks.shape[1:] != rgb.shape[:2]:
-                return InstanceMasks.empty(f"mask size {supplied.masks.shape[1:]} does not match rgb {rgb.shape[:2]}")
+                return InstanceMasks.empty(
+                    f"mask size {supplied.masks.shape[1:]} does not match rgb {rgb.shape[:2]}"
+                )
             return self.filter.apply(supplied, depth_m)
         if self.segmenter is None:
             return InstanceMasks.empty("segmenter 'external' needs masks and labels with every frame")
@@ -258,10 +209,15 @@ class Estimator:
         t0 = time.perf_counter()
         measured = depth_m  # the kept objects' points are the measured ones, not the hole-filled
         if self.config.fill_depth:  # only the columns the objects' crop windows use (the same values there)
-            windows = [instance_prep.get_bbox(box, *depth_m.shape) for box in map(instance_prep.bbox_from_mask,
-                                                                                  instances.masks) if box]
+            windows = [
+                instance_prep.get_bbox(box, *depth_m.shape)
+                for box in map(instance_prep.bbox_from_mask, instances.masks)
+                if box
+            ]
             if windows:
-                depth_m = fill_missing_in_columns(depth_m, min(w.cmin for w in windows), max(w.cmax for w in windows))
+                depth_m = fill_missing_in_columns(
+                    depth_m, min(w.cmin for w in windows), max(w.cmax for w in windows)
+                )
         rng = np.random.default_rng(self.config.queue_seed)  # same frame -> same points -> same result
         prepared, skipped = [], []
         for i in range(len(instances)):
@@ -271,8 +227,16 @@ class Estimator:
                 skipped.append(f"object {i}: unknown category (the segmenter gave no label)")
                 continue
             inp, reason = instance_prep.prepare_instance(
-                rgb, depth_m, instances.masks[i], K, rng, n_points=self.n_points, image_size=self.image_size,
-                min_valid_pixels=max(self.config.min_points - 1, 0), checked=True)
+                rgb,
+                depth_m,
+                instances.masks[i],
+                K,
+                rng,
+                n_points=self.n_points,
+                image_size=self.image_size,
+                min_valid_pixels=max(self.config.min_points - 1, 0),
+                checked=True,
+            )
             if inp is None:
                 skipped.append(f"object {i} ({name}): {reason}")
                 continue
@@ -284,8 +248,10 @@ class Estimator:
         if self.model is not None:
             poses = self._forward([p[2] for p in prepared], [p[1] for p in prepared])
         else:
-            poses = [fit_oriented_box(inp.pts, self.mean_sizes[self.categories[c]]) + (None, 1.0)
-                     for _, c, inp in prepared]
+            poses = [
+                fit_oriented_box(inp.pts, self.mean_sizes[self.categories[c]]) + (None, 1.0)
+                for _, c, inp in prepared
+            ]
         timings["pose"] = (time.perf_counter() - t1) * 1e3
         detections = []
         for (i, category_id, inp), (R, t, size, keypoints, pose_confidence) in zip(prepared, poses):
@@ -296,17 +262,30 @@ class Estimator:
             rows, cols = np.nonzero(mask)
             category = self.categories[category_id]
             keep = self.config.keep_masks
-            detections.append(Detection(
-                category=category, category_id=category_id, score=float(instances.scores[i]),
-                rotation=R, translation=t, size=np.abs(size), keypoints=keypoints, pose_confidence=pose_confidence,
-                mask_bbox=(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())),
-                num_points=inp.n_valid, symmetric=category in NOCS_SYMMETRIC, mask=mask if keep else None,
-                points=pixels_to_points(*np.nonzero(mask & (measured > 0)), measured, K) if keep else None))
+            points = pixels_to_points(*np.nonzero(mask & (measured > 0)), measured, K) if keep else None
+            detections.append(
+                Detection(
+                    category=category,
+                    category_id=category_id,
+                    score=float(instances.scores[i]),
+                    rotation=R,
+                    translation=t,
+                    size=np.abs(size),
+                    keypoints=keypoints,
+                    pose_confidence=pose_confidence,
+                    mask_bbox=(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())),
+                    num_points=inp.n_valid,
+                    symmetric=category in NOCS_SYMMETRIC,
+                    mask=mask if keep else None,
+                    points=points,
+                )
+            )
         return detections, skipped
 
     @torch.inference_mode()
     def _forward(self, inputs: list, category_ids: list[int]) -> list[tuple]:
-        """All objects of the frame in one batch -> [(R (3, 3), t (3,), size (3,), keypoints (K, 3), confidence)]."""
+        """All objects of the frame in one batch ->
+        [(R (3, 3), t (3,), size (3,), keypoints (K, 3), confidence)]."""
         dev = self.torch_device
         batch = {
             "pts": torch.from_numpy(np.stack([x.pts for x in inputs])).to(dev),
@@ -341,24 +320,29 @@ class Estimator:
 
 
 def frame_problem(rgb, depth, K, depth_unit) -> tuple[str, str] | None:
-    """(kind, reason) when (rgb, depth, K, depth_unit) is not a usable frame, else None: the Estimator's one check
-    of a frame. The kind is short and fixed, for counting (a ROS node's /diagnostics)."""
+    """(kind, reason) when (rgb, depth, K, depth_unit) is not a usable frame, else None: the Estimator's one
+    check of a frame. The kind is short and fixed, for counting (a ROS node's /diagnostics)."""
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        return "rgb_invalid", (f"rgb must be a (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
-                               f"{getattr(rgb, 'shape', '')}")
+        return "rgb_invalid", (
+            f"rgb must be a (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb).__name__)} "
+            f"{getattr(rgb, 'shape', '')}"
+        )
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:
         return "rgb_invalid", f"rgb is too small: {rgb.shape[0]}x{rgb.shape[1]} pixels"
     if not isinstance(depth, np.ndarray) or depth.ndim != 2:
         shape = getattr(depth, "shape", type(depth).__name__)
         return "depth_invalid", f"depth must be a (H, W) array, got shape {shape}"
     if depth.shape != rgb.shape[:2]:
-        return "size_mismatch", (f"depth size {depth.shape} does not match rgb size {rgb.shape[:2]} (register depth "
-                                 f"to rgb)")
+        return "size_mismatch", (
+            f"depth size {depth.shape} does not match rgb size {rgb.shape[:2]} (register depth to rgb)"
+        )
     if depth_unit not in DEPTH_SCALE:
         return "depth_invalid", f"depth_unit must be one of {list(DEPTH_SCALE)}, got {depth_unit!r}"
     if depth_unit == "m" and not np.issubdtype(depth.dtype, np.floating):
-        return "depth_invalid", f"depth in metres must be floating point, got {depth.dtype} (millimetres? pass " \
-                                f"depth_unit='mm')"
+        return (
+            "depth_invalid",
+            f"depth in metres must be floating point, got {depth.dtype} (millimetres? pass depth_unit='mm')",
+        )
     if not np.issubdtype(depth.dtype, np.number):
         return "depth_invalid", f"depth must be numeric, got {depth.dtype}"
     if not isinstance(K, Intrinsics):
@@ -376,5 +360,7 @@ def load_mean_sizes(path: str | Path) -> dict[str, np.ndarray]:
         data = json.loads(path.read_text())
         return {c: np.asarray(data[c], float).reshape(3) for c in NOCS_CATEGORIES}
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{path}: cannot read category mean sizes ({exc}); expected JSON "
-                          f"{{category: [x, y, z] metres}} for {list(NOCS_CATEGORIES)}") from exc
+        raise ConfigError(
+            f"{path}: cannot read category mean sizes ({exc}); expected JSON "
+            f"{{category: [x, y, z] metres}} for {list(NOCS_CATEGORIES)}"
+        ) from exc

@@ -89,8 +89,8 @@ def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str,
     if not files:
         raise FileNotFoundError(f"no segmentation_results/{split}/results_*.pkl under {root}")
     out.mkdir(parents=True, exist_ok=True)
-    # The data split: its images live under `<root>/<split>`, whose `config.yaml` (synthetic) holds seed
-    # and domain.
+    # The data split: its images live under `<root>/<split>`, whose `config.yaml` (synthetic) holds seed and
+    # domain.
     write_prediction_provenance(out, estimator_config=estimator.config, model=model_provenance(estimator),
                                 data=split_metadata(root, split), masks=masks, score=score, argv=argv)
     counts = {"images": 0, "objects": 0, "skipped_objects": 0, "failed_images": 0}
@@ -197,7 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seed of the queue sampler and of each image's point sampling "
         f"(default {EstimatorConfig.queue_seed})",
     )
-    p.add_argument("--weights", **_setting("model_weights"))
+    p.add_argument("--weights", dest="model_weights", **_setting("model_weights"))
     p.add_argument("--segmenter", **_setting("segmenter", " (--masks model)", choices=FRAME_SEGMENTERS))
     p.add_argument("--segmenter-weights", **_setting("segmenter_weights"))
     model_only = " (--masks model; the ground-truth masks are all kept)"
@@ -224,25 +224,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = dict(
-        model_weights=args.weights,
-        pose_backend=args.pose_backend,
-        pose_solver=args.pose_solver,
-        device=args.device,
-        queue_sampling=args.queue_sampling,
-        queue_seed=args.queue_seed,
-        segmenter="external" if args.masks == "gt" else args.segmenter,
-        segmenter_weights=args.segmenter_weights,
-        score_threshold=args.score_threshold,
-        max_mask_overlap=args.max_mask_overlap,
-        min_mask_area=args.min_mask_area,
-        max_objects=args.max_objects,
-        min_points=args.min_points,
-        category_classifier=args.category_classifier,
-        category_weight=args.category_weight,
-        runtime=args.runtime,
-    )
-    estimator = Estimator(EstimatorConfig(**{**settings, **(GT_MASK_SETTINGS if args.masks == "gt" else {})}))
+    # Every EstimatorConfig field has a flag of its own name (dest); gt masks replace the segmenter.
+    settings = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    if args.masks == "gt":
+        settings.update(segmenter="external", **GT_MASK_SETTINGS)
+    estimator = Estimator(EstimatorConfig(**settings))
     counts = predict(args.data, args.split, args.out, estimator, args.masks, Intrinsics(*args.intrinsics),
                      score=args.score, argv=getattr(args, "command_line", None))
     print(f"[predict] {counts['images']} images, {counts['objects']} objects estimated, "

@@ -100,9 +100,8 @@ def fit_plane_ransac(
         return None
     normals = normals[ok] / norms[ok, None]
     offsets = -np.einsum("ij,ij->i", normals, triples[ok, 0])
-    # Hypotheses are ranked on a random subset: the inlier fraction of the dominant plane is estimated
-    # to about 1 % from 2,048 points, at a tenth of the cost of scoring all of a 640x480 frame's
-    # subsample.
+    # Hypotheses are ranked on a random subset: the inlier fraction of the dominant plane is estimated to
+    # about 1 % from 2,048 points, at a tenth of the cost of scoring all of a 640x480 frame's subsample.
     scored = points if n_pts <= _SCORE_POINTS else points[rng.choice(n_pts, _SCORE_POINTS, replace=False)]
     counts = (np.abs(scored @ normals.T + offsets) < threshold).sum(axis=0)  # (I,)
     best = int(np.argmax(counts))

@@ -21,8 +21,8 @@ def test_pure_y_rotation_becomes_identity():
 @given(quaternions, st.floats(-np.pi, np.pi))
 def test_result_is_proper_idempotent_and_invariant_to_y_spin(q, spin):
     R = Rotation.from_quat(q).as_matrix()
-    # (R00 + R22)^2 + (R02 - R20)^2 = (1 + R11)^2: the angle is undefined for an object y axis along
-    # camera -y.
+    # (R00 + R22)^2 + (R02 - R20)^2 = (1 + R11)^2: the angle is undefined for an object y axis along camera
+    # -y.
     assume(R[1, 1] > -0.999)
     C = canonicalize_y_symmetric(R)
     np.testing.assert_allclose(C @ C.T, np.eye(3), atol=1e-9)

@@ -24,8 +24,8 @@ def visible_box_surface(size, R, t, n=4000, seed=0):
 
 def test_upright_tall_box_pose_and_centre_are_recovered():
     size = np.array([0.07, 0.20, 0.07])
-    # Camera looking down at the table by 0.5 rad: the object's up axis is (0, -cos 0.5, -sin 0.5) in
-    # the camera.
+    # Camera looking down at the table by 0.5 rad: the object's up axis is (0, -cos 0.5, -sin 0.5) in the
+    # camera.
     R = Rotation.from_euler("x", np.pi + 0.5).as_matrix() @ Rotation.from_euler("y", 0.3).as_matrix()
     t = np.array([0.05, 0.02, 0.7])
     R_fit, t_fit, s_fit = fit_oriented_box(visible_box_surface(size, R, t), size)

@@ -18,8 +18,8 @@ from cleanpose_core.io import WeightsError
 @pytest.fixture(scope="module")
 def estimator(lite_model_file):
     torch.set_num_threads(1)
-    # per_frame queue sampling: a frame's result does not depend on the frames the module's tests ran
-    # before it
+    # per_frame queue sampling: a frame's result does not depend on the frames the module's tests ran before
+    # it
     return Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
                                      keep_masks=True, strict=True,  # an internal error fails the test
                                      queue_sampling="per_frame"))
@@ -252,8 +252,8 @@ def test_pose_solvers_and_their_agreement_as_pose_confidence(lite_model_file, sy
     kp, reg = results["keypoints"].detections, results["regression"].detections
     assert len(kp) == len(reg) == len(f["masks"])
     for b, (a, r) in enumerate(zip(kp, reg)):
-        # regression: the head's pose as it is; keypoints: the similarity fit of the keypoint NOCS
-        # to the keypoints
+        # regression: the head's pose as it is; keypoints: the similarity fit of the keypoint NOCS to the
+        # keypoints
         np.testing.assert_allclose(r.rotation, heads["pred_rotation"][b].numpy(), atol=1e-9)
         fit = fit_similarity(heads["kpt_nocs"][b].numpy(), heads["pred_kpt_3d"][b].numpy())
         np.testing.assert_allclose(a.rotation, fit.rotation, atol=1e-9)

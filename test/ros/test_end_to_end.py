@@ -72,9 +72,9 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
 
     node.create_subscription(TFMessage, "/tf", on_tf, 50)
     def discovered(msg):
-        # The test's own subscriptions match the camera and the node at slightly different moments,
-        # so the first answers may lack their ground truth, detections or TF here; count from the
-        # first one that has all three.
+        # The test's own subscriptions match the camera and the node at slightly different moments, so the
+        # first answers may lack their ground truth, detections or TF here; count from the first one that has
+        # all three.
         key = stamp(msg.header)
         return key in truth and key in detections and (bool(tf[key]) or not msg.objects)
 
@@ -114,8 +114,8 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
         # Detection3DArray and ObjectPoseArray describe the same objects; TF has one frame per object, stamped
         # with the image and parented to its optical frame.
         assert [d.id for d in detections[key].detections] == [o.id for o in msg.objects]
-        # Objects get their TF frame once confirmed (track_min_hits frames): every frame names a
-        # published object.
+        # Objects get their TF frame once confirmed (track_min_hits frames): every frame names a published
+        # object.
         assert {parent for parent, _ in tf[key]} <= {msg.header.frame_id}
         assert {child.rsplit("_", 1)[1] for _, child in tf[key]} <= {o.id for o in msg.objects}
     n_truth = len(truth[stamp(frames[0].header)].objects)
@@ -125,8 +125,8 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
     r_err = np.median([r["rotation_error_deg"] for r in matched])
     s_err = np.median([r["size_error_cm"] for r in matched])
     assert recall >= 0.6, matched
-    # Tolerances set from the first shipped model (3.8 cm, 9.7 deg, 3.5 cm median on this scene); later
-    # models must hold them.
+    # Tolerances set from the first shipped model (3.8 cm, 9.7 deg, 3.5 cm median on this scene); later models
+    # must hold them.
     assert t_err < 5.0 and r_err < 20.0 and s_err < 5.0, (t_err, r_err, s_err)
     # The network's pose confidence reaches the message (a message left unset would carry 0).
     confidences = [r["pose_confidence"] for r in matched]
@@ -151,9 +151,9 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
             track_id,
             per_frame_ids,
         )
-        # ... and once published in track_min_hits consecutive frames it is confirmed: its TF frame
-        # is there in the last frame whenever it is detected there (a borderline object missed once
-        # restarts its count).
+        # ... and once published in track_min_hits consecutive frames it is confirmed: its TF frame is there
+        # in the last frame whenever it is detected there (a borderline object missed once restarts its
+        # count).
         present = [track_id in {o.id for o in msg.objects} for msg in frames]
         if present[-1] and longest_run(present) >= TRACK_MIN_HITS:
             last = stamp(frames[-1].header)

@@ -569,9 +569,8 @@ def test_fuzzed_inputs_are_counted_and_the_node_still_detects(ros_context, uniqu
         assert ints(report, "frames_matched") == answered, report
         assert ints(report, "frames_processed") == answered, report
         assert ints(report, "frames_dropped_busy") == 0, report
-        # An "empty" frame may also have lost all its depth on the way (absurd distortion tables, a
-        # 32FC1 depth in the hundreds of metres): then it counts as depth_empty too, never as
-        # anything else.
+        # An "empty" frame may also have lost all its depth on the way (absurd distortion tables, a 32FC1
+        # depth in the hundreds of metres): then it counts as depth_empty too, never as anything else.
         maybe_depth_empty = sum(n for kind, n in frame_kinds.items() if FRAME_KINDS[kind] == "empty")
         extra = ints(report, "problem depth_empty") - expected_problems["problem depth_empty"]
         assert 0 <= extra <= maybe_depth_empty, (extra, maybe_depth_empty, report, seed_note)
@@ -596,8 +595,8 @@ def test_fuzzed_inputs_are_counted_and_the_node_still_detects(ros_context, uniqu
         assert bad not in own, (bad, seed_note, log[-3000:])
     t_end = time.monotonic()
     keys = sum(1 for k in report if k.startswith("rejected "))
-    # Counted under fixed kinds, logged once per kind every 5 s: neither grows with what a broken
-    # publisher sends.
+    # Counted under fixed kinds, logged once per kind every 5 s: neither grows with what a broken publisher
+    # sends.
     assert keys <= 3 * len(REJECTION_KINDS), keys
     assert log.count(" rejected: ") <= 3 * len(REJECTION_KINDS) * (1 + (t_end - t_start) / 5.0), log[-3000:]
     print(f"seed {SEED}: {sum(malformed.values())} malformed published ({dict(sent)} in all), {refused} "

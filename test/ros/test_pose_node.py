@@ -99,9 +99,8 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
         assert det.header.stamp.sec == stamp and det.header.frame_id == "camera_color_optical_frame"
         assert pose.device == "cpu" and pose.header.stamp.sec == stamp
 
-        # 2. Frame-level problems: size mismatch, all-NaN depth, camera_info for another size. No
-        # crash, and each
-        #    still produces an (empty) answer stamped like its image.
+        # 2. Frame-level problems: size mismatch, all-NaN depth, camera_info for another size. No crash, and
+        # each still produces an (empty) answer stamped like its image.
         bad = [(frame(202)[0], frame(202, h=60)[1], frame(202)[2]), frame(2021, depth_encoding="32FC1")]
         rgb, depth, info = frame(2023)
         info.width = 320
@@ -113,8 +112,8 @@ def test_outputs_bad_messages_and_service(ros_context, unique_topic, segmenter_w
             answers = lambda: [p for p in h.poses[n:] if p.header.stamp.sec == sec]  # noqa: E731
             assert h.spin_until(lambda: bool(answers()), 30), f"no answer to stamp {sec}"
             assert not answers()[0].objects
-        # Malformed messages (wrong depth encoding, an empty image) are rejected on arrival: no
-        # answer, counted.
+        # Malformed messages (wrong depth encoding, an empty image) are rejected on arrival: no answer,
+        # counted.
         for rgb, depth, info in (frame(2030, depth_encoding="rgb8"), frame(2031, h=0, w=0)):
             n = len(h.poses)
             h.send(rgb, depth, info)

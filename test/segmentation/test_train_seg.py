@@ -84,28 +84,8 @@ def test_tiny_train_seg_run_decreases_the_loss_and_writes_loadable_weights(nocs_
     root, records = nocs_fixture
     out = root.parent / "seg.pt"
     torch.set_num_threads(1)
-    code = _run_cli(
-        [
-            "train-seg",
-            "--data",
-            str(root),
-            "--out",
-            str(out),
-            "--iterations",
-            "25",
-            "--batch-size",
-            "2",
-            "--min-size",
-            "120",
-            "--max-size",
-            "160",
-            "--seed",
-            "0",
-            "--device",
-            "cpu",
-            "--no-progress",
-        ]
-    )
+    code = _run_cli(f"train-seg --data {root} --out {out} --iterations 25 --batch-size 2 --min-size 120 "
+                    "--max-size 160 --seed 0 --device cpu --no-progress".split())
     assert code == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["final_step"] == 25

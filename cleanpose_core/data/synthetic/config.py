@@ -60,11 +60,10 @@ class CameraPreset:
 # - d415: baseline 55 mm and colour 15 mm to the left of the left imager (realsense-ros _d415.urdf.xacro).
 #   IR focal at 640x480: Intel's white paper on the D435/D415 high-speed capture modes gives f ~ 940 px at
 #   1280x720 for the D415 (and ~645 px for the D435, which matches the printouts above). We take the D415's
-# VGA mode as the 4:3 centre of its 1920x1080 imager scaled by 4/9 (HD: 2/3; our reading, no printout
-# found),
-#   so 940 * 2/3 = 627 px, i.e. 42 deg vertical FOV against the datasheet's 40 +- 1 deg (Table 3-42, "Depth
-#   FOV VGA"). The colour sensor
-#   (OV2740) and its FOV (H 69 / V 42 deg) are the D435's per the same table, so the D435 colour numbers.
+#   VGA mode as the 4:3 centre of its 1920x1080 imager scaled by 4/9 (HD: 2/3; our reading, no printout
+#   found), so 940 * 2/3 = 627 px, i.e. 42 deg vertical FOV against the datasheet's 40 +- 1 deg (Table
+#   3-42, "Depth FOV VGA"). The colour sensor (OV2740) and its FOV (H 69 / V 42 deg) are the D435's per the
+#   same table, so the D435 colour numbers.
 # - azure_720p: Azure Kinect colour camera at 1280x720: a factory calibration at 1920x1080 (919.43, 919.38,
 #   953.07, 551.76; github.com/etiennedub/pyk4a/issues/35) scaled by 2/3; the spec FOV at 720p is 90 x 59 deg
 #   (Azure-Kinect-Sensor-SDK issue 1873). Its depth is time-of-flight, so it has no stereo head.
@@ -130,9 +129,9 @@ class SceneConfig:
     shape_seed: int = 0  # seed of the instance pool: keep it fixed so model ids mean the same mesh everywhere
     biased: bool = False  # confounder study: in the train split, body colour is tied to the category
     bias_strength: float = 0.9  # probability that a train object gets its category's colour when biased
-    # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder
-    # (ShapeNetCore v2, NOCS obj_models or a meshes.yaml folder) and, when mixed, the chance an object
-    # of a category with meshes uses one.
+    # Imported meshes (meshes.py, shape_source.py): procedural | meshes | mixed, the folder (ShapeNetCore v2,
+    # NOCS obj_models or a meshes.yaml folder) and, when mixed, the chance an object of a category with meshes
+    # uses one.
     shape_source: Literal["procedural", "meshes", "mixed"] = "procedural"
     meshes: str | None = None
     mesh_fraction: float = 0.5

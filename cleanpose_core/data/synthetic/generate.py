@@ -212,10 +212,9 @@ def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cf
         if cfg.render.threads == 0:
             cfg_dict["render"]["threads"] = per_worker
         tasks = [(str(out_dir), split, i, int(seed), cfg_dict) for i in pending]
-        # One BLAS/OpenMP thread per worker: the shading's small matmuls otherwise spawn a thread
-        # per core in every worker and the workers fight over the cores (measured: 4.7 -> 8.0
-        # frames/s with 2 workers on 2 cores). Spawned children read these at start-up, so they are
-        # set only while the pool starts.
+        # One BLAS/OpenMP thread per worker: the shading's small matmuls otherwise spawn a thread per core in
+        # every worker and the workers fight over the cores (measured: 4.7 -> 8.0 frames/s with 2 workers on 2
+        # cores). Spawned children read these at start-up, so they are set only while the pool starts.
         single = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         saved = {k: os.environ.get(k) for k in single}
         os.environ.update(single)
