@@ -2,19 +2,16 @@
 forward.
 
 Default (the shipped models are in models/): one `Estimator.estimate` call per frame, Mask R-CNN and the point
-classifier's re-scoring (part of "segmentation") included, on
-synthetic test frames where the segmenter finds at least n objects, with `max_objects = n` (n = 1, 3, 6).
-`--random-weights` (or no shipped models): random lite pose and Mask R-CNN weights; random masks do not cover
-n
-real objects, so a frame's time is measured as its two halves: the segmenter asked for n detections (score
-threshold 0, at most n), plus preprocessing and the batched pose forward on n ground-truth object masks.
-`--segmenter depth_tabletop`: the depth-only backend (plane + regions above it, named by the point classifier)
-in
-place of Mask R-CNN. Writes bench/results/estimator.json (estimator_depth_tabletop.json).
+classifier's re-scoring (part of "segmentation") included, on synthetic test frames where the segmenter finds
+at least n objects, with `max_objects = n` (n = 1, 3, 6). `--random-weights` (or no shipped models): random
+lite pose and Mask R-CNN weights; random masks do not cover n real objects, so a frame's time is measured as
+its two halves: the segmenter asked for n detections (score threshold 0, at most n), plus preprocessing and
+the batched pose forward on n ground-truth object masks. `--segmenter depth_tabletop`: the depth-only backend
+(plane + regions above it, named by the point classifier) in place of Mask R-CNN. Writes
+bench/results/estimator.json (estimator_depth_tabletop.json).
 
 `--baseline`: the eager path (`runtime: eager`, the reference) and the default path (`runtime: auto`) built
-side
-by side and run interleaved, frame by frame, on the same frames; per-path medians for 1/3/6 objects and
+side by side and run interleaved, frame by frame, on the same frames; per-path medians for 1/3/6 objects and
 `speedup_3_objects` (eager median / default median), load average before and after. Writes
 bench/results/estimator_baseline.json.
 

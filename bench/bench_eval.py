@@ -3,9 +3,8 @@
 Usage: python bench/bench_eval.py [--images 3000] [--objects 6] [--out bench/results/eval.json]
 Writes a synthetic result set to a temporary folder (each image: `--objects` ground-truth boxes of random
 categories, ~90 % detected with rotation/translation/size noise, ~5 % exact copies, ~0.3 false positives,
-random
-scores), then times `cleanpose eval`'s work: loading + validating the pickles, the official-protocol metrics,
-and separately the fine sweeps used for plots. Target: < 60 s on 2 cores.
+random scores), then times `cleanpose eval`'s work: loading + validating the pickles, the official-protocol
+metrics, and separately the fine sweeps used for plots. Target: < 60 s on 2 cores.
 """
 
 from __future__ import annotations

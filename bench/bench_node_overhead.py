@@ -4,9 +4,8 @@ frames.
 1. Renders N frames of a synthetic test scene with at least 3 objects (the `synthetic_camera` engine).
 2. Starts `pose_node` as a separate process (shipped models, CPU) and sends it one frame at a time over real
    DDS (camera_info, 16UC1 depth, rgb8), waiting for its `~/poses` answer: end-to-end latency = answer
-   received
-   minus frame published, so it covers serialisation, transport, synchronisation, conversion, estimation,
-   tracking and publishing every output (detections, TF, markers, debug image).
+   received minus frame published, so it covers serialisation, transport, synchronisation, conversion,
+   estimation, tracking and publishing every output (detections, TF, markers, debug image).
 3. After each answer, times `Estimator.estimate` in this process on the same frame with the node's settings
    (interleaved, so both see the same load on a noisy machine). `--objects` caps both at N detections.
 

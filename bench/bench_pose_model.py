@@ -3,8 +3,7 @@
 Random weights (timing only; DINOv2/ULIP weights cannot be downloaded here). Writes
 bench/results/pose_model.json.
 The official implementation's eval forward at the paper configuration, measured on this 2-core CPU, takes
-about
-336 ms per object and gains nothing from batching (1,036 ms for 3 objects, 1,993 ms for 6).
+about 336 ms per object and gains nothing from batching (1,036 ms for 3 objects, 1,993 ms for 6).
 
 `--baseline`: the eager network (the reference) and the default runtime's (`EstimatorConfig.runtime` auto:
 bfloat16 image backbone where the CPU has it, inference/runtime.py) built from the same weights and run

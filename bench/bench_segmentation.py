@@ -4,8 +4,8 @@ Usage: python bench/bench_segmentation.py [--threads 2 1] [--repeats 10] [--resn
 bench/results/segmentation.json]
 
 Mask R-CNN is timed with random weights and the shipped inference settings (`MaskRCNNInference` defaults).
-Random weights score every class about equally, so a real score threshold would drop every detection and
-skip the mask head, which is not what a trained model does. The score threshold is therefore 0 and
+Random weights score every class about equally, so a real score threshold would drop every detection and skip
+the mask head, which is not what a trained model does. The score threshold is therefore 0 and
 `box_detections_per_img` is set to the number of objects (1, 3, 6, 20): the mask head then runs on exactly
 that many detections, as it does for a trained model on a frame with that many objects. The depth tabletop
 backend is timed on an analytic depth image (a tilted plane with boxes standing on it).

@@ -1,14 +1,14 @@
 """Benchmark: synthetic frames per second per depth model (compose + render + depth model + writing), 640x480.
 
 Usage: python bench/bench_synth.py [--scenes 4] [--frames-per-scene 4] [--workers 1] [--models ideal,noisy,
-stereo-d435,stereo-d415,noisy-rgb-effects] [--out bench/results/synth.json]
-Each model renders a fresh split into a temporary folder (`generate_split`, no contact sheet) and the one-off
-object-model export, timed alone, is subtracted. With --workers 1 the benchmark runs in this process with one
-ray-casting and one OpenCV thread, so frames/s is the rate of one worker on one core; with more workers the
-split's process pool shares the cores and frames/s per worker is the total divided by the workers.
-ideal and noisy use the REAL275 camera, stereo-<preset> the stereo camera preset; all render at 640x480.
-noisy-rgb-effects is noisy with the RGB sensor and scene effects on (`rgb_effects`: 1-3 lights, textures, the
-colour-sensor stage; the contact sheet's effects-off re-render is not part of it, as no sheet is written).
+stereo-d435,stereo-d415,noisy-rgb-effects] [--out bench/results/synth.json] Each model renders a fresh split
+into a temporary folder (`generate_split`, no contact sheet) and the one-off object-model export, timed alone,
+is subtracted. With --workers 1 the benchmark runs in this process with one ray-casting and one OpenCV thread,
+so frames/s is the rate of one worker on one core; with more workers the split's process pool shares the cores
+and frames/s per worker is the total divided by the workers. ideal and noisy use the REAL275 camera,
+stereo-<preset> the stereo camera preset; all render at 640x480. noisy-rgb-effects is noisy with the RGB
+sensor and scene effects on (`rgb_effects`: 1-3 lights, textures, the colour-sensor stage; the contact sheet's
+effects-off re-render is not part of it, as no sheet is written).
 The shape pool is cut to 12 instances per category to shorten the export; it does not change a frame's cost.
 """
 

@@ -2,8 +2,8 @@
 
 Nothing in this package imports ROS; `cleanpose_ros` is the thin ROS 2 layer on top of it.
 Conventions used everywhere (see DESIGN.md): column vectors; R maps the object frame to the
-camera frame; camera optical frame x right / y down / z forward; metres and radians;
-quaternions (w, x, y, z); shapes named B objects, N points, K keypoints, C channels, H, W pixels.
+camera frame; camera optical frame x right / y down / z forward; metres and radians; quaternions (w, x, y, z);
+shapes named B objects, N points, K keypoints, C channels, H, W pixels.
 """
 
 __version__ = "0.1.0"

@@ -26,10 +26,8 @@ def resolve_device(name: str | torch.device, *, fallback_to_cpu: bool = False) -
     """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda' and 'cuda:N' are taken as given.
 
     A CUDA request on a machine without CUDA either raises ValueError (training: a silent switch to the CPU
-    would
-    turn an hour into a day) or, with `fallback_to_cpu`, logs a warning and returns the CPU (inference: a
-    robot
-    node should keep running on a machine without a GPU).
+    would turn an hour into a day) or, with `fallback_to_cpu`, logs a warning and returns the CPU (inference:
+    a robot node should keep running on a machine without a GPU).
     """
     check_device_name(name)
     name = str(name)

@@ -83,8 +83,7 @@ def child_frame_id(det: Detection, tf_prefix: str) -> str:
 
 def transform_msgs(detections: Iterable[Detection], header: Header, tf_prefix: str) -> list[TransformStamped]:
     """One TransformStamped per detection of a confirmed track (tentative ones get no frame yet, so a
-    one-frame
-    false positive never appears in TF): parent = the header's frame, stamp = the image's."""
+    one-frame false positive never appears in TF): parent = the header's frame, stamp = the image's."""
     out = []
     for det in detections:
         if not det.track_label:

@@ -2,10 +2,8 @@
 
 A frame's path: `FrameInputs` (messages checked, synchronised) -> `Worker` mailbox -> `estimate_frame` (camera
 model, messages to arrays, undistortion, Estimator: the frame checked and its depth converted, once) ->
-tracking in
-the fixed frame -> `Outputs.publish` (in `target_frame`). Problems are counted by kind for /diagnostics and
-logged
-with a rate limit; nothing a message contains stops the node.
+tracking in the fixed frame -> `Outputs.publish` (in `target_frame`). Problems are counted by kind for
+/diagnostics and logged with a rate limit; nothing a message contains stops the node.
 """
 
 from __future__ import annotations

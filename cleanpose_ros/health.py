@@ -1,7 +1,6 @@
 """/diagnostics and the "no input" warning, once a second: rates, drops, latency, device and every problem by
-kind
-(rejected messages per topic and kind, frames without an estimate per kind), so an operator sees why a node
-that runs gives nothing."""
+kind (rejected messages per topic and kind, frames without an estimate per kind), so an operator sees why a
+node that runs gives nothing."""
 
 from __future__ import annotations
 

@@ -3,10 +3,9 @@
 ROS 2 `cv_bridge` is not available from the PyPI wheels (and its PyPI namesakes are ROS 1 ports), and we need
 only five encodings, so this is a small numpy implementation that validates width, height, step, buffer size
 and byte order instead of trusting them (a wrong `step` is a classic source of sheared images). The node
-checks
-every message once, where it enters (`image_problem`: subscriptions and the ~/estimate service); the
-conversions
-take checked messages. Depth leaves here as the sensor gave it, with its unit: the Estimator converts it.
+checks every message once, where it enters (`image_problem`: subscriptions and the ~/estimate service); the
+conversions take checked messages. Depth leaves here as the sensor gave it, with its unit: the Estimator
+converts it.
 """
 
 from __future__ import annotations
@@ -39,8 +38,7 @@ class ImageConversionError(ValueError):
 
 def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
     """Why the message cannot be read as an image of one of the `accepted` encodings, or None. Cheap (no
-    copy):
-    the node checks every arriving message with it, so a malformed one never displaces a good one."""
+    copy): the node checks every arriving message with it, so a malformed one never displaces a good one."""
     if msg.encoding not in accepted:
         return f"unsupported encoding {msg.encoding!r}; accepted: {', '.join(accepted)}"
     dtype, channels = ENCODINGS[msg.encoding]
@@ -57,8 +55,7 @@ def image_problem(msg: Image, accepted=ENCODINGS) -> str | None:
 
 def image_to_numpy(msg: Image) -> np.ndarray:
     """Image message that `image_problem` accepted -> (H, W) or (H, W, C) array in the message's own encoding
-    and
-    dtype (a copy)."""
+    and dtype (a copy)."""
     dtype, channels = ENCODINGS[msg.encoding]
     h, w = int(msg.height), int(msg.width)
     itemsize = np.dtype(dtype).itemsize

@@ -6,9 +6,8 @@
   `ApproximateSync` (sync.py), within `sync_slop`.
 - camera_info is not part of the match: many drivers stamp it differently or publish it at another rate. The
   newest valid camera_info of the rgb image's frame is used if its stamp lies within `camera_info_tolerance`
-  of
-  the image's (0 = any age). When it is older than that, the image's own camera_info may still be on its way
-  (a low frame rate, or a driver that publishes it after the images): the frame waits for it up to
+  of the image's (0 = any age). When it is older than that, the image's own camera_info may still be on its
+  way (a low frame rate, or a driver that publishes it after the images): the frame waits for it up to
   INFO_WAIT_S, and goes on with the problem if none comes or a newer image pair takes its place.
 """
 

@@ -1,8 +1,7 @@
 """The one `main()` body of every node executable: init, build, spin, shut down cleanly.
 
 Configuration errors raised while building the node (bad parameters, missing weight files) end the process
-with
-exit code 2 and a one-line message naming the problem, instead of a traceback.
+with exit code 2 and a one-line message naming the problem, instead of a traceback.
 """
 
 from __future__ import annotations

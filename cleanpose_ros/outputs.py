@@ -104,8 +104,7 @@ class Outputs:
 
 def object_cloud(estimate: Estimate) -> PointCloud2:
     """xyz (float32) + object index (uint32) of every valid depth pixel inside each detection's mask, camera
-    frame
-    (the Estimator keeps them with the masks)."""
+    frame (the Estimator keeps them with the masks)."""
     chunks = []
     for index, det in enumerate(estimate.result.detections):
         if det.points is None:

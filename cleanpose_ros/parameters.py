@@ -1,14 +1,12 @@
 """The pose node's parameters, each defined once: default, description, range and whether it may change while
 the node runs live in the dataclass field's metadata, and the ROS descriptors are made from them. The
-parameters
-that are Estimator settings take all of that from `EstimatorConfig`'s fields (`estimator_config` builds the
-Estimator's settings from them), so the node and the library cannot disagree.
+parameters that are Estimator settings take all of that from `EstimatorConfig`'s fields (`estimator_config`
+builds the Estimator's settings from them), so the node and the library cannot disagree.
 
 - Integers are accepted for double parameters (a launch argument `rate:=10` or `score_threshold: 1` in a
 params
   file arrives as an INTEGER); any other type, or a value out of range, is a ValueError naming the parameter,
-  which
-  `node_main.run_node` turns into exit code 2.
+  which `node_main.run_node` turns into exit code 2.
 - Run-time changes (`ros2 param set`) are validated the same way and rejected with the reason; parameters that
 need
   a reload are read-only and say so in their description.
@@ -194,8 +192,7 @@ def declare_and_read(node: Node) -> PoseNodeParams:
 def watch_changes(node: Node, current: Callable[[], PoseNodeParams],
                   apply: Callable[[PoseNodeParams], None]) -> None:
     """Validate run-time parameter changes as a whole (`ros2 param set` is refused with the reason) and hand
-    the
-    accepted set to `apply`. Read-only parameters are refused by rclpy itself before this runs."""
+    the accepted set to `apply`. Read-only parameters are refused by rclpy itself before this runs."""
 
     def on_set(changed: list[Parameter]) -> SetParametersResult:
         try:

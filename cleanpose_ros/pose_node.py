@@ -1,10 +1,9 @@
 """pose_node: RGB + registered depth + camera_info in; Detection3DArray, TF, markers, debug image out.
 
 The work is in `engine.PoseEngine` (shared with the managed variant, `managed_pose_node`); this node declares
-the
-parameters, builds the engine, and wires the service, the once-a-second health report and run-time parameter
-changes. Every torch call runs on the engine's worker thread (see worker.py); OpenMP threads sleep while idle
-(see openmp_policy).
+the parameters, builds the engine, and wires the service, the once-a-second health report and run-time
+parameter changes. Every torch call runs on the engine's worker thread (see worker.py); OpenMP threads sleep
+while idle (see openmp_policy).
 """
 
 from __future__ import annotations

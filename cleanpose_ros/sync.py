@@ -3,8 +3,8 @@
 Why not message_filters: it is missing from the PyPI ROS 2 wheels, its Python ApproximateTimeSynchronizer
 differs between distros, and it exposes no counters. A pose node wants one policy everywhere: match the
 *newest* set of messages whose stamps lie within `slop` of each other, discard everything older (those frames
-are stale by the time we could process them), and count what was received, matched and dropped so the node
-can warn loudly when nothing synchronises. Pure Python, no ROS types: stamps are integer nanoseconds.
+are stale by the time we could process them), and count what was received, matched and dropped so the node can
+warn loudly when nothing synchronises. Pure Python, no ROS types: stamps are integer nanoseconds.
 """
 
 from __future__ import annotations

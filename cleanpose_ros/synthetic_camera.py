@@ -12,9 +12,8 @@ Frames are rendered by a timer at `rate` Hz; if rendering is slower, the effecti
 
 `depth_model` and `camera` are those of `cleanpose synth --depth-model/--camera` and set them in the engine's
 config (over the `config` file's): `depth_model: stereo` with `camera: d435` or `d415` publishes the simulated
-active-stereo depth (holes in occlusion shadows and on dark or thin parts, edge fattening), 0.3-0.6 s a
-frame; `camera` also sets the image size and intrinsics of the images and of camera_info (azure_720p:
-1280x720).
+active-stereo depth (holes in occlusion shadows and on dark or thin parts, edge fattening), 0.3-0.6 s a frame;
+`camera` also sets the image size and intrinsics of the images and of camera_info (azure_720p: 1280x720).
 
 `distortion` (plumb_bob k1 k2 p1 p2 k3, default all zeros = a pinhole camera) simulates a lens: the rendered
 pinhole images are warped to what a camera with these coefficients records (colour bilinear, depth and
@@ -120,8 +119,8 @@ class SyntheticCamera(Node):
         self.get_logger().info(f"scene with {len(self.scene.objects)} objects ({names}) at {get('rate')} Hz")
 
     def _use_sensor(self, depth_model, camera) -> None:
-        """Set the engine config's depth model and camera preset (a preset equal to the config's keeps its
-        own intrinsics overrides); ValueError naming the parameter."""
+        """Set the engine config's depth model and camera preset (a preset equal to the config's keeps its own
+        intrinsics overrides); ValueError naming the parameter."""
         if depth_model not in DEPTH_MODELS:
             raise ValueError(
                 f"parameter depth_model must be one of {list(DEPTH_MODELS)}, got {depth_model!r}")
@@ -167,8 +166,8 @@ class SyntheticCamera(Node):
 
     def camera_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """(R_wc, eye) of the next frame: R_wc's columns are the optical frame's axes in the world, so the
-        world <- optical transform is (R_wc, eye), and an object at (R, t) in the optical frame is at
-        (R_wc R, R_wc t + eye) in the world (writer.object_pose_in_camera inverted)."""
+        world <- optical transform is (R_wc, eye), and an object at (R, t) in the optical frame is at (R_wc R,
+        R_wc t + eye) in the world (writer.object_pose_in_camera inverted)."""
         az = self.azimuth + self.step_rad * self.sent
         eye = self.target + np.array([self.radius * np.cos(az), self.radius * np.sin(az), self.height])
         return look_at(eye, self.target), eye

@@ -1,15 +1,12 @@
 """Transforms between frames at an image's stamp: tf2_ros's Buffer and TransformListener when installed, else
-a
-small listener of /tf and /tf_static with the same answers for what the node asks.
+a small listener of /tf and /tf_static with the same answers for what the node asks.
 
 Why a fallback: tf2_ros has no PyPI wheel, and the node must track objects in a fixed frame wherever it runs.
-The
-fallback keeps a few seconds of every dynamic edge, interpolates between the two samples around the stamp
-(linear
-translation, slerp rotation), allows a short extrapolation past the newest sample (`max_extrapolation`), and
-chains edges through the tree's common ancestor. Answers are (4, 4) float64 matrices mapping points of
-`source`
-into `target`, or None when there is no transform (the caller decides what that means).
+The fallback keeps a few seconds of every dynamic edge, interpolates between the two samples around the stamp
+(linear translation, slerp rotation), allows a short extrapolation past the newest sample
+(`max_extrapolation`), and chains edges through the tree's common ancestor. Answers are (4, 4) float64
+matrices mapping points of `source` into `target`, or None when there is no transform (the caller decides what
+that means).
 """
 
 from __future__ import annotations
@@ -162,8 +159,7 @@ def _compose(steps: list[np.ndarray]) -> np.ndarray:
 
 class TransformSource:
     """`lookup(target, source, stamp_ns, timeout_s)`: the transform at the stamp, waiting up to `timeout_s`
-    for
-    it, else the latest one; None when neither exists."""
+    for it, else the latest one; None when neither exists."""
 
     def __init__(self, node: Node):
         try:

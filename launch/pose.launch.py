@@ -5,10 +5,10 @@
         camera_info_topic:=/cam/rgb_info
 
 `camera` picks a recipe, config/cameras/<camera>.yaml: the driver's topic names and whether its images are
-rectified (realsense = realsense-ros 4.x with align_depth.enable:=true, azure_kinect, oakd = depthai-ros,
-zed = zed-ros2-wrapper 5.x, synthetic, custom). rgb_topic, depth_topic, camera_info_topic and
-images_rectified, when given, win over the recipe. The depth image must be registered to the colour camera
-(same size, same optical frame).
+rectified (realsense = realsense-ros 4.x with align_depth.enable:=true, azure_kinect, oakd = depthai-ros, zed
+= zed-ros2-wrapper 5.x, synthetic, custom). rgb_topic, depth_topic, camera_info_topic and images_rectified,
+when given, win over the recipe. The depth image must be registered to the colour camera (same size, same
+optical frame).
 
 target_frame: publish poses in this frame ("" = the camera's optical frame); tracking_frame: track objects in
 this frame, e.g. odom or world, so a moving camera keeps their ids ("" = the camera frame). Both need TF.

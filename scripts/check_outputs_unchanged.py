@@ -1,17 +1,15 @@
 """Check that a refactor left the Estimator's outputs unchanged: the same result pickles on a fixed split.
 
-    python scripts/check_outputs_unchanged.py record  --ref /tmp/cleanpose_ref   # on the code before the
-    change
+    python scripts/check_outputs_unchanged.py record  --ref /tmp/cleanpose_ref   # on the code before a change
     python scripts/check_outputs_unchanged.py compare --ref /tmp/cleanpose_ref   # on the code after it
 
 `record` renders a small synthetic test split once (`cleanpose synth --scenes 6 --split test --seed 99`, into
 `--split-root`, reused when it is there), runs every variant below on it with the shipped models on the CPU
-and
-keeps the result pickles under `--ref`, with a manifest of the split's files (sha256), so that `compare` can
-refuse a split rendered by other code. `compare` runs the same variants into `--out` and checks every pickle
-against the recorded one: the same files, the same detections in the same order, the same categories and
-boxes, and scores, poses and sizes within `--atol` (default 1e-5). Exit code 0 = unchanged, 1 = a difference
-(each one printed), 2 = missing reference or a changed split.
+and keeps the result pickles under `--ref`, with a manifest of the split's files (sha256), so that `compare`
+can refuse a split rendered by other code. `compare` runs the same variants into `--out` and checks every
+pickle against the recorded one: the same files, the same detections in the same order, the same categories
+and boxes, and scores, poses and sizes within `--atol` (default 1e-5). Exit code 0 = unchanged, 1 = a
+difference (each one printed), 2 = missing reference or a changed split.
 
 Variants (the first four through the command line, the last two through the Python API):
 - `maskrcnn`: `cleanpose predict --masks model`, the full pipeline: Mask R-CNN, point-classifier re-scoring,
@@ -25,8 +23,7 @@ Variants (the first four through the command line, the last two through the Pyth
 Training (a few CPU steps each, on the same split): `cleanpose train-classifier`, `cleanpose teacher` (a small
 PointNet++ SSG; the test split's object models and labels stand in for a training split) and `cleanpose
 train-seg` (3 steps at 120 x 160). Their weights must match the recorded ones within `--atol` and their
-metrics
-and losses too (wall times aside).
+metrics and losses too (wall times aside).
 """
 
 from __future__ import annotations

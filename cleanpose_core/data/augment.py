@@ -5,10 +5,9 @@ Per training instance ([CP provider/nocs_dataset.py, utils/data_utils.py], archi
 - colour: torchvision `ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.3)` on the resized
 crop,
   then `rgb_add_noise`: saturation ×U(1.25, 1.45) and value ×U(1.15, 1.35) in HSV (always); with p = 0.2 each
-  a
-  random sharpen, a linear motion blur (1-15 px, random angle) and a Gaussian blur (3×3 with p 0.8, else 5×5,
-  σ ~ U(0, 1)); Gaussian pixel noise with σ = randint(15) (p 0.8) or randint(25); with p = 0.2 extra N(0, 7)
-  noise;
+  a random sharpen, a linear motion blur (1-15 px, random angle) and a Gaussian blur (3×3 with p 0.8, else
+  5×5, σ ~ U(0, 1)); Gaussian pixel noise with σ = randint(15) (p 0.8) or randint(25); with p = 0.2 extra N(0,
+  7) noise;
 - points: clip(0.001 · N(0, 1), −0.005, 0.005) metres added to every coordinate.
 (Rotation / translation / scale augmentation happens inside the network, on the batch.)
 

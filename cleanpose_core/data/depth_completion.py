@@ -1,22 +1,18 @@
-"""IP-Basic multi-scale depth completion, as the official CleanPose / AG-Pose / DPDN readers run it on every
+"""IP-Basic multi-scale depth completion, as the official CleanPose / AG-Pose / DPDN readers run it on each
 frame.
 
 Ku, Harakeh and Waslander, "In Defense of Classical Image Processing: Fast Depth Completion on the CPU" (CRV
-2018).
-The official readers call `fill_missing(depth_mm, 1000, 1)`, i.e. IP-Basic's `fill_in_multiscale` on metres
-with
-`max_depth = 3.0`, bins near (0.01, 1] m / medium (1, 2] m / far > 2 m, bilateral final blur and no
-extrapolation,
-at train and test time alike ([CP utils/data_utils.py], architecture-facts §1.2 step 2).
+2018). The official readers call `fill_missing(depth_mm, 1000, 1)`, i.e. IP-Basic's `fill_in_multiscale` on
+metres with `max_depth = 3.0`, bins near (0.01, 1] m / medium (1, 2] m / far > 2 m, bilateral final blur and
+no extrapolation, at train and test time alike ([CP utils/data_utils.py], architecture-facts §1.2 step 2).
 
 The algorithm works on "inverted" depth (max_depth − d), so that dilation (a max filter) lets nearer surfaces
 win:
 1. invert valid pixels (> 0.01 m); 2. dilate each depth bin with its own cross kernel (7×7 near, 5×5 medium,
 3×3 far) and paste far → medium → near; 3. close small holes (5×5); 4. median-blur valid pixels (5×5);
 5. fill the empty pixels below each column's first valid pixel with a 9×9 dilation; 6. six rounds of masked
-5×5
-dilation for the large holes, again only below the top valid pixel; 7. median then bilateral blur of the valid
-pixels; 8. invert back.
+5×5 dilation for the large holes, again only below the top valid pixel; 7. median then bilateral blur of the
+valid pixels; 8. invert back.
 
 Differences from the official code (outputs are the same for every pixel a reader can use):
 - it works on metres directly instead of mm → m → mm;
@@ -72,8 +68,8 @@ def fill_missing(depth_m: np.ndarray, max_depth: float = 3.0, near_max: float = 
         near_max, med_max: upper bounds (m) of the near and medium dilation bins (official 1.0 and 2.0).
     Returns:
         (H, W) float32 completed depth in metres. Valid input pixels keep their value up to the median and
-        bilateral smoothing (exactly on locally planar-constant regions); holes below the first measurement
-        of their column are filled from their neighbours.
+        bilateral smoothing (exactly on locally planar-constant regions); holes below the first measurement of
+        their column are filled from their neighbours.
     """
     depth = np.asarray(depth_m, dtype=np.float32)
     if depth.ndim != 2:
@@ -138,8 +134,7 @@ def fill_missing_in_columns(depth_m: np.ndarray, c0: int, c1: int, **options) ->
     """`fill_missing` for the columns [c0, c1); other columns may be left unfilled (missing depth as 0).
 
     The values in [c0, c1) are identical to those of the whole-frame `fill_missing`: it runs on that column
-    band
-    widened by more than `REACH_PX` on each side, over the full height (each column's topmost measurement
+    band widened by more than `REACH_PX` on each side, over the full height (each column's topmost measurement
     matters). The Estimator fills only the columns its objects' crop windows use.
     """
     depth = np.asarray(depth_m, dtype=np.float32)

@@ -67,8 +67,7 @@ def decode_depth_mm(raw: np.ndarray, where: str = "<array>") -> np.ndarray:
     """A depth image as read by `cv2.imread(path, -1)` -> (H, W) uint16 millimetres, 0 = missing.
 
     Accepts (H, W) uint16 millimetres, or the 3-channel encoded variant (depth = channel 1 · 256 + channel 2
-    of
-    the BGR array, 32001 = missing), as NOCS's `load_depth`.
+    of the BGR array, 32001 = missing), as NOCS's `load_depth`.
     """
     if raw.ndim == 3 and raw.shape[2] >= 3:
         depth = raw[:, :, 1].astype(np.uint32) * 256 + raw[:, :, 2].astype(np.uint32)

@@ -6,15 +6,12 @@ Layout (architecture-facts §1.5): `root/scene*/` (training) and `root/test_scen
   `rotations` (n, 3, 3), `translations` (n, 3) m and `gt_scales` (n, 3) absolute metric box sizes;
 - `intrinsics.txt` (3 × 3 camera matrix) and `meta.txt` per scene. Images are 852 × 1096.
 Category order (1-based): box, bottle, can, cup, remote, teapot, cutlery, glass, shoe, tube; bottle, can and
-glass
-(0-based 1, 2, 7) are canonicalised about y in training. There are no model point clouds, so samples have no
-`model`, `qo` or `pc_mask` (the reconstruction loss then uses every point: `recon_obj_aware: false`).
+glass (0-based 1, 2, 7) are canonicalised about y in training. There are no model point clouds, so samples
+have no `model`, `qo` or `pc_mask` (the reconstruction loss then uses every point: `recon_obj_aware: false`).
 
 Training ([CP provider/housecat6d_dataset.py `HouseCat6DTrainingDataset`]): every image of every training
-scene,
-shuffled by `reset(epoch, seed)`, one random instance per image, the same per-instance pipeline and
-augmentation
-as NOCS (`samples.build_training_sample`), crop windows bounded by the 852 × 1096 image. Test
+scene, shuffled by `reset(epoch, seed)`, one random instance per image, the same per-instance pipeline and
+augmentation as NOCS (`samples.build_training_sample`), crop windows bounded by the 852 × 1096 image. Test
 (`HouseCat6DTestDataset`): ground-truth masks and boxes, predicted class = ground-truth class, score 1, and
 result fields gt_RTs = [‖s‖·R | t], gt_scales = s / ‖s‖.
 
@@ -25,8 +22,7 @@ Differences from the official readers:
 - at test time an instance needs more than 16 valid pixels inside its crop window (official: in the whole
 image,
   then it samples from the window, which fails when the box misses the mask); images keep their place even
-  when
-  every instance is dropped; `gt_handle_visibility` is all ones (HouseCat6D has no mug-handle flag).
+  when every instance is dropped; `gt_handle_visibility` is all ones (HouseCat6D has no mug-handle flag).
 """
 
 from __future__ import annotations

@@ -19,9 +19,8 @@ with
    (row, col) the pixel's position inside the window.
 
 Everything is numpy in, numpy out (no torch); randomness comes only from the `numpy.random.Generator` passed
-in.
-Bad input never raises: `prepare_instance` returns `(None, reason)` (empty mask, no valid depth, too few valid
-pixels, mismatched shapes, bad intrinsics) and callers count and skip.
+in. Bad input never raises: `prepare_instance` returns `(None, reason)` (empty mask, no valid depth, too few
+valid pixels, mismatched shapes, bad intrinsics) and callers count and skip.
 
 Differences from the official code:
 - the window side is also capped at the image's smaller side, so images smaller than 440 px (our tests, small
@@ -104,8 +103,7 @@ def get_bbox(bbox, image_height: int = 480, image_width: int = 640, max_window: 
         step: the side is rounded up to the next multiple of `step` strictly above max(h, w).
     Returns:
         A window of side min((max(h, w) // step + 1) · step, cap), centred on the box centre (integer
-        division)
-        and shifted to lie inside the image.
+        division) and shifted to lie inside the image.
     """
     y1, x1, y2, x2 = (int(v) for v in bbox)
     side = (max(y2 - y1, x2 - x1) // step + 1) * step

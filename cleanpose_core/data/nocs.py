@@ -13,19 +13,15 @@ Layouts (architecture-facts §1.1); `source` picks one, and image prefixes come 
 
 Per prefix: `_color.png`, `_mask.png` (ids in channel 2, 255 = background) and `_label.pkl` (class_ids 1..6,
 instance_ids, model_list, bboxes (y1, x1, y2, x2), scales, sizes, rotations, translations). The metric box
-size is
-`scales · sizes` for every source: REAL (and synthetic) `sizes` are extents / diagonal and `scales` the
-diagonal;
-CAMERA `sizes` are the model's NOCS-space extents and `scales` the NOCS→camera similarity scale.
+size is `scales · sizes` for every source: REAL (and synthetic) `sizes` are extents / diagonal and `scales`
+the diagonal; CAMERA `sizes` are the model's NOCS-space extents and `scales` the NOCS→camera similarity scale.
 
 `NOCSTrainDataset` ([CP provider/nocs_dataset.py `TrainingDataset`], §1.2): `reset(epoch, seed)` draws the
-epoch's
-images (`sampling.epoch_draw`), each item takes one random labelled instance of its image, completes the
-depth,
-prepares the instance (crop, N points, colour augmentation, point noise), canonicalises the rotation of the
-symmetric categories and computes `qo` and `pc_mask` from the model point cloud. `NOCSTestDataset` (§1.4)
-reads
-segmentation-result pickles and yields every usable predicted instance of an image as one `TestImage`.
+epoch's images (`sampling.epoch_draw`), each item takes one random labelled instance of its image, completes
+the depth, prepares the instance (crop, N points, colour augmentation, point noise), canonicalises the
+rotation of the symmetric categories and computes `qo` and `pc_mask` from the model point cloud.
+`NOCSTestDataset` (§1.4) reads segmentation-result pickles and yields every usable predicted instance of an
+image as one `TestImage`.
 
 Differences from the official readers:
 - randomness is a function of (seed, epoch, index) only (`sampling`), so resume is exact;

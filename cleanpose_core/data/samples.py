@@ -1,17 +1,14 @@
 """What the NOCS and HouseCat6D readers share: one training sample's tensors, test images, skip counting.
 
 A training sample ([CP provider/nocs_dataset.py `TrainingDataset.__getitem__`], architecture-facts §1.2) is
-the
-per-instance input of `instance.prepare_instance` (with colour augmentation) plus point noise and the targets:
-`translation_label` (3,) metres, `rotation_label` (3, 3) object -> camera (canonicalised about y for symmetric
-categories), `size_label` (3,) metric box size, and, when the object's model point cloud is known (NOCS),
-`model`
-(M, 3) NOCS points, `qo` (N, 3) = Rᵀ(p − t)/‖size‖ of every observed point and `pc_mask` (N,) = 1 where `qo`
-lies within `outlier_th` of the model (the reconstruction loss ignores the others).
+the per-instance input of `instance.prepare_instance` (with colour augmentation) plus point noise and the
+targets: `translation_label` (3,) metres, `rotation_label` (3, 3) object -> camera (canonicalised about y for
+symmetric categories), `size_label` (3,) metric box size, and, when the object's model point cloud is known
+(NOCS), `model` (M, 3) NOCS points, `qo` (N, 3) = Rᵀ(p − t)/‖size‖ of every observed point and `pc_mask` (N,)
+= 1 where `qo` lies within `outlier_th` of the model (the reconstruction loss ignores the others).
 
 A test image (§1.4) is every usable instance of one image stacked into a batch, plus the result-file fields
-the
-evaluation needs (`TestImage`).
+the evaluation needs (`TestImage`).
 """
 
 from __future__ import annotations
@@ -130,10 +127,10 @@ def build_training_sample(
     """One training instance -> the official sample dict of tensors; raises SampleError when it is unusable.
 
     Args:
-        rgb (H, W, 3) uint8 RGB; depth_m (H, W) metres (already completed); inst_mask (H, W) bool;
-        bbox (y1, x1, y2, x2); K intrinsics; rng the sample's generator; cat_id 0-based category;
-        rotation (3, 3), translation (3,) metres, size (3,) metric box size (the label's pose);
-        symmetric whether to canonicalise the rotation about y; model (M, 3) NOCS model points or None.
+        rgb (H, W, 3) uint8 RGB; depth_m (H, W) metres (already completed); inst_mask (H, W) bool; bbox (y1,
+        x1, y2, x2); K intrinsics; rng the sample's generator; cat_id 0-based category; rotation (3, 3),
+        translation (3,) metres, size (3,) metric box size (the label's pose); symmetric whether to
+        canonicalise the rotation about y; model (M, 3) NOCS model points or None.
     Returns:
         pts (N, 3), rgb (3, S, S), choose (N,) int64, category_label (1,) int64, translation_label (3,),
         rotation_label (3, 3), size_label (3,), and with a model also model (M, 3), qo (N, 3), pc_mask (N,).

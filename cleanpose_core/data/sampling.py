@@ -1,8 +1,7 @@
 """Deterministic randomness for the readers: which images an epoch uses, and each sample's own generator.
 
 The trainer needs exact resume, so the data a run sees must be a function of (seed, epoch, index) only, never
-of
-worker processes, load order or how many samples came before:
+of worker processes, load order or how many samples came before:
 - `epoch_draw(n_images, num_per_epoch, seed, epoch)` is the epoch's list of image indices (the official
   `reset()`: `num_per_epoch` draws, with replacement when the list is not longer than that, else without; −1 =
   a permutation of every image);
@@ -13,10 +12,10 @@ choice,
 Both hash their integers with numpy's `SeedSequence`, so nearby seeds give unrelated streams.
 
 A training reader offers `reset(epoch, seed)` and `__getitem__(index)`;
-`cleanpose_core.train.loader.SourceStream`
-calls `reset` at each epoch start and feeds indices in order (sharded over ranks), which makes the whole data
-order a function of (seed, epoch). The official code draws from numpy's global state in `reset()` and in every
-worker, which only reproduces an uninterrupted run with the same worker count.
+`cleanpose_core.train.loader.SourceStream` calls `reset` at each epoch start and feeds indices in order
+(sharded over ranks), which makes the whole data order a function of (seed, epoch). The official code draws
+from numpy's global state in `reset()` and in every worker, which only reproduces an uninterrupted run with
+the same worker count.
 """
 
 from __future__ import annotations
@@ -60,10 +59,9 @@ class EpochDrawDataset(torch.utils.data.Dataset):
     """Training reader skeleton shared by the NOCS and HouseCat6D readers.
 
     Subclasses set `cfg` (with `num_img_per_epoch` and `max_attempts`), `skipped` (a SkipCounter) and
-    implement
-    `image_name(image)` and `load(image, rng)` (raising SampleError for an unusable image). The epoch's image
-    order is a function of (seed, epoch) only; a bad image is counted and replaced by a random other one drawn
-    from the sample's own generator, as the official readers move on to a random image.
+    implement `image_name(image)` and `load(image, rng)` (raising SampleError for an unusable image). The
+    epoch's image order is a function of (seed, epoch) only; a bad image is counted and replaced by a random
+    other one drawn from the sample's own generator, as the official readers move on to a random image.
     """
 
     def num_images(self) -> int:

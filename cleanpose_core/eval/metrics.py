@@ -7,8 +7,7 @@ Reproduces `compute_independent_mAP` (NOCS `utils.py`, as copied into DPDN, AG-P
 
 * Per category, per image: predictions sorted by score (`argsort(scores)[::-1]`); each takes the unmatched
   ground truth (GT) of highest IoU; the match needs IoU **>** threshold (strict), compared in float32 because
-  the
-  official overlap matrix is float32. An unmatched GT of lower IoU ends the search.
+  the official overlap matrix is float32. An unmatched GT of lower IoU ends the search.
 * IoU "nocs" uses the per-corner extrema of `iou.py`; y-symmetric categories (and mugs whose handle is hidden,
   `gt_handle_visibility == 0`) sweep the prediction about y in 20 steps. IoU "catre" uses true axis-aligned
   boxes, symmetric set {bottle, bowl, can, glass}, handle visibility forced to 1 (mugs never symmetric).
@@ -27,11 +26,9 @@ use
 
 What differs from the official code: everything is vectorised (IoU for all pairs at once, greedy matching
 vectorised over thresholds) so REAL275's 2,754 images take seconds, not minutes. Values that fall within
-rounding
-distance of a threshold (or of the arccos domain edge) are recomputed with the official per-pair arithmetic,
-so match decisions agree bit for bit. `test/eval/reference_eval.py` keeps a loop-by-loop oracle of the
-official
-code and the tests assert equality on random result sets.
+rounding distance of a threshold (or of the arccos domain edge) are recomputed with the official per-pair
+arithmetic, so match decisions agree bit for bit. `test/eval/reference_eval.py` keeps a loop-by-loop oracle of
+the official code and the tests assert equality on random result sets.
 """
 
 from __future__ import annotations

@@ -7,19 +7,16 @@
     code          {commit: `git rev-parse HEAD` of this checkout or null, dirty: uncommitted changes or null}
     model         the pose model: {file, sha256, config (the resolved model config), n_points}, or the box-fit
                   baseline's {backend: box_fit, file (mean sizes), sha256}
-    data          {root, split, domain, seed, scenes, depth_model, camera, rgb_effects}: seed and domain read
-    from the
-                  split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain null (and the
-                  rest
-                  null) when the split has none (REAL275, CAMERA25, ...)
+    data          {root, split, domain, seed, scenes, depth_model, camera, rgb_effects}: seed and domain
+                  read from the split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain
+                  null (and the rest null) when the split has none (REAL275, CAMERA25, ...)
     masks         gt (the split's ground-truth masks) | model (the segmenter of `estimator`)
     readout       {pose_backend, pose_solver (keypoints | regression), queue_sampling, queue_seed}
     score         the result score rule: combined (detection score x pose confidence) | detection
     estimator     every EstimatorConfig field (segmenter, thresholds, weights files, ...)
 
 `cleanpose eval --json` adds `"provenance": {"eval": {command, created_utc, code, results, protocol},
-"predict":
-<that file, or null when the folder has none>}` to the evaluation JSON (`evaluation_provenance`).
+"predict": <that file, or null when the folder has none>}` to the evaluation JSON (`evaluation_provenance`).
 """
 
 from __future__ import annotations
@@ -46,8 +43,7 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout this code runs from (
 
 def git_state(repo: str | Path = REPO) -> dict[str, Any]:
     """{commit: HEAD's sha1 or None, dirty: whether tracked or untracked files differ from it, or None} of
-    `repo`;
-    None where there is no git or no repository (an installed copy)."""
+    `repo`; None where there is no git or no repository (an installed copy)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
@@ -72,8 +68,8 @@ def file_sha256(path: str | Path) -> str:
 
 def split_metadata(root: str | Path, split: str) -> dict[str, Any]:
     """{root, split, domain, seed, scenes, depth_model, camera, rgb_effects} of a test split; seed and domain
-    come
-    from the metadata `cleanpose synth` writes (`<root>/<split>/config.yaml`), null where there is none."""
+    come from the metadata `cleanpose synth` writes (`<root>/<split>/config.yaml`), null where there is
+    none."""
     out: dict[str, Any] = {"root": str(Path(root).resolve()), "split": split, "domain": None, "seed": None,
                            "scenes": None, "depth_model": None, "camera": None, "rgb_effects": None}
     path = Path(root) / split / "config.yaml"

@@ -3,10 +3,9 @@ Table 8.
 
 JSON: {"overall": {key: percent}, "per_category": {category: {key: percent}}} with the keys of `METRIC_KEYS`.
 `iou_*` are the official NOCS-style IoU APs, `catre_iou_*` the CATRE (true axis-aligned) ones that the
-CleanPose
-paper marks with '*', `5deg` is 5° at any translation and `2cm` 2 cm at any rotation (the official 360°/100 cm
-"any" thresholds). "overall" is the plain mean over categories, as the official code reports it. Values the
-official code gives as NaN (a category with predictions but no ground truth) are written as null.
+CleanPose paper marks with '*', `5deg` is 5° at any translation and `2cm` 2 cm at any rotation (the official
+360°/100 cm "any" thresholds). "overall" is the plain mean over categories, as the official code reports it.
+Values the official code gives as NaN (a category with predictions but no ground truth) are written as null.
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ One pickle per test image holding a dict (the official loader also accepts a lis
     optional: pred_bboxes (P, 4), gt_bboxes (G, 4) image boxes (y1, x1, y2, x2), image_path (str)
 
 Differences from the official loader (`evaluate` in evaluation_utils.py), all on malformed input only: it
-asserts
-or crashes deep inside the metric loops (or calls `exit()` on a bad RT last row); here every problem raises
-`ResultFileError` naming the file and the key. Arrays keep the dtype stored in the file (float32 RTs stay
-float32), because the evaluator reproduces the official arithmetic bit for bit where a value sits on a
+asserts or crashes deep inside the metric loops (or calls `exit()` on a bad RT last row); here every problem
+raises `ResultFileError` naming the file and the key. Arrays keep the dtype stored in the file (float32 RTs
+stay float32), because the evaluator reproduces the official arithmetic bit for bit where a value sits on a
 threshold.
 """
 

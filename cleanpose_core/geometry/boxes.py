@@ -1,17 +1,13 @@
 """3D boxes of NOCS objects: the 8 corners of a box given its extents, transformed by a result-file RT.
 
 Conventions: column vectors, RT (4, 4) = [[s·R, t], [0, 0, 0, 1]] maps the NOCS canonical frame (box centred
-at
-the origin, y up, extents `scales` normalised to unit diagonal) to the camera frame in metres, so a box's
-metric
-size is s·scales. Points are rows: (..., N, 3).
+at the origin, y up, extents `scales` normalised to unit diagonal) to the camera frame in metres, so a box's
+metric size is s·scales. Points are rows: (..., N, 3).
 
 The corner order is the one of the official NOCS `get_3d_bbox` (x varies slowest within each y half, z
-fastest):
-(+x,+y,+z), (+x,+y,-z), (-x,+y,+z), (-x,+y,-z), (+x,-y,+z), (+x,-y,-z), (-x,-y,+z), (-x,-y,-z).
+fastest): (+x,+y,+z), (+x,+y,-z), (-x,+y,+z), (-x,+y,-z), (+x,-y,+z), (+x,-y,-z), (-x,-y,+z), (-x,-y,-z).
 It matters: the official "NOCS-style" IoU compares boxes corner by corner (see `iou.py`), so another order
-gives
-other numbers.
+gives other numbers.
 """
 
 from __future__ import annotations

@@ -58,10 +58,8 @@ def depth_to_metres(
     """(H, W) depth in `unit` ("mm" for uint16 sensors, "m" for float images) -> (H, W) float32 metres.
 
     Non-finite and negative values, and with `valid_range` (min, max) metres those outside it, become 0 (=
-    invalid),
-    so downstream code only has to test `> 0`. The input is not changed. The Estimator calls this once per
-    frame,
-    after checking the frame, so it checks nothing itself.
+    invalid), so downstream code only has to test `> 0`. The input is not changed. The Estimator calls this
+    once per frame, after checking the frame, so it checks nothing itself.
     """
     out = np.asarray(depth).astype(np.float32) * np.float32(DEPTH_SCALE[unit])
     invalid = ~np.isfinite(out) | (out < 0)

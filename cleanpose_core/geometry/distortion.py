@@ -66,8 +66,8 @@ def undistortion_maps(K: np.ndarray, D: np.ndarray, model: str, width: int, heig
 
 def _pinhole_positions(K: np.ndarray, D: np.ndarray, model: str, width: int, height: int,
                        source_K: np.ndarray) -> np.ndarray:
-    """(height, width, 2): where each pixel of the distorted camera (K, D) lies in the pinhole image of
-    camera matrix source_K."""
+    """(height, width, 2): where each pixel of the distorted camera (K, D) lies in the pinhole image of camera
+    matrix source_K."""
     u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     pixels = np.stack([u.ravel(), v.ravel()], axis=-1)[:, None, :]
     if model == EQUIDISTANT:

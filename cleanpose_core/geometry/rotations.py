@@ -1,20 +1,17 @@
 """Rotations: errors as the NOCS evaluation measures them, scale removal, y-axis rotations, quaternions.
 
 Conventions: column vectors, R (3, 3) maps the object frame to the camera frame (x_cam = R x_obj + t); the
-NOCS
-canonical frame has y up, which is the symmetry axis of bottle, bowl and can; angles in radians unless a name
-says `deg`; quaternions are (w, x, y, z) (scalar first) here and become ROS (x, y, z, w) only in
+NOCS canonical frame has y up, which is the symmetry axis of bottle, bowl and can; angles in radians unless a
+name says `deg`; quaternions are (w, x, y, z) (scalar first) here and become ROS (x, y, z, w) only in
 `cleanpose_ros`.
 A wrong-order caller of `quaternion_to_matrix` gets a different, still valid rotation, so the order is in the
-name
-of every argument's docstring.
+name of every argument's docstring.
 
 Pose errors follow the official NOCS `compute_RT_degree_cm_symmetry`: the similarity's scale is removed by
 dividing by cbrt(det); for y-symmetric objects the error is the angle between the two y axes, otherwise the
 geodesic angle arccos((tr(R1 R2^T) - 1) / 2). Unlike the official symmetric branch, `rotation_error_deg` clips
 the cosine, so it never returns NaN; `symmetric_axis_cosine` returns the raw, unclipped value for the
-evaluator
-that must reproduce the official NaN.
+evaluator that must reproduce the official NaN.
 """
 
 from __future__ import annotations
@@ -73,9 +70,8 @@ def symmetric_axis_cosine(R_1: np.ndarray, R_2: np.ndarray) -> np.ndarray:
     """(..., 3, 3) x2 -> (...,) cosine of the angle between the object y axes R_1·ŷ and R_2·ŷ, NOT clipped.
 
     Rounding can push it just above 1 for identical axes; the official evaluation then takes arccos of it and
-    gets
-    NaN, which its threshold tests (`err > thr`) count as a pass. Callers that must reproduce that keep the
-    value.
+    gets NaN, which its threshold tests (`err > thr`) count as a pass. Callers that must reproduce that keep
+    the value.
     """
     y_1 = np.asarray(R_1, dtype=np.float64)[..., :, 1]
     y_2 = np.asarray(R_2, dtype=np.float64)[..., :, 1]

@@ -1,8 +1,7 @@
 """Closed-form similarity fit dst ≈ s·R·src + t between corresponding 3D points (Umeyama 1991).
 
 The rotation is scipy's `Rotation.align_vectors` on the centred sets (Kabsch, never a reflection); given it,
-the
-least-squares scale and translation are closed-form: s = Σ dst_c·(R src_c) / Σ |src_c|², t = mean(dst) −
+the least-squares scale and translation are closed-form: s = Σ dst_c·(R src_c) / Σ |src_c|², t = mean(dst) −
 s·R·mean(src).
 This is the NOCS / DPDN-style pose solver: it turns predicted object coordinates of observed points into a
 pose.

@@ -2,20 +2,18 @@
 
 Conventions: column vectors; R (3, 3) maps the object frame to the camera frame (x_cam = R x_obj + t); camera
 optical frame x right / y down / z forward; the NOCS canonical frame has y up, which is the symmetry axis of
-the
-rotationally symmetric categories; angles in radians.
+the rotationally symmetric categories; angles in radians.
 
 For an object that is symmetric about its y axis, R and R·Ry(θ) are the same pose for every θ. Training labels
 therefore pick one representative: φ = atan2(R02 − R20, R00 + R22) and R ← R·Ry(−φ), where
 Ry(θ) = [[cos θ, 0, sin θ], [0, 1, 0], [−sin θ, 0, cos θ]]. A pure y rotation becomes the identity, and the
-result satisfies R02 = R20 with R00 + R22 ≥ 0, so applying it twice changes nothing.
-([CP provider/nocs_dataset.py], architecture-facts §1.2 step 9.)
+result satisfies R02 = R20 with R00 + R22 ≥ 0, so applying it twice changes nothing. ([CP
+provider/nocs_dataset.py], architecture-facts §1.2 step 9.)
 
 Right-multiplying R by Ry(s) rotates the vector (R00 + R22, R02 − R20) by s, so φ grows by s and the label is
 the same for every spin about y, except where that vector is zero: its squared length is (1 + R11)², i.e. when
-the
-object's y axis points along the camera's −y. Difference from the official code: it divides by that length, so
-such a label becomes NaN; here atan2(0, 0) = 0 leaves the rotation unchanged.
+the object's y axis points along the camera's −y. Difference from the official code: it divides by that
+length, so such a label becomes NaN; here atan2(0, 0) = 0 leaves the rotation unchanged.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Used in the results table to show what the learned model adds. For each segmented object:
 1. robustly trim the points (drop the 5 % farthest from the median, which removes mask-edge flying pixels);
 2. principal axes of the points (numpy SVD); each object axis is assigned the principal direction whose
-   variance rank matches the rank of that axis in the category's mean size (the longest object axis gets
-   the direction of largest spread), so a tall bottle's y axis follows its long side;
+   variance rank matches the rank of that axis in the category's mean size (the longest object axis gets the
+   direction of largest spread), so a tall bottle's y axis follows its long side;
 3. signs: object y points up in the image (towards camera -y), z towards the camera, x completes a
 right-handed frame;
 4. size = the category's mean metric size; the centre is the middle of the points' extent in that frame,

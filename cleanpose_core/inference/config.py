@@ -1,5 +1,5 @@
-"""The Estimator's settings: one dataclass whose field metadata (description, bounds, choices, run-time)
-is the single definition the CLI's flags and the ROS node's parameters are made from (issue 20).
+"""The Estimator's settings: one dataclass whose field metadata (description, bounds, choices, run-time) is
+the single definition the CLI's flags and the ROS node's parameters are made from (issue 20).
 """
 
 from __future__ import annotations

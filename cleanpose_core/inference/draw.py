@@ -22,8 +22,8 @@ def category_colour_bgr(category: str) -> tuple[int, int, int]:
 
 def draw_detections(rgb: np.ndarray, detections: list[Detection], K: Intrinsics,
                     axis_length: float = 0.05) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> a copy with each detection's box (category colour), axes (x red, y green,
-    z blue) and "category id score" label drawn on it. Objects behind the camera are skipped."""
+    """(H, W, 3) uint8 RGB -> a copy with each detection's box (category colour), axes (x red, y green, z
+    blue) and "category id score" label drawn on it. Objects behind the camera are skipped."""
     out = np.ascontiguousarray(rgb.copy())
     for det in detections:
         corners = box_corners(det.size) @ det.rotation.T + det.translation

@@ -2,8 +2,8 @@
 
 Contract (DESIGN.md §4): RGB (H, W, 3) uint8, depth (H, W) in explicitly stated units (metres float or
 millimetres uint16), intrinsics, and either caller-supplied masks + labels or a segmenter; returns one
-`Detection` per object, all objects of a frame in ONE batched forward; never raises on bad input — a bad
-frame gives an empty `FrameResult` whose `reason` says why, a bad object is dropped and listed in `skipped`.
+`Detection` per object, all objects of a frame in ONE batched forward; never raises on bad input — a bad frame
+gives an empty `FrameResult` whose `reason` says why, a bad object is dropped and listed in `skipped`.
 
 Per-object preprocessing is `cleanpose_core.data.instance`, the same code the training readers use.
 Segmentation: `segmentation.build_segmenter` builds the segmenter these settings describe (Mask R-CNN
@@ -284,8 +284,8 @@ class Estimator:
 
     @torch.inference_mode()
     def _forward(self, inputs: list, category_ids: list[int]) -> list[tuple]:
-        """All objects of the frame in one batch ->
-        [(R (3, 3), t (3,), size (3,), keypoints (K, 3), confidence)]."""
+        """All objects of the frame in one batch -> [(R (3, 3), t (3,), size (3,), keypoints (K, 3),
+        confidence)]."""
         dev = self.torch_device
         batch = {
             "pts": torch.from_numpy(np.stack([x.pts for x in inputs])).to(dev),

@@ -2,24 +2,18 @@
 
 Input: a DPDN-layout root whose `segmentation_results/<split>/results_*.pkl` define the test images (as the
 official test scripts do), each naming its image by `image_path` ('data/<split>/...' relative to the root
-after
-stripping the 'data/' prefix) and carrying the ground truth. With `--masks gt` the masks, classes and scores
-of
-those pickles are used (pose model alone); with `--masks model` the configured segmenter runs on the image
-(the full pipeline). Output: one standard result pickle per image, which `cleanpose eval` scores.
+after stripping the 'data/' prefix) and carrying the ground truth. With `--masks gt` the masks, classes and
+scores of those pickles are used (pose model alone); with `--masks model` the configured segmenter runs on the
+image (the full pipeline). Output: one standard result pickle per image, which `cleanpose eval` scores.
 
 Scores: the NOCS APs rank every category's predictions by score, so the score says which poses to trust first.
 `--score combined` (default) writes each detection's score x pose_confidence (the agreement of the network's
-two
-pose estimates, see `Estimator`); `--score detection` writes the segmentation score alone (with ground-truth
-masks
-every score is then 1, and the AP ranking is the file order).
+two pose estimates, see `Estimator`); `--score detection` writes the segmentation score alone (with
+ground-truth masks every score is then 1, and the AP ranking is the file order).
 
 Provenance: `out/provenance.json` records the command line, the commit, the model file (sha256) and its
-config, the
-split's seed and domain, the masks, the readout and the score rule (`eval/provenance.py`); `cleanpose eval`
-copies
-it into the evaluation JSON.
+config, the split's seed and domain, the masks, the readout and the score rule (`eval/provenance.py`);
+`cleanpose eval` copies it into the evaluation JSON.
 """
 
 from __future__ import annotations
@@ -83,8 +77,7 @@ def model_provenance(estimator: Estimator) -> dict:
 def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
             progress: bool = True, score: str = "combined", argv: list[str] | None = None) -> dict[str, int]:
     """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split` and
-    `out/provenance.json`
-    (`argv`: the command line it records, default sys.argv); returns counts."""
+    `out/provenance.json` (`argv`: the command line it records, default sys.argv); returns counts."""
     files = sorted((root / "segmentation_results" / split).glob("results_*.pkl"))
     if not files:
         raise FileNotFoundError(f"no segmentation_results/{split}/results_*.pkl under {root}")

@@ -3,22 +3,22 @@
 `EstimatorConfig.runtime`:
 - `eager`: every network runs in PyTorch, float32, as built; the reference the others are tested against.
 - `bf16`: the dense parts (`estimator_parts`: Mask R-CNN's backbone + FPN, RPN head, box head and mask
-  head; the pose network's image backbone, ResNet-18 stem..layer2 in the lite model, DINOv2 ViT-S/14 in
-  the paper one) run under `torch.autocast` bfloat16 (oneDNN AMX / AVX512-BF16 kernels) and hand float32
-  to the rest. Only where the CPU has native bfloat16 (`bf16_supported`); elsewhere it is emulated, slower.
+  head; the pose network's image backbone, ResNet-18 stem..layer2 in the lite model, DINOv2 ViT-S/14 in the
+  paper one) run under `torch.autocast` bfloat16 (oneDNN AMX / AVX512-BF16 kernels) and hand float32 to the
+  rest. Only where the CPU has native bfloat16 (`bf16_supported`); elsewhere it is emulated, slower.
 - `onnx`: the backbones (`export=True` parts) run in ONNX Runtime, float32, the heads as in `bf16` where
   the CPU has it. Each backbone is read from its export next to the weights (`<weights stem>.<part>.onnx`,
-  written by `cleanpose export`) when one made from the same weights file is there, else exported in
-  memory when the Estimator is built (seconds; cached per process and weights file).
+  written by `cleanpose export`) when one made from the same weights file is there, else exported in memory
+  when the Estimator is built (seconds; cached per process and weights file).
 - `auto` (default): `onnx` when onnxruntime is installed and exports of the Estimator's weights lie next
   to them (the user ran `cleanpose export`), else `bf16` where the CPU has native bfloat16, else `eager`.
   A CUDA device always runs `eager` (the GPU path was not measured for issue 21).
 
 What stays float32 PyTorch in every runtime: the proposal logic (anchors, NMS, RoIAlign, box decoding,
-mask pasting), the point classifier, PointNet++ (furthest-point sampling, ball query), attention and the
-pose heads. Measured in the pipeline on 2 cores of a Xeon with AMX (issue 21, 3 objects, quiet): the dense
-parts are ~45 of ~115 ms; bf16 took the frame to ~105 ms, ONNX Runtime float32 backbones to ~114 ms, ONNX
-backbones + bf16 heads to ~107 ms (torch.compile of PointNet++ was slower than eager: graph breaks).
+mask pasting), the point classifier, PointNet++ (furthest-point sampling, ball query), attention and the pose
+heads. Measured in the pipeline on 2 cores of a Xeon with AMX (issue 21, 3 objects, quiet): the dense parts
+are ~45 of ~115 ms; bf16 took the frame to ~105 ms, ONNX Runtime float32 backbones to ~114 ms, ONNX backbones
++ bf16 heads to ~107 ms (torch.compile of PointNet++ was slower than eager: graph breaks).
 Tolerances (test/inference/test_runtime.py): ONNX parts within 1e-4 of eager relative to their largest
 output; bf16 parts within 5e-2; accuracy on the seed-7 validation split in docs/results/runtime_s7.json.
 """

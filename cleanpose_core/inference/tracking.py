@@ -8,15 +8,14 @@ two
 ways: one object must keep one frame), and a second detection within half a gate of a matched one is a
 duplicate of that object and opens no track. Each track keeps score-weighted category votes; after `min_hits`
 detections in consecutive frames it is confirmed (a sporadic false positive rarely is) and gets its name
-`<category>_<id>` (`Detection.track_label`, the TF frame), from the
-votes at that moment, and keeps it. Unmatched detections open new tracks; tracks unseen for more than
-`max_missed` frames are dropped. Ids are never reused, so a name always means the same physical object.
+`<category>_<id>` (`Detection.track_label`, the TF frame), from the votes at that moment, and keeps it.
+Unmatched detections open new tracks; tracks unseen for more than `max_missed` frames are dropped. Ids are
+never reused, so a name always means the same physical object.
 
 Where it tracks: in a fixed frame when the caller gives the camera's pose in it (`camera_pose`, e.g. from TF
 `odom` <- optical frame): objects standing still stay still there however the camera moves. Without a pose it
 tracks in the camera frame and predicts each track with a constant-velocity model (when frames carry stamps),
-so
-a smoothly moving camera does not push objects out of the gate.
+so a smoothly moving camera does not push objects out of the gate.
 
 Symmetric categories (rotation about the object's y axis unobservable): the network's rotation about y is
 arbitrary and may spin from frame to frame. The tracker picks, among the equivalent rotations R·Ry(θ), the one
@@ -117,8 +116,7 @@ class PoseTracker:
     def update(self, detections: list[Detection], camera_pose: np.ndarray | None = None,
                stamp: float | None = None, image_size: tuple[int, int] | None = None) -> list[Detection]:
         """Set `track_id`, `track_label` (confirmed tracks) and, for symmetric objects, a stabilised rotation
-        on
-        each detection, in place.
+        on each detection, in place.
 
         Args:
             detections: this frame's detections, poses in the camera frame.

@@ -2,8 +2,8 @@
 
 - `artefacts.py`: the format tags of our files (`FORMATS`), `atomic_save` / `save_artefact`, the safe
   reader `read_weights_file` (``weights_only=True``) and `read_artefact` (reader + format check), the one
-  error class `WeightsError`, state-dict helpers for foreign checkpoints (`load_strict`,
-  `unwrap_state_dict`, ...) and our model state without frozen foreign weights (`trainable_state_dict` /
+  error class `WeightsError`, state-dict helpers for foreign checkpoints (`load_strict`, `unwrap_state_dict`,
+  ...) and our model state without frozen foreign weights (`trainable_state_dict` /
   `load_trainable_state_dict`);
 - `checkpoint.py`: training checkpoints that continue a run bit for bit (RNG states included);
 - `pose_model.py`: `load_pose_model`, the trained CleanPose network of a model file or checkpoint.
@@ -14,8 +14,8 @@ not read configs; `train.teacher.load_teacher`, ...) and reads through `read_art
 fails with a `WeightsError` that names the file.
 
 Import directions (test/test_import_directions.py): `artefacts` and `checkpoint` import nothing of the
-project, so `models` may use them; `pose_model` builds a network and so sits above `models`, which is why
-it is not imported here.
+project, so `models` may use them; `pose_model` builds a network and so sits above `models`, which is why it
+is not imported here.
 """
 
 from . import artefacts, checkpoint

@@ -85,8 +85,8 @@ FORMATS: dict[str, ArtefactFormat] = {f.tag: f for f in (
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """`torch.save(obj)` to `path` through a temporary file and `os.replace`.
 
-    Either the old file or the complete new one exists at `path` at any time; the temporary file is removed
-    if writing fails. Returns the path written.
+    Either the old file or the complete new one exists at `path` at any time; the temporary file is removed if
+    writing fails. Returns the path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

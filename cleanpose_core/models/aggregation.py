@@ -18,8 +18,8 @@ against the direct formulation):
   is applied *after* the mean over j (mean_j(W h_ij + b) = W mean_j(h_ij) + b), and its first layer uses
   W(p_i - p_j) = W p_i - W p_j (~0.6 GMAC less per block and object at K = 96, C = 256);
 - steps 3-4: the first layer of fc_delta_1 acts on [knn_feat ; pos] = [gather(P) ; W3 h + b3], so its
-  feature half is applied to the N points *before* the gather (N rows instead of K*k) and its position half
-  is folded into fc_delta's last layer ((W_b W3) h + W_b b3): one K*k x C x C product less per block.
+  feature half is applied to the N points *before* the gather (N rows instead of K*k) and its position half is
+  folded into fc_delta's last layer ((W_b W3) h + W_b b3): one K*k x C x C product less per block.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ class GAFA(nn.Module):
 
     def forward(self, kpt_feat: torch.Tensor, kpt: torch.Tensor, point_feat: torch.Tensor,
                 pts: torch.Tensor) -> torch.Tensor:
-        """kpt_feat (B, K, C), kpt (B, K, 3) (pass it detached, as the official code does),
-        point_feat (B, N, C), pts (B, N, 3) -> (B, K, C)."""
+        """kpt_feat (B, K, C), kpt (B, K, 3) (pass it detached, as the official code does), point_feat (B, N,
+        C), pts (B, N, 3) -> (B, K, C)."""
         for block in self.blocks:
             kpt_feat = block(kpt_feat, kpt, point_feat, pts)
         return kpt_feat

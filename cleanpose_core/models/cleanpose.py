@@ -156,8 +156,8 @@ class CleanPose(nn.Module):
     """CleanPose (or AG-Pose with `causal.enabled` and `kd.enabled` false); see the module docstring.
 
     Top-level modules (as in the official `Net`): rgb_extractor (image backbone), feature_mlp (C_img -> C2),
-    pts_extractor, iakd, gafa, fd_encoder + queue (causal), nocs_predictor, estimator, reconstructor,
-    kd_head (K1, K2, psi) and teacher (KD). Parameters unused at inference: kd_head (and the teacher).
+    pts_extractor, iakd, gafa, fd_encoder + queue (causal), nocs_predictor, estimator, reconstructor, kd_head
+    (K1, K2, psi) and teacher (KD). Parameters unused at inference: kd_head (and the teacher).
     """
 
     def __init__(self, cfg: CleanPoseConfig, *, teacher: bool = True, load_weights: bool = True):
@@ -262,9 +262,9 @@ class CleanPose(nn.Module):
 
         Returns (official key names; frames: camera, metres):
             pred_rotation (B, 3, 3) object -> camera, pred_translation (B, 3), pred_size (B, 3) metric
-            extents, pred_kpt_3d (B, K, 3); in training also pred_kpt_nocs (B, K, 3), pred_heat_map
-            (B, K, N), recon_model (B, K*P, 3), recon_delta (B, K*P, 3) (augmented frame), queue_feat
-            (B, C) (causal), distillation_pointnet / distillation_ulip (B, C_T) (KD); in eval kpt_nocs.
+            extents, pred_kpt_3d (B, K, 3); in training also pred_kpt_nocs (B, K, 3), pred_heat_map (B, K, N),
+            recon_model (B, K*P, 3), recon_delta (B, K*P, 3) (augmented frame), queue_feat (B, C) (causal),
+            distillation_pointnet / distillation_ulip (B, C_T) (KD); in eval kpt_nocs.
         """
         pts, rgb, choose, cls = self._check_batch(batch)
         b = pts.shape[0]

@@ -18,11 +18,11 @@ Fixed or changed, and why:
 - under torch.distributed, `push` all-gathers the entries of every rank and pushes them in rank order, so
   every process holds the same queue (the official code is single-process);
 - ablation switches of the paper: `update` fifo / similarity (replace the most similar entry, Tab. 5a
-  "Similarity") / none ("w/o update"); `storage` queue / memory_bank (Tab. 5a: a memory bank has no age
-  order, so a pushed entry overwrites a uniformly drawn slot; the paper's bank is indexed by training
-  sample, which we do not track); `policy` per_iteration (official) / per_epoch (paper text: entries are
-  staged during the epoch and enter the queue at `end_epoch()`, which the trainer calls at every epoch end);
-  `init` teacher (official, a file is required) / random (Tab. 7a), read by the trainer.
+  "Similarity") / none ("w/o update"); `storage` queue / memory_bank (Tab. 5a: a memory bank has no age order,
+  so a pushed entry overwrites a uniformly drawn slot; the paper's bank is indexed by training sample, which
+  we do not track); `policy` per_iteration (official) / per_epoch (paper text: entries are staged during the
+  epoch and enter the queue at `end_epoch()`, which the trainer calls at every epoch end); `init` teacher
+  (official, a file is required) / random (Tab. 7a), read by the trainer.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ architecture-facts §2.7. From the per-point geometry features F (B, C1, N):
     f_hat = f + mu * K2(GELU(K1(f)))                     K1, K2: Linear(C1, C1) without bias, mu = 0.1
     z = f_hat @ psi                                      psi: (C1, C_T) bias-free, N(0, C_T^-0.5)
 
-K1 uses Kaiming-normal init and K2 starts at zero, so at initialisation f_hat = f exactly. z is regressed
-onto the teacher's (B, C_T) feature (C_T = 768 for ULIP-2 PointBERT's [CLS || max-pool]).
+K1 uses Kaiming-normal init and K2 starts at zero, so at initialisation f_hat = f exactly. z is regressed onto
+the teacher's (B, C_T) feature (C_T = 768 for ULIP-2 PointBERT's [CLS || max-pool]).
 
 Difference: the official normalisation divides by the bare norm; we add eps 1e-12 (as F.normalize does) so
 an all-zero pooled feature gives zeros instead of NaN. Parameters exist in the inference model too (as in the

@@ -10,9 +10,9 @@ samples drawn from the sample's own category queue:
     w   = sigmoid(Linear_aug(F_f) + Linear_ori(F_kpt))       one gate per keypoint, (B, K, 1)
     out = w * F_f + (1 - w) * F_kpt
 
-3,561,986 parameters at C = 256 (cross 2,637,824, self 791,552, two input Linears 65,792 each, LN 512,
-two gates 257 each). Where the paper differs: it writes single MHSA/MHCA and bias-free C x 1 gate vectors;
-the code (followed here) uses the layers above and Linear(C, 1) gates *with* bias.
+3,561,986 parameters at C = 256 (cross 2,637,824, self 791,552, two input Linears 65,792 each, LN 512, two
+gates 257 each). Where the paper differs: it writes single MHSA/MHCA and bias-free C x 1 gate vectors; the
+code (followed here) uses the layers above and Linear(C, 1) gates *with* bias.
 
 Switch: `fusion: false` (paper Tab. 5b "w/o fusion") returns F_f directly and drops the two gates.
 """

@@ -112,8 +112,8 @@ class PoseSizeEstimator(nn.Module):
 
     def forward(self, kpt_3d: torch.Tensor, kpt_nocs: torch.Tensor,
                 kpt_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """kpt_3d (B, K, 3) in the (centred) input frame, kpt_nocs (B, K, 3) (pass it detached), kpt_feat
-        (B, K, C) -> R (B, 3, 3), t (B, 3) in the input frame (m), metric size (B, 3) (m)."""
+        """kpt_3d (B, K, 3) in the (centred) input frame, kpt_nocs (B, K, 3) (pass it detached), kpt_feat (B,
+        K, C) -> R (B, 3, 3), t (B, 3) in the input frame (m), metric size (B, 3) (m)."""
         x = self.pose_mlp1(torch.cat([self.pts_mlp1(kpt_3d), kpt_feat, self.pts_mlp2(kpt_nocs)], dim=2))
         x = torch.cat([x, x.mean(dim=1, keepdim=True).expand_as(x)], dim=2)
         x = self.pose_mlp2(x).mean(dim=1)  # (B, hidden)

@@ -8,8 +8,8 @@ pixels.
 
 Differences from the official code:
 - DINOv2 comes from timm (`vit_small_patch14_dinov2`, same weight layout) built at 224 px; the hub's
-  37 x 37 position embedding is resampled once at load time exactly as the hub resamples it at every
-  forward (bicubic, scale factor (16 + 0.1) / 37, no antialias), and the unused `mask_token` is dropped.
+  37 x 37 position embedding is resampled once at load time exactly as the hub resamples it at every forward
+  (bicubic, scale factor (16 + 0.1) / 37, no antialias), and the unused `mask_token` is dropped.
   The final LayerNorm is kept in the module (so the weight files load unchanged) but not applied.
 - Only the N chosen pixels are interpolated (`gather_pixel_features`, bilinear at the pixel centres with
   border clamping = the upsampling rule), and the projection is applied after the gather. Both steps are

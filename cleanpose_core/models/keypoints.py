@@ -2,9 +2,9 @@
 
 Official code: `IAKD` in [CP model/Net_modules.py]; architecture-facts §2.3. K learned queries (shared by all
 categories, Xavier-normal init) attend to the fused per-point features through a stack of `AttnBlock`s; the
-heatmap is the softmax over points of the cosine similarity between each updated query and each point
-feature, divided by a temperature of 0.1. Keypoint positions and features are then heatmap-weighted averages
-of the points and their features (done by the caller, `CleanPose`, because it needs both).
+heatmap is the softmax over points of the cosine similarity between each updated query and each point feature,
+divided by a temperature of 0.1. Keypoint positions and features are then heatmap-weighted averages of the
+points and their features (done by the caller, `CleanPose`, because it needs both).
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ squared) |
 | delta | 1 | mean ||delta|| of the reconstruction offsets (augmented frame) |
 | distillation | 0.01 | mean_b ||z_b - teacher_b|| (L2 norm, not squared) |
 
-The paper's text differs (weights, L_div form, NOCS target transposed, no recon/delta); see
-architecture-facts §7.1 and the comments in config/model/cleanpose_paper.yaml. A weight of 0 turns a term off
-(it is then neither computed nor reported). Returned values are the *weighted* terms, as the official code
-logs them, plus their sum under `loss_all`.
+The paper's text differs (weights, L_div form, NOCS target transposed, no recon/delta); see architecture-facts
+§7.1 and the comments in config/model/cleanpose_paper.yaml. A weight of 0 turns a term off (it is then neither
+computed nor reported). Returned values are the *weighted* terms, as the official code logs them, plus their
+sum under `loss_all`.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def diversity_loss(kpt: torch.Tensor, th: float = 0.01) -> torch.Tensor:
 def recon_loss(pts: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric Chamfer, 0.5 mean_p min_r + 0.5 mean_r min_p, between pts (B, N, 3) and recon (B, R, 3).
 
-    With `mask` (B, N) only the masked points take part; samples with no masked point contribute zero and
-    the sum is still divided by B (official `obj_aware` behaviour).
+    With `mask` (B, N) only the masked points take part; samples with no masked point contribute zero and the
+    sum is still divided by B (official `obj_aware` behaviour).
     """
     d = torch.cdist(pts, recon)  # (B, N, R)
     if mask is None:

@@ -1,13 +1,13 @@
 """Mask R-CNN for the six NOCS categories (torchvision), sized for CPU inference, trained from scratch here.
 
 Reference: He et al., "Mask R-CNN", ICCV 2017; torchvision's `MaskRCNN` is the implementation. The NOCS
-benchmarks' official segmentations come from a Matterport Mask R-CNN (ResNet-101) trained on COCO + CAMERA;
-we ship our own, trained on synthetic NOCS-layout data, because no pretrained weights may be downloaded here.
+benchmarks' official segmentations come from a Matterport Mask R-CNN (ResNet-101) trained on COCO + CAMERA; we
+ship our own, trained on synthetic NOCS-layout data, because no pretrained weights may be downloaded here.
 
 What differs from torchvision's presets, and why:
 - **No pretrained weights, ever** (`weights=None`, `weights_backbone=None`): the backbone uses ordinary
-  `BatchNorm2d` (not the `FrozenBatchNorm2d` torchvision uses with ImageNet weights, which would freeze
-  random statistics) and every backbone stage is trainable.
+  `BatchNorm2d` (not the `FrozenBatchNorm2d` torchvision uses with ImageNet weights, which would freeze random
+  statistics) and every backbone stage is trainable.
 - **MobileNetV3-Large-FPN taps stride 8, 16 and 32** (feature blocks 6, 12, 16). torchvision's
   `fasterrcnn_mobilenet_v3_large_fpn` taps blocks 13 and 16, which are both stride 32; NOCS objects are often
   20-60 px tall at 640x480, too small for stride-32-only features.

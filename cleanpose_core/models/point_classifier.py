@@ -1,11 +1,10 @@
 """A small PointNet that names an object's category from its depth points (Qi et al., "PointNet", CVPR 2017).
 
 Shared per-point MLP (1x1 convolutions + BatchNorm + ReLU), max-pool, MLP head: (B, N, 3) camera-frame points
-in
-metres -> (B, 6) logits over the NOCS categories. The points are centred but not rescaled, so metric size
+in metres -> (B, 6) logits over the NOCS categories. The points are centred but not rescaled, so metric size
 stays a cue, which the RGB segmenter never sees. What it is for and how its scores are fused with the
-segmenter's is `segmentation/rescoring.py`; its training is `train/point_classifier.py`
-(`cleanpose train-classifier`).
+segmenter's is `segmentation/rescoring.py`; its training is `train/point_classifier.py` (`cleanpose
+train-classifier`).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ NUM_CATEGORIES = 6   # the NOCS categories, in the order of cleanpose_core.NOCS_
 @dataclass
 class PointClassifierConfig:
     """Network and training settings of the point-cloud category classifier; a classifier file records them
-    all
-    (the network is built from `widths`, `head` and `dropout`; `points` is drawn per object at inference
+    all (the network is built from `widths`, `head` and `dropout`; `points` is drawn per object at inference
     too)."""
 
     widths: tuple[int, ...] = (64, 128, 256)  # shared per-point MLP (1x1 convs + BatchNorm + ReLU)

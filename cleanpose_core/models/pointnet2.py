@@ -1,15 +1,13 @@
 """PointNet++ MSG point encoder of CleanPose / AG-Pose (per-point geometry features, C1 = 128 channels).
 
 Paper: CleanPose §4.1 ("PointNet++ [Qi et al. 2017]"). Official code: `Pointnet2MSG` in [CP model/modules.py]
-on
-Erik Wijmans' `pointnet2_ops` modules (`PointnetSAModuleMSG`, `PointnetFPModule`, `SharedMLP` of
+on Erik Wijmans' `pointnet2_ops` modules (`PointnetSAModuleMSG`, `PointnetFPModule`, `SharedMLP` of
 `utils/pytorch_utils.py`); architecture-facts §2.2. Reproduced exactly: 4 multi-scale set-abstraction levels
 (FPS centres, ball query, grouped xyz relative to the centre and not divided by the radius, concatenated
-first;
-SharedMLP; max-pool; scales concatenated), 4 feature-propagation levels (3-NN inverse-distance interpolation,
-skip features appended after the interpolated ones), every SharedMLP layer a bias-free 1x1 Conv2d with
-Kaiming-normal init, BatchNorm and ReLU (the last layer included). Trainable parameters at the paper
-configuration: 1,307,808, as measured on the official network.
+first; SharedMLP; max-pool; scales concatenated), 4 feature-propagation levels (3-NN inverse-distance
+interpolation, skip features appended after the interpolated ones), every SharedMLP layer a bias-free 1x1
+Conv2d with Kaiming-normal init, BatchNorm and ReLU (the last layer included). Trainable parameters at the
+paper configuration: 1,307,808, as measured on the official network.
 
 What differs and why:
 - The ops are the pure-PyTorch ports in `cleanpose_core.ops` (CUDA kernels when installed), with the kernels'

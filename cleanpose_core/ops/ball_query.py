@@ -8,8 +8,8 @@ ULIP-2's PointNet++ SSG (`query_ball_point` in its `pointnet2_utils.py`) keeps d
 (`inclusive=True`); otherwise the rule is the same.
 
 Fast path (CPU and CUDA): one (B, S, N) boolean hit mask, `nonzero` (row-major, so hits come out in index
-order
-within each centre), the rank of every hit inside its centre, and one scatter of the hits with rank < nsample.
+order within each centre), the rank of every hit inside its centre, and one scatter of the hits with rank <
+nsample.
 This touches only the hits, unlike sorting or `topk` over all N keys (measured 2 ms vs 6 ms with `topk` and
 more with `sort` at B=3, S=512, N=1024). The `pointnet2_ops` kernel is used for CUDA tensors when installed.
 """

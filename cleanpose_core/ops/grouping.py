@@ -2,10 +2,9 @@
 output).
 
 Official code: `gather_operation` and `grouping_operation` of pointnet2_ops
-(`_ext_src/src/group_points_gpu.cu`,
-`sampling_gpu.cu`), channel-first (B, C, N) features. The torch path is one `torch.gather` over the flattened
-indices; autograd gives the kernels' scatter-add backward. `index_points` is the channel-last variant
-(B, N, C) used for coordinates.
+(`_ext_src/src/group_points_gpu.cu`, `sampling_gpu.cu`), channel-first (B, C, N) features. The torch path is
+one `torch.gather` over the flattened indices; autograd gives the kernels' scatter-add backward.
+`index_points` is the channel-last variant (B, N, C) used for coordinates.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Three-nearest-neighbour search and inverse-distance interpolation (PointNet++ feature propagation).
 
 Official code: `three_nn_kernel` / `three_interpolate_kernel` in pointnet2_ops
-`_ext_src/src/interpolate_gpu.cu`
-and `PointnetFPModule` in `pointnet2_modules.py`:
+`_ext_src/src/interpolate_gpu.cu` and `PointnetFPModule` in `pointnet2_modules.py`:
 - `three_nn` returns the Euclidean distances (the kernel finds squared ones, the Python wrapper takes the
 square
   root) and indices of the 3 nearest known points, nearest first (lower index first on ties);

@@ -2,8 +2,7 @@
 
 An alternative to Mask R-CNN for uncluttered tabletop scenes that needs no training (30-90 ms per 640x480
 frame on 2 CPU cores, before the regions are named); it does not replace Mask R-CNN, which also tells
-categories
-and copes with clutter. Steps:
+categories and copes with clutter. Steps:
 
 1. back-project the depth (`geometry.camera.depth_to_points`), keep z in (0, max_depth];
 2. fit the dominant plane with RANSAC on a pixel-strided subsample (all hypotheses scored at once in numpy),
@@ -15,8 +14,8 @@ and copes with clutter. Steps:
    nearest component within `edge_jump_px` pixels (scipy's Euclidean distance transform);
 5. a component counts as an object only if it stands on the table: at least `min_support` of its points,
    dropped onto the plane, fall inside the convex hull of the table (the largest connected patch of plane
-   inliers in the image). This removes walls and clutter beyond the table, which are 'above' the plane too;
-   a wall that the table touches lies on the hull's edge and is only partly removed.
+   inliers in the image). This removes walls and clutter beyond the table, which are 'above' the plane too; a
+   wall that the table touches lies on the hull's edge and is only partly removed.
 
 Categories: this backend has no classifier of its own. Every instance gets class -1 (unknown) unless a
 `classifier` callable is given, mapping a frame's list of instance point clouds ((N, 3) camera-frame points,

@@ -2,8 +2,8 @@
 
 The caller hands over masks, categories and optionally scores; this backend checks them thoroughly (shapes,
 dtypes, category names or ids, scores in range) and applies the same post-filter as every other backend, so
-the Estimator treats them exactly like Mask R-CNN output. Problems become an empty result with a reason,
-never an exception (DESIGN.md §4).
+the Estimator treats them exactly like Mask R-CNN output. Problems become an empty result with a reason, never
+an exception (DESIGN.md §4).
 
 Accepted forms:
 - masks: (M, H, W) bool or integer 0/1 (any non-zero counts as inside), or an (H, W) integer instance-id map
@@ -130,8 +130,8 @@ class ExternalSegmenter(Segmenter):
     """Serves the masks the caller set for the current frame, checked and filtered like any backend.
 
     Usage: `seg.set_instances(masks, class_ids, scores)` then `seg.segment(rgb, depth_m)`, or both at once
-    with `seg.segment_with(rgb, depth_m, masks, class_ids, scores)`. The instances stay until replaced, so
-    a caller that segments at a lower rate than it estimates poses can reuse them.
+    with `seg.segment_with(rgb, depth_m, masks, class_ids, scores)`. The instances stay until replaced, so a
+    caller that segments at a lower rate than it estimates poses can reuse them.
     """
 
     name = "external"

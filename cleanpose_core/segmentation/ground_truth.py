@@ -10,9 +10,9 @@ Two sources, both in the DPDN/NOCS layout (design/architecture-facts.md ยง1.1, ย
   `pred_scores`, `pred_bboxes` [y1, x1, y2, x2]. The synthetic engine writes these with ground-truth masks;
   the official REAL275/CAMERA25 ones hold Mask R-CNN predictions, and this reader serves both.
 
-The readers convert to this package's conventions at the boundary: 0-based class ids, (M, H, W) masks,
-(x1, y1, x2, y2) boxes. Unlike the official loaders, which take `image_path[5:]` to strip a hard-coded
-'data/' prefix, `resolve_prefix` strips any leading folder that is not under the data root.
+The readers convert to this package's conventions at the boundary: 0-based class ids, (M, H, W) masks, (x1,
+y1, x2, y2) boxes. Unlike the official loaders, which take `image_path[5:]` to strip a hard-coded 'data/'
+prefix, `resolve_prefix` strips any leading folder that is not under the data root.
 """
 
 from __future__ import annotations

@@ -3,17 +3,15 @@
 Why: our Mask R-CNN, trained from scratch on 2,400 synthetic frames, finds objects better than it names them.
 On the seed-2 test split, for 40 % of the ground-truth mugs (and 20-35 % of the other categories) the
 detection overlapping them best carried another category, so the IoU25 AP of the full pipeline stayed 20
-points
-below the ground-truth-mask one. Shape and metric size, which the RGB network never sees, tell these
+points below the ground-truth-mask one. Shape and metric size, which the RGB network never sees, tell these
 categories
 apart: the point classifier (`models/point_classifier.py`) on the mask's back-projected points gives category
 probabilities q in a few ms per frame.
 
 Fusion (`CategoryRescorer`): a detection (label l, score s) keeps its label and gets the score s^(1-w) ·
-q_l^w,
-then the usual filter runs on the new scores. Mask R-CNN emits one region several times under different
-labels;
-the point cloud now ranks these, and the wrong-label copies sink below the right one (or below the threshold).
+q_l^w, then the usual filter runs on the new scores. Mask R-CNN emits one region several times under different
+labels; the point cloud now ranks these, and the wrong-label copies sink below the right one (or below the
+threshold).
 Letting the classifier replace l by argmax q instead did worse on a validation split (seed 7: IoU25 77.2
 against
 84.4): it turned correct, confidently detected cameras into cans. w = `weight`; 0 leaves the scores as the
@@ -148,9 +146,8 @@ class CategoryRescorer:
 
     def __call__(self, clouds: list[np.ndarray]) -> list[tuple[int, float]]:
         """The depth-tabletop backend's classifier slot: M (N, 3) clouds -> M (0-based class, probability), in
-        one
-        forward. Each cloud's points are drawn with a fresh generator, so a region's category does not depend
-        on which other regions share the frame. Clouds with too few points are (unknown, 0)."""
+        one forward. Each cloud's points are drawn with a fresh generator, so a region's category does not
+        depend on which other regions share the frame. Clouds with too few points are (unknown, 0)."""
         out: list[tuple[int, float]] = [(UNKNOWN_CLASS, 0.0)] * len(clouds)
         usable = [i for i, pts in enumerate(clouds) if len(pts) >= MIN_POINTS]
         draws = [clouds[i][sample_choose(len(clouds[i]), self.points, np.random.default_rng(self.seed))]
@@ -245,8 +242,7 @@ class RescoredSegmenter(Segmenter):
         self, rgb: np.ndarray, depth_m: np.ndarray | None = None, *, checked: bool = False
     ) -> InstanceMasks:
         """The inner segmenter's candidates, re-scored, then filtered by `self.filter`; the frame is checked
-        here
-        unless `checked`, and never by the inner segmenter.
+        here unless `checked`, and never by the inner segmenter.
 
         An inner result without candidates comes back as it is (its reason and skip lines); a failure of the
         re-scoring becomes an empty result with a reason, as in every `Segmenter`.

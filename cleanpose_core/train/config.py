@@ -1,9 +1,9 @@
 """Training configuration: one typed dataclass per concern, every default visible here (STYLE.md §6-9).
 
 Defaults are the official CleanPose NOCS recipe ([CP config/REAL/camera_real.yaml], architecture-facts §4):
-Adam (weight decay 0), CyclicLR triangular 2e-5..5e-4 with 20k/20k iterations stepped every iteration,
-120k iterations, 30 CAMERA + 10 REAL per batch with the loss combined as (30·L_camera + 10·L_real)/40,
-seed 42, no mixed precision. `config/train/*.yaml` are instances of `TrainConfig`; unknown keys are errors.
+Adam (weight decay 0), CyclicLR triangular 2e-5..5e-4 with 20k/20k iterations stepped every iteration, 120k
+iterations, 30 CAMERA + 10 REAL per batch with the loss combined as (30·L_camera + 10·L_real)/40, seed 42, no
+mixed precision. `config/train/*.yaml` are instances of `TrainConfig`; unknown keys are errors.
 
 Differences from the official trainer, on purpose:
 - checkpoints hold the confounder queue and every RNG state, so resume is exact (official: neither);

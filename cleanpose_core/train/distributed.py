@@ -1,9 +1,9 @@
 """Multi-process training helpers: one place for everything torch.distributed (STYLE.md §14).
 
 Launch with torchrun (``torchrun --nproc_per_node 2 -m cleanpose_core.cli train ...``): rank, world size and
-local rank come from its environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT). Without
-them everything runs as a single process and every helper here is a no-op. The backend is NCCL on CUDA and
-gloo on CPU. Only rank 0 logs, writes TensorBoard and saves checkpoints (`is_main_process`).
+local rank come from its environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT). Without them
+everything runs as a single process and every helper here is a no-op. The backend is NCCL on CUDA and gloo on
+CPU. Only rank 0 logs, writes TensorBoard and saves checkpoints (`is_main_process`).
 
 `ShardedSampler` replaces `DistributedSampler`: same padding-by-repetition and rank-strided split, plus a
 start offset so a resumed run skips the samples it already consumed without loading them.

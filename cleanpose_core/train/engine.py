@@ -17,8 +17,7 @@ The model contract used here:
 - a model with a confounder queue has it at `model.queue` (`push(features (B, C), labels (B,), sync=False)`,
   `models/confounder_queue.py`) and returns the per-sample entries to push under `outputs[QUEUE_OUTPUT_KEY]`
   (B, C); the engine, not the forward pass, pushes them. A queue with the per-epoch policy (paper text)
-  commits
-  what it staged when the loop calls `end_of_epoch` (`ConfounderQueue.end_epoch`).
+  commits what it staged when the loop calls `end_of_epoch` (`ConfounderQueue.end_epoch`).
 """
 
 from __future__ import annotations
@@ -178,7 +177,6 @@ def train_one_step(
 def end_of_epoch(model: nn.Module) -> bool:
     """Tell the model an epoch ended: a confounder queue with the per-epoch policy moves the entries it staged
     during the epoch into the queue. Every rank calls it after the same step (its staged entries are the
-    gathered
-    ones), so the queues stay identical. Returns True if the queue changed."""
+    gathered ones), so the queues stay identical. Returns True if the queue changed."""
     end = getattr(getattr(_unwrap(model), "queue", None), "end_epoch", None)
     return bool(end()) if callable(end) else False

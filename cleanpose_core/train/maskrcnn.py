@@ -15,10 +15,9 @@ The network is `models/maskrcnn.py`, the samples `maskrcnn_data.py`, the weight 
 runs them `segmentation/maskrcnn.py`.
 
 Files written for `--out FILE`: `FILE` (the deployable weights,
-`segmentation.maskrcnn.save_maskrcnn_weights`),
-and beside it `FILE.train.pt` (the training checkpoint, every `checkpoint_every` steps and at the end;
-`--resume`
-reads it) and `FILE.log.json` (the resolved config and the loss history).
+`segmentation.maskrcnn.save_maskrcnn_weights`), and beside it `FILE.train.pt` (the training checkpoint, every
+`checkpoint_every` steps and at the end; `--resume` reads it) and `FILE.log.json` (the resolved config and the
+loss history).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ masks are never exact), takes the points as inference does (`segmentation.rescor
 sampler of both) and adds 3 mm noise. Object models are split by id into train / validation, so the reported
 accuracy is on unseen shapes. The loop is `classification.train_classification`, shared with the teachers; the
 network is `models/point_classifier.py`, its use at inference `segmentation/rescoring.py`, which also reads
-the
-file written here: ``{"format": io.CLASSIFIER_FORMAT, "config", "state_dict", "categories", "metrics",
+the file written here: ``{"format": io.CLASSIFIER_FORMAT, "config", "state_dict", "categories", "metrics",
 "source"}``.
 """
 

@@ -3,8 +3,8 @@
 CleanPose distils from ULIP-2's PointBERT (a 3D foundation model trained on millions of shapes with images and
 text) and initialises its confounder queue with ULIP-2's PointNet++ SSG features. We cannot train ULIP-2 here,
 so this module pre-trains the same two architectures on our synthetic shapes with the simplest signal that
-gives category-aware features: **category classification with a linear head** on object point clouds. The
-head is thrown away; the encoder is frozen and saved. Users who have the official ULIP-2 checkpoints load them
+gives category-aware features: **category classification with a linear head** on object point clouds. The head
+is thrown away; the encoder is frozen and saved. Users who have the official ULIP-2 checkpoints load them
 instead (`convert_ulip2`), and the file written is the same kind either way.
 
 Training points (`ModelPointClouds`): the `obj_models/*train*.pkl` point clouds (NOCS space, unit bbox

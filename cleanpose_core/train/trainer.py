@@ -13,10 +13,9 @@ Output folder:
 - ``tb/``: TensorBoard event files.
 
 Epochs: the loop counts iterations; an epoch ends when the first data source has returned its epoch's last
-batch
-(official NOCS: 120k CAMERA images / 30 = 4,000 iterations, as many as REAL's). Then `engine.end_of_epoch`
-runs,
-before that step's checkpoint: a confounder queue with the per-epoch policy commits its staged entries.
+batch (official NOCS: 120k CAMERA images / 30 = 4,000 iterations, as many as REAL's). Then
+`engine.end_of_epoch` runs, before that step's checkpoint: a confounder queue with the per-epoch policy
+commits its staged entries.
 
 Confounder queue at the start (`queue_init.initialise_queue`): `causal.queue.init: teacher` needs the training
 config's `queue_init` file (`cleanpose queue-init`); `init: random` keeps the model's seeded random entries.

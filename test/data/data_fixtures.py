@@ -2,10 +2,9 @@
 folders.
 
 Every frame is a table plane at 0.9 m with fronto-parallel rectangular "objects" at known depths, so the
-expected
-back-projected points, crops and NOCS coordinates are known in closed form. The colour of pixel (v, u) encodes
-its position (R = u mod 256, G = v mod 256, B = 128), which lets a test check that a point's `choose` entry
-points at the crop pixel the point came from.
+expected back-projected points, crops and NOCS coordinates are known in closed form. The colour of pixel (v,
+u) encodes its position (R = u mod 256, G = v mod 256, B = 128), which lets a test check that a point's
+`choose` entry points at the crop pixel the point came from.
 
 Formats written (architecture-facts §1.1, §1.5):
 - NOCS/DPDN CAMERA: camera/<split>/<scene>/<frame>_{color.png,mask.png,label.pkl} (+ a decoy object-only
@@ -98,8 +97,8 @@ def expected_model(o: Obj, K: Intrinsics) -> np.ndarray:
 
 def nocs_label(objs: list[Obj], K: Intrinsics, camera_style: bool) -> dict:
     """DPDN `_label.pkl` dict. REAL: sizes = extents / diagonal, scales = diagonal. CAMERA: sizes = NOCS
-    extents
-    of a model that is 0.8 of unit diagonal, scales chosen so that scales · sizes = the metric extents."""
+    extents of a model that is 0.8 of unit diagonal, scales chosen so that scales · sizes = the metric
+    extents."""
     n = len(objs)
     diag = np.array([np.linalg.norm(o.extents) for o in objs])
     if camera_style:

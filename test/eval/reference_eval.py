@@ -2,12 +2,10 @@
 
 It follows the structure and the arithmetic of `compute_independent_mAP` / `compute_3d_matches` /
 `compute_3d_iou_new` / `compute_RT_degree_cm_symmetry` / `compute_RT_overlaps` /
-`compute_match_from_degree_cm`
-/ `compute_ap_from_matches_scores` (NOCS `utils.py` as kept in DPDN / AG-Pose / CleanPose) and
-`compute_CATRE_IoU`,
-written independently from their description so the fast evaluator in `cleanpose_core.eval.metrics` can be
-checked against it. The symmetric category sets are parameters so one oracle covers NOCS, HouseCat6D and
-CATRE.
+`compute_match_from_degree_cm` / `compute_ap_from_matches_scores` (NOCS `utils.py` as kept in DPDN / AG-Pose /
+CleanPose) and `compute_CATRE_IoU`, written independently from their description so the fast evaluator in
+`cleanpose_core.eval.metrics` can be checked against it. The symmetric category sets are parameters so one
+oracle covers NOCS, HouseCat6D and CATRE.
 Input: a list of plain result dicts (standard keys), in file order.
 """
 

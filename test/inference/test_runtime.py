@@ -1,9 +1,9 @@
-"""The Estimator's runtimes (issue 21): ONNX export round trip next to the weights, and outputs equal to
-the eager path's within the stated tolerance.
+"""The Estimator's runtimes (issue 21): ONNX export round trip next to the weights, and outputs equal to the
+eager path's within the stated tolerance.
 
 Tolerance: each ONNX part within 1e-4 of the eager one relative to its largest output (float32 rounding
-gives ~1e-6), each bf16 part within 5e-2; the pose outputs on the same masks within 1e-3 m / 1e-3
-(rotation entries, keypoints, sizes) for ONNX. End to end through Mask R-CNN a mask pixel can flip at the
+gives ~1e-6), each bf16 part within 5e-2; the pose outputs on the same masks within 1e-3 m / 1e-3 (rotation
+entries, keypoints, sizes) for ONNX. End to end through Mask R-CNN a mask pixel can flip at the
 0.5 threshold, which changes the sampled points: that comparison (the shipped models) asks for the same
 confident (score >= 0.8) detections, scores within 0.02, translations and sizes within 2 cm and rotations
 within 10 degrees; accuracy is checked on the validation split instead (docs/results/runtime_s7.json).

@@ -1,6 +1,5 @@
 """Settings written once (EstimatorConfig's field metadata, read by the CLI) and a frame checked and converted
-once,
-at the Estimator's door."""
+once, at the Estimator's door."""
 
 import argparse
 import dataclasses

@@ -2,11 +2,10 @@
 
 A small synthetic test split of unseen shape instances is rendered here (fixed seed, tmp_path), the shipped
 `models/cleanpose_lite.pt` estimates every labelled object from its ground-truth mask through `cleanpose
-predict`'s
-code path (default readout: keypoint solver, combined score, streamed queue sampling), and the official NOCS
-protocol scores the results. The floors sit a few points under what this split gave when the test was written,
-so
-that numerical noise across machines passes and a broken model, preprocessing, readout or metric does not.
+predict`'s code path (default readout: keypoint solver, combined score, streamed queue sampling), and the
+official NOCS protocol scores the results. The floors sit a few points under what this split gave when the
+test was written, so that numerical noise across machines passes and a broken model, preprocessing, readout or
+metric does not.
 """
 
 from __future__ import annotations

@@ -186,8 +186,8 @@ def unsendable_attempt(rng) -> None:
     Field checks are off by default in this rclpy (on with ROS_PYTHON_CHECK_FIELDS=1 or check_fields=True),
     and then publish() takes some of these values: a k of 4 elements goes out as 9 doubles, 5 of them read
     from beyond its buffer; a width of 2**32 + 5 arrives as 5. Whatever arrives is still a well-formed
-    CameraInfo (9 doubles, 32-bit sizes), which the random values above cover; the test never publishes such
-    a message (what would go out is not even deterministic)."""
+    CameraInfo (9 doubles, 32-bit sizes), which the random values above cover; the test never publishes such a
+    message (what would go out is not even deterministic)."""
     info, image = CameraInfo(check_fields=True), Image(check_fields=True)
     field = int(rng.integers(0, 10))
     if field == 0:

@@ -1,8 +1,7 @@
 """The pose node as a robot runs it, through real rclpy and DDS: integer values for double parameters, exit 2
 naming a bad parameter, `ros2 param set` semantics at run time (accepted, refused with a reason, read-only),
 the managed (lifecycle) variant driven through its lifecycle services, and a clean start and stop on SIGINT
-and
-SIGTERM (no warnings, no errors, exit 0)."""
+and SIGTERM (no warnings, no errors, exit 0)."""
 
 import signal
 import time
@@ -176,9 +175,8 @@ def test_camera_info_pairs_by_its_own_tolerance_not_the_image_slop(
     ros_context, unique_topic, segmenter_weights, tmp_path
 ):
     """A driver whose camera_info stamps differ from the images' still gets answers (the images are
-    synchronised
-    within sync_slop; camera_info only within camera_info_tolerance, and may arrive after the images); a stale
-    camera_info is counted, not used."""
+    synchronised within sync_slop; camera_info only within camera_info_tolerance, and may arrive after the
+    images); a stale camera_info is counted, not used."""
     from test_pose_node import Harness, frame
 
     proc = start_process(

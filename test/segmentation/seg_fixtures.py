@@ -3,8 +3,8 @@
 `write_nocs_dataset` produces, under a root: `<split>/scene_XXXX/NNNN_{color,depth,mask}.png` (BGR colour,
 uint16 mm depth, grayscale instance ids with 255 background), `NNNN_label.pkl` (1-based class_ids,
 instance_ids, bboxes [y1, x1, y2, x2]), `<split>_list.txt`, and `segmentation_results/<split>/results_*.pkl`
-with ground-truth masks. Objects are flat-coloured rectangles and ellipses on a textured background, which
-is enough for Mask R-CNN to make visible progress in a few steps.
+with ground-truth masks. Objects are flat-coloured rectangles and ellipses on a textured background, which is
+enough for Mask R-CNN to make visible progress in a few steps.
 """
 
 from __future__ import annotations

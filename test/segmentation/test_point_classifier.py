@@ -1,6 +1,5 @@
 """The point-cloud category classifier: shared point sampler, training on NOCS-format data, fusion, the
-re-scoring
-segmenter and its factory, Estimator use."""
+re-scoring segmenter and its factory, Estimator use."""
 
 from pathlib import Path
 

@@ -1,6 +1,6 @@
 """Imported meshes (`cleanpose synth --meshes DIR`): the three folder layouts, the NOCS canonical frame and
-its
-checks, disjoint train/test instances, and a meshes.yaml folder rendered, predicted and evaluated end to end.
+its checks, disjoint train/test instances, and a meshes.yaml folder rendered, predicted and evaluated end to
+end.
 
 Every mesh is built here with trimesh (nothing is downloaded); they are small so that the tests stay fast.
 """

@@ -4,8 +4,7 @@
   its epoch, not before; `per_iteration` (official) changes the queue after the first step;
 - `init: teacher` (official) needs the training config's `queue_init` file of teacher features, and a run
   without one stops before training with an error that says how to fix it; `init: random` keeps the model's
-  own
-  seeded entries and refuses a file.
+  own seeded entries and refuses a file.
 """
 
 from __future__ import annotations

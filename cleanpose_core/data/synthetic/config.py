@@ -1,8 +1,7 @@
 """Typed configuration of the synthetic data engine (one dataclass per concern, every default visible here).
 
 Load with `cleanpose_core.config.load_yaml(SynthConfig, path)` or `from_dict(SynthConfig, {...})`; unknown
-keys
-are errors that name the key. The resolved config is written next to the data as `<split>/config.yaml`.
+keys are errors that name the key. The resolved config is written next to the data as `<split>/config.yaml`.
 Lengths in metres, angles in degrees (config only; code converts to radians), probabilities in [0, 1].
 """
 

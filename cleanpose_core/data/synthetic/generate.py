@@ -3,8 +3,8 @@ sheet.
 
 Determinism: scene i of a split draws everything from `SeedSequence([seed, split_code, i])`, so results do not
 depend on the number of workers, their scheduling, or on resuming. Shape instances depend only on
-`scene.shape_seed` (and the split only chooses which instances, by parity), so model ids mean the same mesh
-in every run and train/test never share an instance.
+`scene.shape_seed` (and the split only chooses which instances, by parity), so model ids mean the same mesh in
+every run and train/test never share an instance.
 
 Resuming: a scene is complete once its `scene_info.json` exists (written last, atomically) and every file it
 lists is present; complete scenes are skipped. Resuming into a folder made with another seed or config is

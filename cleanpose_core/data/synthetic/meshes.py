@@ -9,23 +9,20 @@ checked.
   proper rotation (x, y, z) -> (-z, y, x) takes one to the other.
 - NOCS `obj_models`: `{train,val}/<synset>/<model>/model.obj` (the CAMERA models, ShapeNetCore v1) and
   `{real_train,real_test}/<instance>.obj` (the REAL scans, category = the name's prefix, e.g.
-  `mug_daniel_norm`,
-  bbox size in metres in `<instance>.txt` beside it when present). The CAMERA OBJs are mirrored along z
-  against
+  `mug_daniel_norm`, bbox size in metres in `<instance>.txt` beside it when present). The CAMERA OBJs are
+  mirrored along z against
   the NOCS maps: the SPD/DPDN preprocessing (`shape_data.py`, "flip z-axis in CAMERA") negates z, and so do
-  we.
-  `train`/`real_train` models go to the train split, `val`/`real_test` ones to the test split.
+  we. `train`/`real_train` models go to the train split, `val`/`real_test` ones to the test split.
 - A generic folder of OBJ / PLY / STL / GLB files described by `meshes.yaml` (see `read_meshes_yaml`).
 
 `load_instance(entry)` reads one mesh with trimesh (any of those formats; scenes are flattened into one mesh,
 materials ignored), rotates it into the NOCS frame (y up, x front / mug handle), centres its tight bbox and
-scales
-it to a unit diagonal. Nothing assumes a closed surface: bounds, surface sampling and the checks below work on
-open or non-manifold meshes, and the renderer shades both sides of a triangle. `check_instance` measures what
-the
+scales it to a unit diagonal. Nothing assumes a closed surface: bounds, surface sampling and the checks below
+work on open or non-manifold meshes, and the renderer shades both sides of a triangle. `check_instance`
+measures what the
 frame should satisfy: bottle, bowl and can must be rotationally symmetric about y; a mug's handle must stick
-out
-along +x (the NOCS / ShapeNet v1 convention that shapes.py follows). Violations are warnings naming the file.
+out along +x (the NOCS / ShapeNet v1 convention that shapes.py follows). Violations are warnings naming the
+file.
 """
 
 from __future__ import annotations
@@ -113,8 +110,7 @@ def assign_splits(items: list[dict], shape_seed: int) -> list[dict]:
     A file's split depends only on its own name, so adding meshes never moves another mesh across splits, with
     one
     exception: a category with >= 2 meshes that all hash into one split gets the one nearest the cut moved
-    across,
-    so each split has at least one instance of it.
+    across, so each split has at least one instance of it.
     """
     for it in items:
         it["_u"] = name_hash(shape_seed, it["category"], it["model_id"])
@@ -168,14 +164,11 @@ def read_meshes_yaml(path: Path) -> list[dict]:
         - {file: cup.ply, category: mug, up: "+z", front: "+x", size_m: [0.12, 0.10, 0.09]}
 
     `file` is relative to the YAML file; `category` one of NOCS_CATEGORIES; `up` / `front` (default "+y" /
-    "+x")
-    are the mesh's own axes that become NOCS +y (up) and NOCS +x (front: a camera's lens, a laptop's user
-    side,
-    a mug's handle). `size_m` is the real tight-bbox extent along NOCS x, y, z after that rotation, in metres;
-    or
-    `scale`, metres per mesh unit (0.001 for a mesh in mm); with neither, the size is drawn from the
-    category's
-    `scene.scale_ranges`. Optional: `split` (train | test, overriding the hash) and `id` (default: file stem).
+    "+x") are the mesh's own axes that become NOCS +y (up) and NOCS +x (front: a camera's lens, a laptop's
+    user side, a mug's handle). `size_m` is the real tight-bbox extent along NOCS x, y, z after that rotation,
+    in metres; or `scale`, metres per mesh unit (0.001 for a mesh in mm); with neither, the size is drawn from
+    the category's `scene.scale_ranges`. Optional: `split` (train | test, overriding the hash) and `id`
+    (default: file stem).
     """
     try:
         data = yaml.safe_load(path.read_text())
@@ -325,10 +318,9 @@ def mug_handle(mesh: trimesh.Trimesh, n: int = 4000) -> tuple[str | None, np.nda
     """Direction of a canonical mug's handle ('+x', '-x', 'z' or None) and the (F,) mask of handle faces.
 
     The cup is a body of revolution about an axis parallel to y; the handle lies in the X-Y plane, so the
-    cup's
-    radius is half the z extent and its axis passes through the x of the surface points at the z extremes. The
-    handle is on the side where the bbox reaches farther from that axis; its faces are those beyond the cup's
-    radius at their height (measured on the other side).
+    cup's radius is half the z extent and its axis passes through the x of the surface points at the z
+    extremes. The handle is on the side where the bbox reaches farther from that axis; its faces are those
+    beyond the cup's radius at their height (measured on the other side).
     """
     lo, hi = mesh.bounds
     ex, ez = hi[0] - lo[0], hi[2] - lo[2]

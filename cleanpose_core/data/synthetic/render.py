@@ -7,8 +7,8 @@ part labels, NOCS coordinates, and the per-pixel incidence cosine and albedo tha
 
 Rays go through integer pixel coordinates (u, v) -- not pixel centres -- because the NOCS/DPDN readers
 back-project pixel (u, v) as x = (u - cx) z / fx; this way a rendered depth pixel back-projects exactly onto
-the surface point whose NOCS value is stored at that pixel. Ray directions have unit z in the camera frame,
-so the ray parameter `t_hit` is the depth z itself.
+the surface point whose NOCS value is stored at that pixel. Ray directions have unit z in the camera frame, so
+the ray parameter `t_hit` is the depth z itself.
 
 Why not a rasteriser/OpenGL: none is reliably available headless on CPU here (see TOOLCHAIN.md); Embree ray
 casting is 12-16 ms per 640x480 frame for this scene size and needs no GPU or display.
@@ -153,8 +153,7 @@ class SceneRenderer:
 
         `sensor` (rgb_sensor.make_rgb_sensor) turns the (H, W, 3) linear colour into the uint8 image instead
         of the sRGB encoding and additive noise here; it gets the same standard-normal draw from `rng` (or
-        None
-        when image_noise is 0) for its read noise, so `rng` advances as it does without it.
+        None when image_noise is 0) for its read noise, so `rng` advances as it does without it.
         """
         H, W = self.K.height, self.K.width
         C32 = np.asarray(C, dtype=np.float32)

@@ -2,12 +2,10 @@
 or both.
 
 `scene.shape_source` picks it: `procedural` (the default; the draws are exactly those of the procedural
-engine, so
-existing seeds give the same scenes), `meshes` (only the imported meshes of the split; categories without one
-are
-not drawn) or `mixed` (every category; an object of a category that has meshes in the split is an imported one
-with probability `scene.mesh_fraction`). Train and test never share an instance: procedural instances split by
-index parity, imported ones by their layout or a hash of their name (meshes.assign_splits).
+engine, so existing seeds give the same scenes), `meshes` (only the imported meshes of the split; categories
+without one are not drawn) or `mixed` (every category; an object of a category that has meshes in the split is
+an imported one with probability `scene.mesh_fraction`). Train and test never share an instance: procedural
+instances split by index parity, imported ones by their layout or a hash of their name (meshes.assign_splits).
 """
 
 from __future__ import annotations

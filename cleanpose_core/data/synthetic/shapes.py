@@ -1,8 +1,8 @@
 """Procedural shape families for the six NOCS categories, built with trimesh, in the NOCS canonical frame.
 
-Every instance is a triangle mesh in its category's canonical frame, exactly as NOCS defines it:
-the tight axis-aligned bounding box is centred at the origin and scaled to a unit diagonal
-(so every vertex lies in [-0.5, 0.5]^3 and the NOCS map value of a surface point is `p + 0.5`).
+Every instance is a triangle mesh in its category's canonical frame, exactly as NOCS defines it: the tight
+axis-aligned bounding box is centred at the origin and scaled to a unit diagonal (so every vertex lies in
+[-0.5, 0.5]^3 and the NOCS map value of a surface point is `p + 0.5`).
 
 Axis conventions. NOCS's CAMERA objects are ShapeNetCore v1 models, whose README states "the up direction is
 the +Y axis, and the front is the +X axis" with the X-Y plane the bilateral symmetry plane; the REAL275 scans
@@ -21,9 +21,8 @@ indices to train and odd ones to test: held-out instances never appear in traini
 
 Every mesh carries a per-face part label (`PART_*`), used for per-part materials and for the mug's
 handle-visibility flag. Differences from the official data: these are procedural shapes, not ShapeNet /
-scanned
-models, so textures are procedural and the per-category shape distribution is our own (documented ranges
-below).
+scanned models, so textures are procedural and the per-category shape distribution is our own (documented
+ranges below).
 """
 
 from __future__ import annotations

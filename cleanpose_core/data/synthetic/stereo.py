@@ -21,10 +21,10 @@ fattening); a fixed disparity noise becomes depth noise sigma_z = z^2 sigma_d / 
 matching window (handles, thin rods) take the background's disparity or fail the checks; dark surfaces return
 few photons and fail the uniqueness check.
 
-IR reflectance is the square root of the luminance of each part's base colour (a guess: most dyes reflect
-more in the near IR than in the visible, carbon-black plastics still little); the procedural patterns are left
-out, as printed inks mostly are in the near IR, and because evaluating them on two more images would double
-the cost.
+IR reflectance is the square root of the luminance of each part's base colour (a guess: most dyes reflect more
+in the near IR than in the visible, carbon-black plastics still little); the procedural patterns are left out,
+as printed inks mostly are in the near IR, and because evaluating them on two more images would double the
+cost.
 
 Known limits: SGBM's sub-pixel step pulls disparities towards whole pixels by up to ~0.15 px (pixel locking;
 measured on a slanted plane, 0.17 px RMS in all against the D400's ~0.08 px), so far slanted surfaces show

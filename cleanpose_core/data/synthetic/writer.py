@@ -6,8 +6,8 @@ Per image, under `OUT/<split>/scene_XXXX/NNNN`:
 - `_mask.png`   (H, W) uint8 grayscale, instance ids 1..n, 255 = background (readers take channel 2 of
   cv2.imread, which for a grayscale PNG is the same value);
 - `_coord.png`  (H, W, 3) uint8 NOCS map in the official encoding: the readers do `img[:, :, (2, 1, 0)] / 255`
-  and then `z = 1 - z`, and NOCS values there are `p_nocs + 0.5` in [0, 1]; so we store RGB = (x, y, 1 - z)
-  of `p_nocs + 0.5`, i.e. BGR on disk = (1 - z, y, x), background 0;
+  and then `z = 1 - z`, and NOCS values there are `p_nocs + 0.5` in [0, 1]; so we store RGB = (x, y, 1 - z) of
+  `p_nocs + 0.5`, i.e. BGR on disk = (1 - z, y, x), background 0;
 - `_meta.txt`   one line per visible instance: "inst_id class_id model_id" (REAL's 3-field form);
 - `_label.pkl`  DPDN keys: class_ids (1..6), instance_ids, model_list, bboxes [y1, x1, y2, x2] (y2/x2
   exclusive), scales (bbox diagonal, m), sizes (extents / diagonal), rotations (n, 3, 3), translations (n, 3)

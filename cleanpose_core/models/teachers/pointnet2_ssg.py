@@ -87,8 +87,8 @@ class SetAbstraction(nn.Module):
 
     def forward(self, xyz: torch.Tensor, features: torch.Tensor | None,
                 start_idx: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """xyz (B, N, 3), features (B, C, N) or None -> centres (B, S, 3) (None for group-all), (B, C', S)
-        (S = 1 for group-all)."""
+        """xyz (B, N, 3), features (B, C, N) or None -> centres (B, S, 3) (None for group-all), (B, C', S) (S
+        = 1 for group-all)."""
         if self.npoint is None:  # group all: absolute xyz (not centred) then the features, one group
             parts = [xyz.transpose(1, 2)] + ([features] if features is not None else [])
             x, new_xyz = torch.cat(parts, dim=1).unsqueeze(2), None  # (B, C, 1 group, N points)
@@ -155,8 +155,7 @@ def ulip2_pointnet2_ssg_state_dict(ckpt_state_dict: dict[str, torch.Tensor]) -> 
 def load_teacher_weights(model: PointNet2SSG, path: str | Path) -> PointNet2SSG:
     """Load `path` into `model` (strict) and freeze it. Accepts the official ULIP-2 checkpoint
     (`pretrained_models_ckpt_zero-sho_classification_checkpoint_pointnet2_ssg.pt`), a `cleanpose teacher`
-    file,
-    or a bare state dict of this encoder. Errors name the file and the expected keys."""
+    file, or a bare state dict of this encoder. Errors name the file and the expected keys."""
     return load_point_encoder_file(model, path, "PointNet++ SSG teacher", ARCH)
 
 

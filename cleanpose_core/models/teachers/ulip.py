@@ -1,9 +1,8 @@
 """The ULIP-2 checkpoint layout, shared by the PointBERT and PointNet++ SSG teacher loaders.
 
 Official code: ULIP `main.py` saves `{"epoch", "state_dict", ...}` from a DistributedDataParallel model, so
-every
-key starts with `module.`; the `ULIP_WITH_IMAGE` wrapper holds `point_encoder.*` (the 3D backbone), `visual.*`
-(SLIP ViT-B/16), the CLIP text tower (`transformer.*`, `token_embedding.*`, `positional_embedding`,
+every key starts with `module.`; the `ULIP_WITH_IMAGE` wrapper holds `point_encoder.*` (the 3D backbone),
+`visual.*` (SLIP ViT-B/16), the CLIP text tower (`transformer.*`, `token_embedding.*`, `positional_embedding`,
 `ln_final.*`), `image_projection`, `text_projection`, `pc_projection` and `logit_scale`. CleanPose loads the
 whole wrapper and runs only `point_encoder` ([CP load_ulip_model.py], architecture-facts §6); we keep only the
 `point_encoder.*` subset, whose names our teacher modules reproduce one to one.
@@ -32,8 +31,7 @@ def ulip2_point_encoder_state_dict(ckpt_state_dict: Mapping[str, torch.Tensor]) 
     """The point-encoder subset of a ULIP-2 state dict, in our key layout.
 
     Strips DDP's `module.` prefix, keeps the `point_encoder.*` keys (dropping the image and text towers and
-    the
-    projections) and removes that prefix. The names below it are the same in our modules, so nothing is
+    the projections) and removes that prefix. The names below it are the same in our modules, so nothing is
     renamed.
     Returns an empty dict when the state dict has no point encoder.
     """
