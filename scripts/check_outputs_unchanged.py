@@ -44,9 +44,10 @@ sys.path.insert(0, str(REPO))
 
 SYNTH = ["--scenes", "6", "--split", "test", "--seed", "99"]
 # Every variant re-seeds the confounder-queue sampler for every image (`per_frame`), as the Estimator did
-# before the `stream` default: outputs then compare with references recorded before it, and no image depends
-# on the others.
-PER_FRAME = ["--queue-sampling", "per_frame"]
+# before the `stream` default, and runs the eager float32 reference runtime (the `auto` default picks bf16
+# on CPUs that have it): outputs then compare with references recorded before either existed, and no image
+# depends on the others.
+PER_FRAME = ["--queue-sampling", "per_frame", "--runtime", "eager"]
 CLI_VARIANTS: dict[str, list[str]] = {
     "maskrcnn": ["--masks", "model", *PER_FRAME],
     "maskrcnn_no_rescore": ["--masks", "model", "--category-weight", "0", *PER_FRAME],
@@ -127,7 +128,8 @@ def run_variants(root: Path, out: Path) -> None:
 
     for name, (config, changes) in RETUNED_VARIANTS.items():
         print(f"[check] {name}: built with {config}, retuned to {changes}", flush=True)
-        estimator = Estimator(EstimatorConfig(device="cpu", queue_sampling="per_frame", **config))
+        reference = dict(device="cpu", queue_sampling="per_frame", runtime="eager")
+        estimator = Estimator(EstimatorConfig(**reference, **config))
         estimator.retune(**changes)
         predict(root, "test", out / name, estimator, "model", Intrinsics(*REAL275_INTRINSICS), progress=False)
 
