@@ -51,9 +51,9 @@ from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC_IDS
 from cleanpose_core.geometry.camera import CAMERA25_INTRINSICS, REAL275_INTRINSICS, Intrinsics
 
 from .augment import ColorAugmentConfig
-from .depth_completion import fill_missing
+from .depth_completion import fill_missing, fill_missing_in_columns
 from .files import SampleError, read_color_rgb, read_depth_m, read_instance_mask, read_pickle
-from .instance import prepare_instance
+from .instance import get_bbox, prepare_instance
 from .samples import SkipCounter, TestImage, build_training_sample, check_label, stack_instances
 from .sampling import EpochDrawDataset, sample_rng
 
@@ -199,12 +199,18 @@ class NOCSTrainDataset(EpochDrawDataset):
         cfg, prefix = self.cfg, self.layout.image_base / self.img_list[image]
         gts = check_label(read_pickle(f"{prefix}_label.pkl"), LABEL_SHAPES, f"{prefix}_label.pkl")
         depth = read_depth_m(self.layout.depth_path(prefix))
-        if cfg.fill_depth:
-            depth = fill_missing(depth)
         mask = read_instance_mask(f"{prefix}_mask.png")
         rgb = read_color_rgb(f"{prefix}_color.png")
 
         idx = int(rng.integers(len(gts["instance_ids"])))
+        if cfg.fill_depth:
+            # The sample reads depth only inside its crop window: filling those columns gives the same values
+            # as the whole-frame completion for a quarter of its cost (issue 18, training throughput).
+            try:
+                window = get_bbox(np.asarray(gts["bboxes"][idx]).reshape(4), *depth.shape)
+                depth = fill_missing_in_columns(depth, window.cmin, window.cmax)
+            except (TypeError, ValueError):  # a malformed box: prepare_instance names it
+                depth = fill_missing(depth)
         cat_id = int(gts["class_ids"][idx]) - 1
         if not 0 <= cat_id < NUM_NOCS_CATEGORIES:
             raise SampleError(

@@ -252,3 +252,30 @@ def test_nocs_test_dataset_survives_unreadable_pickles_and_images(tmp_path):
     broken = next(it for it in items if it.source.endswith("results_x_missing_image.pkl"))
     assert "gt_RTs" in broken.result  # the ground truth still reaches the evaluation
     assert ds.skipped.as_dict() == {"unreadable file": 1, "missing file": 1}
+
+
+def test_training_depth_completion_of_the_crop_columns_equals_the_whole_frame_one(real_root, monkeypatch):
+    """The reader fills only its sample's crop-window columns (training throughput): every sample tensor must
+    equal the one built from the whole-frame completion of a depth map with holes."""
+    import cleanpose_core.data.nocs as nocs
+
+    read = nocs.read_depth_m
+
+    def holed(path):  # knock out every 3rd pixel of every 2nd row: holes everywhere, inside masks too
+        depth = read(path).copy()
+        depth[::2, ::3] = 0.0
+        return depth
+
+    monkeypatch.setattr(nocs, "read_depth_m", holed)
+    ds = _train(real_root, source="real", point_noise=False, num_img_per_epoch=6, sample_num=256)
+    banded = [ds[i] for i in range(6)]
+    monkeypatch.setattr(nocs, "fill_missing_in_columns", lambda depth, c0, c1: nocs.fill_missing(depth))
+    whole = [ds[i] for i in range(6)]
+    for a, b in zip(banded, whole):
+        assert set(a) == set(b)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # The holes were filled: with completion off the same samples differ (fewer, different valid pixels).
+    raw = _train(real_root, source="real", point_noise=False, num_img_per_epoch=6, sample_num=256,
+                 fill_depth=False)
+    assert any(not torch.equal(raw[i]["pts"], banded[i]["pts"]) for i in range(6))
