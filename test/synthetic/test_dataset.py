@@ -228,6 +228,26 @@ def test_train_and_test_instances_are_disjoint(clean_test_split, noisy_train_spl
         assert not set(pickle.load(f)) & set(pickle.load(g))
 
 
+def test_a_val_split_draws_from_its_own_pool_and_is_readable_like_a_test_split(tmp_path, small_config,
+                                                                              clean_test_split,
+                                                                              noisy_train_split):
+    cfg = small_config(noise=False)
+    cfg.scene.val_pool_size = 4
+    generate_split(tmp_path, "val", 2, seed=5, cfg=cfg, progress=False)
+    with open(tmp_path / "obj_models" / "val.pkl", "rb") as f:
+        val_models = set(pickle.load(f))
+    # pool_size 12: instances 12..15 of every category, none of train's (even) or test's (odd) below 12
+    assert val_models == {f"{c}_{i:04d}" for c in NOCS_CATEGORIES for i in range(12, 16)}
+    for root, split in ((noisy_train_split, "train"), (clean_test_split, "test")):
+        with open(root / "obj_models" / f"{split}.pkl", "rb") as f:
+            assert not set(pickle.load(f)) & val_models
+    # Like a test split it has segmentation-result pickles, which `cleanpose predict --split val` reads.
+    assert sorted((tmp_path / "segmentation_results" / "val").glob("results_*.pkl"))
+    with pytest.raises(ConfigError, match="train and test only"):
+        cfg.scene.shape_source, cfg.scene.meshes = "meshes", str(tmp_path)
+        generate_split(tmp_path / "meshes", "val", 1, seed=5, cfg=cfg, progress=False)
+
+
 def test_resume_skips_complete_scenes_and_redoes_incomplete_ones(tmp_path, small_config):
     cfg = small_config()
     cfg.scene.pool_size = 4

@@ -93,11 +93,13 @@ def test_instances_are_deterministic_and_varied(category):
     assert not np.allclose(other_seed.extents, a.extents)
 
 
-def test_train_and_test_instance_indices_are_disjoint_and_cover_the_pool():
-    train, test = set(instance_indices("train", 60)), set(instance_indices("test", 60))
-    assert not train & test and train | test == set(range(60))
-    with pytest.raises(ValueError, match="split"):
-        instance_indices("val", 10)
+def test_train_val_and_test_instance_indices_are_disjoint_and_train_test_as_before_val_existed():
+    train, test = set(instance_indices("train", 60, 30)), set(instance_indices("test", 60, 30))
+    val = set(instance_indices("val", 60, 30))
+    assert train == set(range(0, 60, 2)) and test == set(range(1, 60, 2))  # unchanged by the val pool
+    assert val == set(range(60, 90)) and not val & (train | test)
+    with pytest.raises(ValueError, match="split must be one of"):
+        instance_indices("validation", 60, 30)
 
 
 def test_unknown_category_is_a_clear_error():

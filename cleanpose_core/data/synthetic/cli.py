@@ -13,6 +13,7 @@ from cleanpose_core.config import ConfigError, load_yaml
 DEPTH_MODEL_CHOICES = ("ideal", "noisy", "stereo")
 CAMERA_CHOICES = ("real275", "d435", "d415", "azure_720p")
 SHAPE_SOURCE_CHOICES = ("procedural", "meshes", "mixed")
+SPLITS = ("train", "val", "test")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output root (the DPDN 'data/real'-like folder)")
     p.add_argument("--scenes", type=int, required=True, help="number of scenes to render")
     p.add_argument(
-        "--split", choices=("train", "test"), required=True, help="split; they hold disjoint instances"
+        "--split", choices=SPLITS, required=True,
+        help="split; they hold disjoint instances (val: a validation pool for tuning, test: final tables)"
     )
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")

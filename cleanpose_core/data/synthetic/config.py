@@ -125,6 +125,7 @@ class SceneConfig:
     min_gap: float = 0.005
     scale_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_SCALE_RANGES))
     pool_size: int = 60  # shape instances per category; even indices are train, odd are test
+    val_pool_size: int = 30  # validation instances per category, the indices after pool_size (split val)
     shape_seed: int = 0  # seed of the instance pool: keep it fixed so model ids mean the same mesh everywhere
     biased: bool = False  # confounder study: in the train split, body colour is tied to the category
     bias_strength: float = 0.9  # probability that a train object gets its category's colour when biased
@@ -154,6 +155,8 @@ class SceneConfig:
         for cat, (lo, hi) in self.scale_ranges.items():
             if not 0 < lo <= hi:
                 raise ValueError(f"scale_ranges.{cat} must satisfy 0 < lo <= hi, got {(lo, hi)}")
+        if self.val_pool_size < 1:
+            raise ValueError(f"val_pool_size must be >= 1, got {self.val_pool_size}")
         if self.pool_size < 2:
             raise ValueError(
                 f"pool_size must be >= 2 (one train and one test instance), got {self.pool_size}"

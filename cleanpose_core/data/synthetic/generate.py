@@ -48,7 +48,7 @@ from cleanpose_core.geometry.camera import Intrinsics
 
 log = logging.getLogger(__name__)
 
-SPLIT_CODES = {"train": 0, "test": 1}
+SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 
 
 @dataclass
@@ -181,10 +181,11 @@ def write_object_models(out_dir: Path, split: str, cfg: SynthConfig) -> Path:
 
 def generate_split(out_dir: str | Path, split: str, n_scenes: int, seed: int, cfg: SynthConfig | None = None,
                    workers: int = 1, progress: bool = True, contact_sheet_rows: int = 6) -> SplitSummary:
-    """Render `n_scenes` scenes of `split` ('train' | 'test') into `out_dir`, resuming completed scenes."""
+    """Render `n_scenes` scenes of `split` ('train' | 'val' | 'test') into `out_dir`, resuming completed
+    scenes."""
     cfg = cfg or SynthConfig()
     if split not in SPLIT_CODES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"split must be one of {list(SPLIT_CODES)}, got {split!r}")
     if n_scenes < 1:
         raise ValueError(f"the number of scenes must be >= 1, got {n_scenes}")
     if workers < 1:

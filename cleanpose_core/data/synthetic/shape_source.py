@@ -40,11 +40,14 @@ class ShapeSource:
     def __init__(self, split: str, scene_cfg) -> None:
         self.cfg = scene_cfg
         self.source = scene_cfg.shape_source
-        self.pool = instance_indices(split, scene_cfg.pool_size)
+        self.pool = instance_indices(split, scene_cfg.pool_size, scene_cfg.val_pool_size)
         self.meshes: dict[str, list[MeshEntry]] = {}
         if self.source == "procedural":
             self.categories = list(NOCS_CATEGORIES)
             return
+        if split == "val":
+            raise ConfigError("imported meshes are split into train and test only: render the validation "
+                              "split from the procedural shapes (--shape-source procedural)")
         catalogue = read_catalogue(str(scene_cfg.meshes), scene_cfg.shape_seed)
         for c in NOCS_CATEGORIES:
             entries = [e for e in catalogue if e.category == c and e.split == split]

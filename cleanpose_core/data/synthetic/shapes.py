@@ -17,7 +17,9 @@ handle direction"). We follow that frame for every category:
 
 Instances are identified as "<category>_<index:04d>" and are a pure function of (shape_seed, category, index),
 so the same id always names the same mesh, whatever the generation seed. `split_of_instance` assigns even
-indices to train and odd ones to test: held-out instances never appear in training.
+indices below `pool_size` to train and odd ones to test; the `val_pool_size` indices after `pool_size` form
+the validation pool, which neither train nor test contains (issue 18: choices are tuned on it, test splits
+only read for final tables). Held-out instances never appear in training.
 
 Every mesh carries a per-face part label (`PART_*`), used for per-part materials and for the mug's
 handle-visibility flag. Differences from the official data: these are procedural shapes, not ShapeNet /
@@ -70,16 +72,24 @@ class ShapeInstance:
     extents: np.ndarray
 
 
-def split_of_instance(index: int) -> str:
-    """'train' for even instance indices, 'test' for odd ones: the two splits never share a shape."""
+SPLITS = ("train", "val", "test")
+
+
+def split_of_instance(index: int, pool_size: int) -> str:
+    """Below `pool_size`: 'train' for even indices, 'test' for odd ones; from `pool_size` on: 'val'. No two
+    splits share a shape, and adding the validation pool left the train and test pools as they were."""
+    if index >= pool_size:
+        return "val"
     return "train" if index % 2 == 0 else "test"
 
 
-def instance_indices(split: str, pool_size: int) -> list[int]:
-    """Indices 0..pool_size-1 that belong to `split` ('train' or 'test')."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return [i for i in range(pool_size) if split_of_instance(i) == split]
+def instance_indices(split: str, pool_size: int, val_pool_size: int = 0) -> list[int]:
+    """The instance indices of `split` ('train', 'val' or 'test'); the validation pool holds the
+    `val_pool_size` indices after `pool_size`."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    every = range(pool_size + val_pool_size)
+    return [i for i in every if split_of_instance(i, pool_size) == split]
 
 
 def model_id_of(category: str, index: int) -> str:

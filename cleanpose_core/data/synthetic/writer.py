@@ -159,7 +159,7 @@ def write_frame(out_dir: Path, split: str, scene_name: str, frame_index: int, sc
     (scene_dir / f"{stem}_meta.txt").write_text("".join(line + "\n" for line in meta))
     atomic_write_bytes(scene_dir / f"{stem}_label.pkl", pickle.dumps(label, protocol=PICKLE_PROTOCOL))
     prefix = f"{split}/{scene_name}/{stem}"
-    if split == "test" and label["class_ids"]:
+    if split != "train" and label["class_ids"]:  # val and test: what `cleanpose predict` reads
         seg_dir = out_dir / "segmentation_results" / split
         seg_dir.mkdir(parents=True, exist_ok=True)
         result = segmentation_result(label, mask, "data/" + prefix)
