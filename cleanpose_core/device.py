@@ -40,3 +40,11 @@ def resolve_device(name: str | torch.device, *, fallback_to_cpu: bool = False) -
         log.warning("device %s requested but CUDA is not available: using the CPU", name)
         return torch.device("cpu")
     return device
+
+
+def bf16_supported() -> bool:
+    """The CPU computes bfloat16 natively (oneDNN: AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

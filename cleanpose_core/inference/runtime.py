@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from cleanpose_core.config import ConfigError
+from cleanpose_core.device import bf16_supported
 from cleanpose_core.io.artefacts import WeightsError
 from cleanpose_core.io.onnx_artefacts import (
     check_onnx_metadata,
@@ -60,14 +61,6 @@ def onnx_runtime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def bf16_supported() -> bool:
-    """The CPU computes bfloat16 natively (oneDNN: AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_runtime(runtime: str, device: torch.device, exports_present: bool = False) -> str:

@@ -85,6 +85,9 @@ class TrainConfig:
     amp: bool = False  # float16 autocast + GradScaler on CUDA; official: off
     deterministic: bool = True  # torch.use_deterministic_algorithms: needed for bit-exact resume on CUDA
     threads: int = 0  # torch CPU threads per process; 0 keeps torch's default
+    # The frozen KD teacher's forward: bf16 autocast (its output is a distillation target weighted 0.01),
+    # float32, or auto = bf16 on CPUs that compute it natively (AMX / AVX512-BF16), else float32.
+    teacher_precision: Literal["auto", "float32", "bf16"] = "auto"
     # Confounder-queue initialisation: a tensor file from `cleanpose queue-init` (cat_num, N_q, C).
     # Required when the model has the causal module with `causal.queue.init: teacher` (the official
     # recipe); must be None with `init: random` (the model's own seeded N(0, random_std^2) entries).
