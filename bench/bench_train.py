@@ -1,15 +1,15 @@
 """Training throughput of the lite recipe against an earlier revision, in one run (issue 18 item 5).
 
-    python bench/bench_train.py [--baseline-rev REV] [--iterations 300] [--chunk 50] [--threads 1 2]
+    python bench/bench_train.py [--baseline-rev REV] [--iterations 300] [--chunk 100]
 
-Both revisions train `config/train/synthetic_lite.yaml` (its data root pointed at a small rendered set,
-`--data`, rendered here when missing) from scratch with the same seed. They run interleaved: every run
-advances `--chunk` iterations in turn (`cleanpose train --resume auto`, exact resume), so a slow spell of this
-shared machine hits all of them alike, and each chunk's time is the training loop's own (`trained to
-iteration N in S s`, model and data set-up excluded). The baseline runs from a git worktree of `REV`
-(default: the commit before the throughput work). A second baseline run with another seed measures the seed
-noise of the loss curve, which the current code's curve must stay within. `--threads` lists the torch thread
-counts to time for the current code (the recipe's own setting is 1); the baseline runs with the recipe's.
+Each revision trains its own `config/train/synthetic_lite.yaml` (the recipe as that revision ships it, with
+only the data root pointed at a small rendered set, `--data`, rendered here when missing) from scratch with
+the same seed. The runs are interleaved: every run advances `--chunk` iterations in turn (`cleanpose train
+--resume auto`, exact resume), so a slow spell of this shared machine hits all of them alike, and each chunk's
+time is the training loop's own (`trained to iteration N in S s`, model and data set-up excluded; the first
+iterations after each start included). The baseline runs from a git worktree of `REV` (default: the commit
+before the throughput work). A second baseline run with another seed measures the seed noise of the loss
+curve, which the current code's curve must stay within.
 
 Writes bench/results/train_throughput.json: seconds per iteration and iterations per hour of every run, the
 ratio to the baseline, the loss curves (TensorBoard `loss/loss_all`, every 10 iterations), the load average
@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "config/train/synthetic_lite.yaml"
+CONFIG = "config/train/synthetic_lite.yaml"  # the recipe, as each revision has it
 BASELINE_REV = "8e3a673"  # main before the training-throughput changes
 DONE = re.compile(r"trained to iteration (\d+) in ([0-9.]+) s")
 
@@ -54,10 +54,10 @@ def worktree(rev: str, where: Path) -> Path:
     return where
 
 
-def write_config(out: Path, data: Path, seed: int, threads: int) -> Path:
-    cfg = yaml.safe_load(CONFIG.read_text())
+def write_config(code: Path, out: Path, data: Path, seed: int) -> Path:
+    cfg = yaml.safe_load((code / CONFIG).read_text())
     cfg["sources"][0]["dataset"]["root"] = str(data.resolve())
-    cfg.update(seed=seed, threads=threads, checkpoint_every=10_000, log_every=10)
+    cfg.update(seed=seed, checkpoint_every=10_000, log_every=10)
     path = out / "config.yaml"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -97,8 +97,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline-rev", default=BASELINE_REV)
     p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--chunk", type=int, default=50)
-    p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads of the current code")
+    p.add_argument("--chunk", type=int, default=100)
     p.add_argument("--data", type=Path, default=REPO / "data/bench_train")
     p.add_argument("--work", type=Path, default=Path("/tmp/cleanpose_bench_train"))
     p.add_argument("--out", type=Path, default=REPO / "bench/results/train_throughput.json")
@@ -106,16 +105,12 @@ def main() -> int:
 
     render(args.data)
     base_code = worktree(args.baseline_rev, args.work / "baseline_code")
-    runs = {  # name -> (code, config, run dir)
-        "baseline": (base_code, 1, 1),
-        "baseline_seed2": (base_code, 2, 1),
-        **{f"current_threads{t}": (REPO, 1, t) for t in args.threads},
-    }
-    plan = {}
-    for name, (code, seed, threads) in runs.items():
+    runs = {"baseline": (base_code, 1), "baseline_seed2": (base_code, 2), "current": (REPO, 1)}
+    plan = {}  # name -> (code, config, run dir)
+    for name, (code, seed) in runs.items():
         run = args.work / "runs" / name
         subprocess.run(["rm", "-rf", str(run)], check=True)
-        plan[name] = (code, write_config(run.with_name(name + "_cfg"), args.data, seed, threads), run)
+        plan[name] = (code, write_config(code, run.with_name(name + "_cfg"), args.data, seed), run)
     load_before = os.getloadavg()
     seconds = {name: 0.0 for name in plan}
     for target in range(args.chunk, args.iterations + 1, args.chunk):
@@ -139,8 +134,8 @@ def main() -> int:
             "loss_all": curves[name],
         }
     report = {
-        "what": "lite recipe training from scratch (config/train/synthetic_lite.yaml: batch 16, 1 loader "
-                "worker)",
+        "what": "lite recipe training from scratch, each revision with its own "
+                "config/train/synthetic_lite.yaml (batch 16)",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "iterations": args.iterations,
         "chunk": args.chunk,
@@ -151,6 +146,7 @@ def main() -> int:
         "load_average_before": load_before,
         "load_average_after": load_after,
         "cpu_count": os.cpu_count(),
+        "recipes": {name: yaml.safe_load(config.read_text()) for name, (_, config, _) in plan.items()},
         "runs": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -185,8 +185,6 @@ class CleanPose(nn.Module):
             self.kd_head = ResidualKDHead(c1, 2 * cfg.kd.teacher.trans_dim, cfg.kd.mu)
             if teacher:
                 self.teacher = build_teacher(cfg.kd, load_weights)
-        # Autocast dtype of the frozen teacher's forward (the trainer's `teacher_precision`); None = float32.
-        self.teacher_autocast: torch.dtype | None = None
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -250,9 +248,7 @@ class CleanPose(nn.Module):
         if self.teacher is None:
             raise RuntimeError("KD is on but the model was built without a teacher and the batch has no "
                                f"'{TEACHER_FEAT_KEY}'; build with teacher=True or supply cached features")
-        dtype = self.teacher_autocast
-        with torch.autocast(pts.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return self.teacher(pts).float()
+        return self.teacher(pts)
 
     # -- forward -------------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ import yaml
 from torch import nn
 
 from ..config import ConfigError, to_dict
-from ..device import bf16_supported, resolve_device
+from ..device import resolve_device
 from ..io import (MODEL_FORMAT, CheckpointError, capture_rng_state, load_checkpoint,
                   load_trainable_state_dict, restore_rng_state, save_artefact, save_checkpoint,
                   trainable_state_dict)
@@ -52,6 +52,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, cleanup, init_distributed, is_main_process, reduce_mean
 from .engine import TOTAL_KEY, end_of_epoch, train_one_step
 from .loader import SourceStream
+from .mixed_precision import bf16_autocast, use_bf16
 from .schedules import build_scheduler
 
 __all__ = ["Components", "TrainResult", "train", "seed_everything", "CHECKPOINT_NAME", "FINAL_NAME"]
@@ -82,17 +83,6 @@ def _gather_rng(info: DistInfo, generators: dict[str, torch.Generator]) -> list[
     states: list[Any] = [None] * info.world_size
     dist.all_gather_object(states, state)
     return states
-
-
-def teacher_autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """The KD teacher's autocast dtype for `TrainConfig.teacher_precision` on `device` (None = float32).
-    `auto` takes bf16 only on a CPU that computes it natively: there the teacher's forward, a fifth of an
-    iteration of the lite recipe, costs half (bench/bench_train.py); emulated bf16 would be slower."""
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cpu" and bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def _write_resolved_config(out_dir: Path, cfg: TrainConfig, model_config: dict[str, Any]) -> None:
@@ -151,8 +141,7 @@ def train(
         seed_everything(cfg.seed)  # identical initial weights on every rank
         comp = build_components(cfg, device)
         model = comp.model.to(device)
-        if getattr(model, "teacher", None) is not None:
-            model.teacher_autocast = teacher_autocast(cfg.teacher_precision, device)
+        bf16_autocast(model, cfg.bf16_modules if use_bf16(cfg.bf16, device) else [])
 
         streams = []
         for source in cfg.sources:

@@ -279,3 +279,32 @@ def test_training_depth_completion_of_the_crop_columns_equals_the_whole_frame_on
     raw = _train(real_root, source="real", point_noise=False, num_img_per_epoch=6, sample_num=256,
                  fill_depth=False)
     assert any(not torch.equal(raw[i]["pts"], banded[i]["pts"]) for i in range(6))
+
+
+def test_cached_frames_give_the_samples_of_reading_every_time(real_root, monkeypatch):
+    import cleanpose_core.data.nocs as nocs
+
+    read, reads = nocs.read_depth_m, []
+
+    def holed(path):  # holes inside the masks too, so the completion matters
+        reads.append(path)
+        depth = read(path).copy()
+        depth[::2, ::3] = 0.0
+        return depth
+
+    monkeypatch.setattr(nocs, "read_depth_m", holed)
+    options = dict(source="real", point_noise=False, num_img_per_epoch=8, sample_num=256)
+    plain, cached = _train(real_root, **options), _train(real_root, **options, cache_frames=True)
+    expected = []
+    for epoch in range(2):
+        plain.reset(epoch, 3)
+        expected += [plain[i] for i in range(8)]
+    reads.clear()
+    got = []
+    for epoch in range(2):  # the second epoch draws the same images again: from the cache
+        cached.reset(epoch, 3)
+        got += [cached[i] for i in range(8)]
+    for a, b in zip(expected, got):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert len(reads) == len(cached._frames) < len(got)  # each frame decoded once
