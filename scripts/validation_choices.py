@@ -13,8 +13,8 @@ eager reference runtime:
   the default weight for thresholds 0.2 .. 0.7; a detection is correct when its 2D box overlaps an unmatched
   ground-truth box of its category with IoU >= 0.5 (greedy in score order).
 
-Writes docs/results/validation_choices_s<SEED>.json (every `cleanpose eval --json` file keeps its provenance
-under results/validation_s<SEED>/) and prints the tables.
+Writes docs/results/validation_choices_s<SEED>.json, with the provenance of every `cleanpose eval --json` file
+it read (kept under results/validation_s<SEED>/), and prints the tables.
 """
 
 from __future__ import annotations
@@ -92,13 +92,14 @@ def main() -> int:
     common = ["--data", str(data), "--split", "val", "--weights", args.weights, "--runtime", "eager"]
     runs = {**{name: ["--masks", "gt", *opts] for name, opts in GT_RUNS.items()},
             **{f"category_weight_{w}": ["--masks", "model", "--category-weight", str(w)] for w in WEIGHTS}}
-    overall = {}
+    overall, provenance = {}, {}
     for name, opts in runs.items():
         if not (out / f"{name}.json").is_file():
             cleanpose("predict", *common, "--out", str(out / name), *opts)
             cleanpose("eval", "--results", str(out / name), "--json", str(out / f"{name}.json"))
-        scores = json.loads((out / f"{name}.json").read_text())["overall"]
-        overall[name] = {k: round(scores[k], 2) for k in METRICS}
+        evaluation = json.loads((out / f"{name}.json").read_text())
+        overall[name] = {k: round(evaluation["overall"][k], 2) for k in METRICS}
+        provenance[name] = evaluation.get("provenance")
     thresholds = {str(t): precision_recall(out / "category_weight_0.5", t) for t in THRESHOLDS}
 
     report = {
@@ -113,6 +114,7 @@ def main() -> int:
             "rule": "full pipeline, category_weight 0.5; correct = 2D box IoU >= 0.5 with an unmatched "
                     "ground-truth box of the same category, greedy in score order",
             **thresholds},
+        "provenance": provenance,  # per run: what `cleanpose eval --json` recorded (model sha256, split, ...)
     }
     dest = REPO / f"docs/results/validation_choices_s{args.seed}.json"
     dest.write_text(json.dumps(report, indent=1))
