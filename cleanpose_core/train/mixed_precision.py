@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ConfigError
 from ..device import bf16_supported
 
 __all__ = ["bf16_autocast", "use_bf16"]
@@ -36,18 +35,15 @@ def _to_float32(value):
 
 
 def bf16_autocast(model: nn.Module, names: list[str]) -> list[str]:
-    """Run the forward of `model.<name>` for every name in `names` under bf16 autocast (modules the model
-    does not have, e.g. a teacher when KD is off, are skipped). Returns the names it applied to; ConfigError
-    for a name that is not a top-level module of this network class at all."""
+    """Run the forward of `model.<name>` for every name in `names` under bf16 autocast. Names the model has
+    no module for are skipped (a teacher when KD is off, another network built by `build_components`): the
+    trainer logs the names applied, which this returns."""
     children = dict(model.named_children())
     applied = []
     for name in names:
-        if name not in children:
-            if not hasattr(model, name):
-                raise ConfigError(f"bf16_modules: {name!r} is not a module of {type(model).__name__} "
-                                  f"(top-level modules: {sorted(children)})")
-            continue  # declared but absent in this configuration (None)
-        module = children[name]
+        module = children.get(name)
+        if module is None:
+            continue
         contexts: list[torch.autocast] = []
 
         def enter(_module, _args, contexts=contexts, device=next(module.parameters()).device.type):

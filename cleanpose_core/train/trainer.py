@@ -141,7 +141,9 @@ def train(
         seed_everything(cfg.seed)  # identical initial weights on every rank
         comp = build_components(cfg, device)
         model = comp.model.to(device)
-        bf16_autocast(model, cfg.bf16_modules if use_bf16(cfg.bf16, device) else [])
+        in_bf16 = bf16_autocast(model, cfg.bf16_modules if use_bf16(cfg.bf16, device) else [])
+        if main and in_bf16:
+            print(f"[train] bf16 autocast: {', '.join(in_bf16)}", flush=True)
 
         streams = []
         for source in cfg.sources:
