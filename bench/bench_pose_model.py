@@ -101,14 +101,7 @@ def interleaved_baseline(path: Path, n_points: int, repeats: int) -> dict:
 
 
 def time_config(path: Path, n_points: int, repeats: int) -> dict[str, float]:
-    data = yaml.safe_load(path.read_text())
-    data["kd"]["teacher_weights"] = None
-    if data["image"].get("weights"):
-        data["image"]["weights"] = None  # random frozen backbone: same cost
-    cfg = from_dict(CleanPoseConfig, data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(cfg, teacher=False, load_weights=False).eval()
+    model, cfg = random_model(path)
     g = torch.Generator().manual_seed(0)
     out = {}
     for b in (1, 3, 6):

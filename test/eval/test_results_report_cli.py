@@ -13,6 +13,7 @@ from cleanpose_core.eval.metrics import NOCS, evaluate
 from cleanpose_core.eval.plots import plot_ap_curves
 from cleanpose_core.eval.report import METRIC_KEYS, build_report
 from cleanpose_core.eval.results import (
+    REQUIRED_KEYS,
     ResultFileError,
     find_result_files,
     load_result_file,
@@ -83,18 +84,7 @@ def test_missing_handle_visibility_defaults_to_visible_and_empty_images_load():
     d = _good()
     d.pop("gt_handle_visibility")
     assert np.all(validate_result(d, 6).gt_handle_visibility == 1)
-    empty = {
-        k: []
-        for k in (
-            "gt_class_ids",
-            "gt_RTs",
-            "gt_scales",
-            "pred_class_ids",
-            "pred_RTs",
-            "pred_scales",
-            "pred_scores",
-        )
-    }
+    empty = {k: [] for k in REQUIRED_KEYS}
     r = validate_result(empty, 6, "empty.pkl")
     assert r.gt_RTs.shape == (0, 4, 4) and r.pred_scales.shape == (0, 3)
 

@@ -57,17 +57,14 @@ def test_depth_is_converted_once_to_metres_with_the_invalid_and_out_of_range_pix
     assert np.isnan(metres[0, 0])  # the caller's array is left as it was
 
 
+def _box_fit(mean_sizes_file, **settings) -> Estimator:
+    return Estimator(EstimatorConfig(pose_backend="box_fit", mean_sizes=str(mean_sizes_file),
+                                     segmenter="external", device="cpu", strict=True, **settings))
+
+
 @pytest.fixture(scope="module")
 def box_fit(mean_sizes_file):
-    return Estimator(
-        EstimatorConfig(
-            pose_backend="box_fit",
-            mean_sizes=str(mean_sizes_file),
-            segmenter="external",
-            device="cpu",
-            strict=True,
-        )
-    )
+    return _box_fit(mean_sizes_file)
 
 
 def test_raw_millimetres_with_a_depth_range_give_what_gated_metres_give(box_fit, synthetic_frame):
@@ -103,16 +100,7 @@ def test_a_rejected_frame_says_why_with_a_kind_for_counting(box_fit, synthetic_f
 
 def test_kept_objects_carry_their_measured_points(mean_sizes_file, synthetic_frame):
     f = synthetic_frame
-    est = Estimator(
-        EstimatorConfig(
-            pose_backend="box_fit",
-            mean_sizes=str(mean_sizes_file),
-            segmenter="external",
-            device="cpu",
-            keep_masks=True,
-            strict=True,
-        )
-    )
+    est = _box_fit(mean_sizes_file, keep_masks=True)
     depth = f["depth"].copy()
     depth[::7] = 0.0  # holes the Estimator fills for the network but that have no measured point
     result = est.estimate(f["rgb"], depth, f["K"], "m", masks=f["masks"], labels=f["labels"])

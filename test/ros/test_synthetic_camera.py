@@ -42,6 +42,20 @@ def camera(context, **params) -> SyntheticCamera:
     )
 
 
+def spin_until(done, executor, proc, node, tmp_path, timeout: float = 90.0) -> None:
+    """Spin the test node until `done()` or `timeout` s (failing if the camera process died), then stop the
+    camera process and the node."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            assert proc.poll() is None, (tmp_path / "camera.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        node.destroy_node()
+
+
 def test_distorted_camera_is_undone_by_its_own_camera_info(ros_context, clean_config):
     # ints too
     pinhole = camera(ros_context, motion="static", config=clean_config, distortion=[0, 0, 0, 0, 0])
@@ -128,15 +142,7 @@ def test_camera_publishes_its_pose_on_tf_and_its_distortion_over_dds(ros_context
                 tfs[stamp(t.header)] = t
 
     node.create_subscription(TFMessage, "/tf", on_tf, TF_QOS)
-    try:
-        deadline = time.monotonic() + 90
-        while not (infos and len(set(images) & set(tfs)) >= 2) and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-            assert proc.poll() is None, (tmp_path / "camera.log").read_text()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        node.destroy_node()
+    spin_until(lambda: infos and len(set(images) & set(tfs)) >= 2, executor, proc, node, tmp_path)
     both = sorted(set(images) & set(tfs))
     assert infos and len(both) >= 2, (len(infos), sorted(images), sorted(tfs),
                                       (tmp_path / "camera.log").read_text()[-3000:])
@@ -206,15 +212,7 @@ def test_stereo_d435_frame_over_dds_has_its_intrinsics_and_holes(ros_context, un
     node.create_subscription(CameraInfo, f"{unique_topic}/color/camera_info", infos.append, SENSOR_QOS)
     node.create_subscription(Image, f"{unique_topic}/aligned_depth_to_color/image_raw", depths.append,
                              SENSOR_QOS)
-    try:
-        deadline = time.monotonic() + 90
-        while not (infos and depths) and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-            assert proc.poll() is None, (tmp_path / "camera.log").read_text()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        node.destroy_node()
+    spin_until(lambda: infos and depths, executor, proc, node, tmp_path)
     assert infos and depths, (len(infos), len(depths), (tmp_path / "camera.log").read_text()[-3000:])
     info, msg = infos[-1], depths[-1]
     assert list(info.k) == pytest.approx(D435_K) and (info.width, info.height) == (640, 480)

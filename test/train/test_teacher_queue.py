@@ -127,29 +127,14 @@ def test_the_shared_classification_loop_learns_and_stops_loudly_on_a_non_finite_
         labels = torch.arange(8) % 2
         return centres[labels][:, None, :] + 0.05 * torch.randn(8, 16, 3), labels
 
-    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
-    fit = train_classification(
-        model,
-        draw,
-        iterations=60,
-        lr=0.05,
-        weight_decay=0.0,
-        device=torch.device("cpu"),
-        name="toy",
-        progress=False,
-    )
-    assert fit["accuracy"] > 90 and fit["loss"] < 0.3
+    def fit(model, iterations, lr):
+        return train_classification(model, draw, iterations=iterations, lr=lr, weight_decay=0.0,
+                                    device=torch.device("cpu"), name="toy", progress=False)
+
+    result = fit(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), 60, 0.05)
+    assert result["accuracy"] > 90 and result["loss"] < 0.3
     nan_model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
     with torch.no_grad():
         nan_model[1].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="toy: non-finite loss nan at iteration 0"):
-        train_classification(
-            nan_model,
-            draw,
-            iterations=3,
-            lr=0.01,
-            weight_decay=0.0,
-            device=torch.device("cpu"),
-            name="toy",
-            progress=False,
-        )
+        fit(nan_model, 3, 0.01)
