@@ -96,6 +96,11 @@ class TrainConfig:
     # recipe); must be None with `init: random` (the model's own seeded N(0, random_std^2) entries).
     # Ignored on resume (the queue is in the checkpoint).
     queue_init: str | None = None
+    # Fine-tuning: start from a trained pose model file's weights (`model_final.pt`, a shipped model, or a
+    # training checkpoint), its confounder queue included; optimiser, schedule and data start afresh. The
+    # file's model config must equal this run's. Excludes queue_init (the file carries the queue).
+    # Ignored on resume (the weights are in the checkpoint).
+    init_weights: str | None = None
     ddp_find_unused_parameters: bool = False  # set True only for ablations that leave modules unused
 
     def validate(self) -> None:
@@ -109,6 +114,9 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.threads < 0:
             raise ConfigError("threads must be >= 0")
+        if self.init_weights and self.queue_init:
+            raise ConfigError("init_weights and queue_init are both set: a fine-tuning run takes its "
+                              "confounder queue from the init_weights file; remove queue_init")
 
     @property
     def batch_size(self) -> int:

@@ -19,6 +19,7 @@ commits its staged entries.
 
 Confounder queue at the start (`queue_init.initialise_queue`): `causal.queue.init: teacher` needs the training
 config's `queue_init` file (`cleanpose queue-init`); `init: random` keeps the model's seeded random entries.
+A fine-tuning run (`init_weights`) takes the weights and the queue from a trained model file instead.
 
 Randomness: every global generator is seeded with `seed` before the model is built (identical initial weights
 on all ranks), then with `seed + rank` for the training itself (different augmentations per rank), as
@@ -44,9 +45,9 @@ from torch import nn
 
 from ..config import ConfigError, to_dict
 from ..device import resolve_device
-from ..io import (MODEL_FORMAT, CheckpointError, capture_rng_state, load_checkpoint,
-                  load_trainable_state_dict, restore_rng_state, save_artefact, save_checkpoint,
-                  trainable_state_dict)
+from ..io import (CHECKPOINT_FORMAT, FORMATS, MODEL_FORMAT, CheckpointError, WeightsError,
+                  capture_rng_state, describe_contents, load_checkpoint, load_trainable_state_dict,
+                  read_weights_file, restore_rng_state, save_artefact, save_checkpoint, trainable_state_dict)
 from .components import Components, default_components
 from .config import TrainConfig
 from .distributed import DistInfo, cleanup, init_distributed, is_main_process, reduce_mean
@@ -188,9 +189,12 @@ def train(
             step = int(ckpt["step"])
             del ckpt
         else:
-            from .queue_init import initialise_queue
+            if cfg.init_weights:
+                _start_from_weights(model, cfg.init_weights, comp.model_config)
+            else:
+                from .queue_init import initialise_queue
 
-            initialise_queue(model, cfg.queue_init)
+                initialise_queue(model, cfg.queue_init)
             seed_everything(cfg.seed + info.rank)
             for g in comp.generators.values():  # other ranks: their own augmentation / sampling streams
                 if info.rank > 0:
@@ -310,6 +314,27 @@ def _resolve_resume(resume: str | Path | None, out_dir: Path) -> Path | None:
         path = out_dir / CHECKPOINT_NAME
         return path if path.is_file() else None
     return Path(resume)
+
+
+def _start_from_weights(model: nn.Module, path: str, model_config: dict) -> None:
+    """Fine-tuning: load a pose model file's (or training checkpoint's) weights and queue into `model`.
+
+    Raises:
+        WeightsError: the file is missing, unreadable, not a pose model, or trained with another model config.
+    """
+    data = read_weights_file(path, FORMATS[MODEL_FORMAT].what)
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        data = {"model": data.get("model"), "model_config": data.get("config", {}).get("model")}
+    if not isinstance(data, dict) or "model" not in data or "model_config" not in data:
+        raise WeightsError(f"init_weights {path} is not a CleanPose model file or training checkpoint "
+                           f"(found {describe_contents(data)})")
+    if data["model_config"] != model_config:
+        raise WeightsError(f"init_weights {path} was trained with a different model config: "
+                           f"{_dict_diff(data['model_config'], model_config)}")
+    try:
+        load_trainable_state_dict(model, data["model"])
+    except WeightsError as exc:
+        raise WeightsError(f"init_weights {path}: {exc}") from exc
 
 
 def _dict_diff(a: Any, b: Any, where: str = "") -> str:

@@ -140,3 +140,45 @@ def test_queue_init_follows_the_configured_init(tmp_path):
     initialise_queue(no_queue, None)  # the causal module off: nothing to do
     with pytest.raises(ConfigError, match="no confounder queue"):
         initialise_queue(no_queue, teacher_file)
+
+
+def test_fine_tuning_starts_from_the_init_weights_file_queue_included(tmp_path):
+    build, _ = components("per_epoch")  # per_epoch: no push within the first epoch, the queue stays as loaded
+    train(config(BATCHES_PER_EPOCH - 1), tmp_path / "base", build_components=build, progress=False)
+    base = torch.load(tmp_path / "base" / FINAL_NAME, weights_only=True)["model"]
+    frozen = config(BATCHES_PER_EPOCH - 1)
+    frozen.schedule = ScheduleConfig(kind="constant", base_lr=0.0)  # no step moves a weight
+    frozen.seed = 11  # another seed: fresh weights and queue would differ from the base run's
+    frozen.init_weights = str(tmp_path / "base" / FINAL_NAME)
+    train(frozen, tmp_path / "tuned", build_components=components("per_epoch")[0], progress=False)
+    tuned = torch.load(tmp_path / "tuned" / FINAL_NAME, weights_only=True)["model"]
+    assert tuned.keys() == base.keys()
+    for key in base:  # the staged pushes of the per_epoch policy are this run's own
+        if not key.startswith("queue.pending"):
+            assert torch.equal(tuned[key], base[key]), key
+    assert torch.equal(tuned["queue.entries"], base["queue.entries"])
+
+    frozen.init_weights = None
+    frozen.queue_init = None
+    train(frozen, tmp_path / "fresh", build_components=components("per_epoch")[0], progress=False)
+    fresh = torch.load(tmp_path / "fresh" / FINAL_NAME, weights_only=True)["model"]
+    assert not torch.equal(fresh["encoder.weight"], base["encoder.weight"])
+
+
+def test_fine_tuning_refuses_another_model_config_and_a_queue_file(tmp_path):
+    from cleanpose_core.io import WeightsError
+
+    build, _ = components("per_epoch")
+    train(config(1), tmp_path / "base", build_components=build, progress=False)
+    other = tmp_path / "other.pt"
+    data = torch.load(tmp_path / "base" / FINAL_NAME, weights_only=True)
+    torch.save({**data, "model_config": {"name": "another-network"}}, other)
+    cfg = config(1)
+    cfg.init_weights = str(other)
+    with pytest.raises(WeightsError, match="different model config"):
+        train(cfg, tmp_path / "tuned", build_components=components("per_epoch")[0], progress=False)
+    cfg.init_weights = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError):
+        train(cfg, tmp_path / "tuned2", build_components=components("per_epoch")[0], progress=False)
+    with pytest.raises(ConfigError, match="init_weights and queue_init"):
+        TrainConfig(init_weights="a.pt", queue_init="q.pt").validate()
