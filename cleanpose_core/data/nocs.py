@@ -60,7 +60,7 @@ from .sampling import EpochDrawDataset, sample_rng
 log = logging.getLogger(__name__)
 
 __all__ = ["NOCSLayout", "NOCSTrainConfig", "NOCSTrainDataset", "NOCSTestConfig", "NOCSTestDataset",
-           "read_image_list"]
+           "read_image_list", "recorded_intrinsics"]
 
 Source = Literal["camera", "real", "synthetic"]
 # Per-instance label entries and their trailing shapes (DPDN `_label.pkl`).
@@ -94,7 +94,7 @@ class NOCSLayout:
             default_K = Intrinsics(*REAL275_INTRINSICS)
         elif source == "synthetic":
             base, models, results = root, root / "obj_models" / f"{split}.pkl", split
-            default_K = _synthetic_intrinsics(root, split)
+            default_K = recorded_intrinsics(root, split)
         else:
             raise ValueError(f"source must be 'camera', 'real' or 'synthetic', got {source!r}")
         K = default_K if intrinsics is None else Intrinsics(*intrinsics, default_K.width, default_K.height)
@@ -112,7 +112,7 @@ class NOCSLayout:
         return prefix.with_name(prefix.name + "_depth.png")
 
 
-def _synthetic_intrinsics(root: Path, split: str) -> Intrinsics:
+def recorded_intrinsics(root: Path, split: str) -> Intrinsics:
     """Intrinsics recorded by `cleanpose synth` in root/<split>/config.yaml, else REAL275's."""
     path = root / split / "config.yaml"
     try:

@@ -10,6 +10,7 @@ detections the filter would keep.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,10 +23,11 @@ from torchvision.models.detection import MaskRCNN
 from cleanpose_core import NOCS_CATEGORIES
 from cleanpose_core.config import ConfigError, from_dict, to_dict
 from cleanpose_core.device import resolve_device
+from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
 from cleanpose_core.io import (CHECKPOINT_FORMAT, FORMATS, MASKRCNN_FORMAT, WeightsError, check_format,
                                load_strict, read_weights_file, save_artefact)
-from cleanpose_core.models.maskrcnn import (MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn,
-                                            fuse_conv_bn_)
+from cleanpose_core.models.maskrcnn import (DEFAULT_INPUT_SIZE, MASKRCNN_PRESETS, MaskRCNNArch,
+                                            MaskRCNNInference, build_maskrcnn, fuse_conv_bn_)
 from cleanpose_core.segmentation.base import InstanceMasks, SegmentationFilter, Segmenter
 from cleanpose_core.shipped import shipped_file
 
@@ -143,6 +145,33 @@ class MaskRCNNSegmenter(Segmenter):
             fuse_conv_bn_(self.model)
         # NHWC convolutions: the backbone ran 42 instead of 67 ms per 320-px frame on 2 CPU cores (oneDNN).
         self.model.to(memory_format=torch.channels_last)
+        self._scale_per_focal = self._trained_scale_per_focal()
+        self._focal: float | None = None
+
+    def _trained_scale_per_focal(self) -> float | None:
+        """Input scale x focal length (px) of the training frames, or None when the size is fixed by the
+        config. Files without a `train_camera` record were trained on REAL275-intrinsics frames."""
+        inference = self.config.inference
+        if not inference.follow_camera_scale or inference.min_size or inference.max_size:
+            return None
+        size = self.meta.get("input_size")
+        lo, hi = (int(size[0]), int(size[1])) if size and None not in size else DEFAULT_INPUT_SIZE
+        camera = self.meta.get("train_camera") or {}
+        fx = float(camera.get("fx", REAL275_INTRINSICS[0]))
+        w, h = int(camera.get("width", 640)), int(camera.get("height", 480))
+        return min(lo / min(h, w), hi / max(h, w)) * fx  # torchvision's resize factor of a training frame
+
+    def set_intrinsics(self, K: Intrinsics) -> None:
+        self._focal = float(K.fx) if K.fx > 0 else None
+
+    def _fit_input_size(self, height: int, width: int) -> None:
+        """Resize factor of this frame: the training frames' pixel scale at this camera's focal length."""
+        if self._scale_per_focal is None or self._focal is None:
+            return
+        scale = self._scale_per_focal / self._focal
+        lo = max(1, round(scale * min(height, width)))
+        self.model.transform.min_size = (lo,)
+        self.model.transform.max_size = max(lo, math.ceil(scale * max(height, width)))
 
     def set_filter(self, post_filter: SegmentationFilter) -> None:
         super().set_filter(post_filter)
@@ -165,6 +194,7 @@ class MaskRCNNSegmenter(Segmenter):
             .float()
         )
         image = image.div_(255.0)
+        self._fit_input_size(*rgb.shape[:2])
         out = self.model([image])[0]
         probs = out["masks"][:, 0]  # (M, H, W) probabilities, already pasted at the input resolution
         masks = (probs > self.config.inference.mask_threshold).cpu().numpy()

@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from cleanpose_core.config import to_dict
+from cleanpose_core.data.nocs import recorded_intrinsics
 from cleanpose_core.device import resolve_device
 from cleanpose_core.io import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                                save_checkpoint)
@@ -216,6 +217,7 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
             checkpoint()
     bar.close()
     seconds = time.perf_counter() - t0
+    camera = recorded_intrinsics(Path(cfg.data), cfg.split)
     meta = {
         "step": step,
         "seed": cfg.seed,
@@ -223,6 +225,8 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
         "split": cfg.split,
         "train_seconds": round(seconds, 1),
         "input_size": [cfg.min_size, cfg.max_size],
+        # the training frames' camera: inference resizes other cameras' frames to the same pixel scale
+        "train_camera": {"fx": camera.fx, "width": camera.width, "height": camera.height},
         "final_loss": history[-1][1] if history else None,
     }
     save_maskrcnn_weights(paths["weights"], model, arch, meta, half=cfg.half_weights)

@@ -146,3 +146,41 @@ def test_batchnorm_folding_keeps_the_outputs():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.body.modules())
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], atol=1e-4, rtol=1e-4)
+
+
+def _fed_size(seg, rgb, K):
+    """(height, width) of the image the network saw (after its resize, before padding)."""
+    sizes = []
+    hook = seg.model.transform.register_forward_hook(lambda m, i, out: sizes.append(out[0].image_sizes[0]))
+    seg.set_intrinsics(K)
+    seg.segment(rgb, None)
+    hook.remove()
+    return tuple(sizes[0])
+
+
+def test_frames_reach_the_network_at_the_training_pixel_scale_whatever_their_size(tmp_path):
+    from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
+
+    model = build_maskrcnn(MASKRCNN_PRESETS["mobilenet_v3"], MaskRCNNInference(min_size=160, max_size=214))
+    # Trained at 160 x 214 on 640 x 480 frames of a 500-px focal length camera: input scale 1/3.
+    path = save_maskrcnn_weights(tmp_path / "seg.pt", model, MASKRCNN_PRESETS["mobilenet_v3"],
+                                 {"input_size": [160, 214], "train_camera": {"fx": 500.0, "width": 640,
+                                                                             "height": 480}})
+    seg = MaskRCNNSegmenter(MaskRCNNSegmenterConfig(weights=str(path), device="cpu"))
+    assert _fed_size(seg, _frame()[0], Intrinsics(500.0, 500.0, 320, 240)) == (160, 213)
+    # An HD frame of a camera with the same focal length: the same scale, objects keep their pixel size.
+    assert _fed_size(seg, _frame(720, 1280)[0], Intrinsics(500.0, 500.0, 640, 360, 1280, 720)) == (240, 426)
+    # A longer focal length makes objects larger: the frame is shrunk more.
+    assert _fed_size(seg, _frame()[0], Intrinsics(1000.0, 1000.0, 320, 240)) == (80, 106)
+    # A fixed input size in the config, or the switch off: torchvision's shorter side / longer-side cap.
+    hd = Intrinsics(500.0, 500.0, 640, 360, 1280, 720)
+    for inference in (MaskRCNNInference(min_size=160, max_size=214),
+                      MaskRCNNInference(follow_camera_scale=False)):
+        fixed = MaskRCNNSegmenter(MaskRCNNSegmenterConfig(weights=str(path), device="cpu",
+                                                          inference=inference))
+        assert _fed_size(fixed, _frame(720, 1280)[0], hd) == (120, 214)
+    # Weights without a camera record were trained on REAL275 frames (the shipped segmenter: 320 x 426).
+    no_camera = save_maskrcnn_weights(tmp_path / "old.pt", model, MASKRCNN_PRESETS["mobilenet_v3"],
+                                       {"input_size": [320, 427]})
+    old = MaskRCNNSegmenter(MaskRCNNSegmenterConfig(weights=str(no_camera), device="cpu"))
+    assert _fed_size(old, _frame()[0], Intrinsics(*REAL275_INTRINSICS)) == (320, 426)
