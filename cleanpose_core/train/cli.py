@@ -126,7 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "instances of NOCS-format data (synthetic, or --source camera / real for CAMERA25 / REAL275). "
         "The Estimator fuses its probabilities with Mask R-CNN's scores. Prints the metrics as JSON.",
     )
-    c.add_argument("--data", required=True, help="dataset root (as for `cleanpose train`)")
+    c.add_argument("--data", required=True, nargs="+",
+                   help="dataset root(s) (as for `cleanpose train`); several: their instances together")
     c.add_argument("--out", required=True, help="file to write, e.g. models/point_classifier.pt")
     c.add_argument("--config", help="PointClassifierConfig YAML; flags override it")
     c.add_argument(

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -149,16 +149,23 @@ def _evaluate(
             "instances": int(total.sum())}
 
 
-def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, out: str | Path, *,
-                           progress: bool = True) -> dict[str, Any]:
-    """Train the classifier on the ground-truth instances of `data_root` and save it to `out`; returns
-    metrics."""
+def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path | Sequence[str | Path],
+                           out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train the classifier on the ground-truth instances of `data_root` (one dataset root or several, e.g.
+    one per sensor domain, each with its own intrinsics) and save it to `out`; returns metrics. The same
+    object models are held out of every root."""
     cfg.validate()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
-    instances, skipped = load_instances(data_root, cfg)
+    roots = [data_root] if isinstance(data_root, (str, Path)) else list(data_root)
+    instances, skipped = [], {}
+    for root in roots:
+        found, missed = load_instances(root, cfg)
+        instances += found
+        for reason, count in missed.items():
+            skipped[reason] = skipped.get(reason, 0) + count
     models = sorted({inst.model for inst in instances})
     held_out = set(
         np.random.default_rng(cfg.seed).permutation(models)[: int(round(cfg.val_fraction * len(models)))]
@@ -188,7 +195,8 @@ def train_point_classifier(cfg: PointClassifierConfig, data_root: str | Path, ou
         metrics["val"] = _evaluate(model, val_set, cfg, device, cfg.seed + 1)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     model.eval()
-    source = f"{cfg.source} {cfg.split} of {Path(data_root)} ({cfg.iterations} it, seed {cfg.seed})"
+    source = (f"{cfg.source} {cfg.split} of {', '.join(str(Path(r)) for r in roots)} ({cfg.iterations} it, "
+              f"seed {cfg.seed})")
     save_artefact(out, CLASSIFIER_FORMAT, config=to_dict(cfg),
                   state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                   categories=list(NOCS_CATEGORIES), metrics=metrics, source=source)

@@ -263,3 +263,21 @@ def test_cli_trains_and_reports_bad_data(tmp_path, capsys):
         main(["train-classifier", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.pt")]) == 2
     )
     assert "image list not found" in capsys.readouterr().err
+
+
+def test_several_roots_train_on_their_instances_together(tmp_path, capsys):
+    import json
+
+    from cleanpose_core.cli import main
+
+    write_nocs_dataset(tmp_path / "a", "train", n_images=2, seed=1)
+    write_nocs_dataset(tmp_path / "b", "train", n_images=3, seed=2)
+    (tmp_path / "cfg.yaml").write_text("val_fraction: 0.0\n")  # every instance trains: counts add up
+    counts = {}
+    for name, roots in (("a", ["a"]), ("b", ["b"]), ("ab", ["a", "b"])):
+        rc = main(["train-classifier", "--data", *(str(tmp_path / r) for r in roots), "--out",
+                   str(tmp_path / f"{name}.pt"), "--config", str(tmp_path / "cfg.yaml"), "--iterations", "2",
+                   "--batch-size", "4", "--no-progress"])
+        assert rc == 0
+        counts[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train_instances"]
+    assert counts["ab"] == counts["a"] + counts["b"] > max(counts["a"], counts["b"])
