@@ -328,13 +328,18 @@ def _start_from_weights(model: nn.Module, path: str, model_config: dict) -> None
     if not isinstance(data, dict) or "model" not in data or "model_config" not in data:
         raise WeightsError(f"init_weights {path} is not a CleanPose model file or training checkpoint "
                            f"(found {describe_contents(data)})")
-    if data["model_config"] != model_config:
+    # The model config's seed drew the initial weights, which the file replaces: it may differ.
+    if _without_seed(data["model_config"]) != _without_seed(model_config):
         raise WeightsError(f"init_weights {path} was trained with a different model config: "
                            f"{_dict_diff(data['model_config'], model_config)}")
     try:
         load_trainable_state_dict(model, data["model"])
     except WeightsError as exc:
         raise WeightsError(f"init_weights {path}: {exc}") from exc
+
+
+def _without_seed(config: Any) -> Any:
+    return {k: v for k, v in config.items() if k != "seed"} if isinstance(config, dict) else config
 
 
 def _dict_diff(a: Any, b: Any, where: str = "") -> str:

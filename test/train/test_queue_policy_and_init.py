@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -142,15 +144,22 @@ def test_queue_init_follows_the_configured_init(tmp_path):
         initialise_queue(no_queue, teacher_file)
 
 
+def seeded_components(policy: str):
+    """`components`, with the run's seed in the model config as the real network's config has it."""
+    build, _ = components(policy)
+    return lambda cfg, device: dataclasses.replace(build(cfg, device), model_config={"name": "queue-standin",
+                                                                                     "seed": cfg.seed})
+
+
 def test_fine_tuning_starts_from_the_init_weights_file_queue_included(tmp_path):
-    build, _ = components("per_epoch")  # per_epoch: no push within the first epoch, the queue stays as loaded
+    build = seeded_components("per_epoch")  # per_epoch: no push within the first epoch, the queue stays
     train(config(BATCHES_PER_EPOCH - 1), tmp_path / "base", build_components=build, progress=False)
     base = torch.load(tmp_path / "base" / FINAL_NAME, weights_only=True)["model"]
     frozen = config(BATCHES_PER_EPOCH - 1)
     frozen.schedule = ScheduleConfig(kind="constant", base_lr=0.0)  # no step moves a weight
-    frozen.seed = 11  # another seed: fresh weights and queue would differ from the base run's
+    frozen.seed = 11  # another seed (the model config records it): fresh weights and queue would differ
     frozen.init_weights = str(tmp_path / "base" / FINAL_NAME)
-    train(frozen, tmp_path / "tuned", build_components=components("per_epoch")[0], progress=False)
+    train(frozen, tmp_path / "tuned", build_components=seeded_components("per_epoch"), progress=False)
     tuned = torch.load(tmp_path / "tuned" / FINAL_NAME, weights_only=True)["model"]
     assert tuned.keys() == base.keys()
     for key in base:  # the staged pushes of the per_epoch policy are this run's own
@@ -160,7 +169,7 @@ def test_fine_tuning_starts_from_the_init_weights_file_queue_included(tmp_path):
 
     frozen.init_weights = None
     frozen.queue_init = None
-    train(frozen, tmp_path / "fresh", build_components=components("per_epoch")[0], progress=False)
+    train(frozen, tmp_path / "fresh", build_components=seeded_components("per_epoch"), progress=False)
     fresh = torch.load(tmp_path / "fresh" / FINAL_NAME, weights_only=True)["model"]
     assert not torch.equal(fresh["encoder.weight"], base["encoder.weight"])
 
