@@ -90,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "DPDN/NOCS layout: synthetic data from `cleanpose synth`, or REAL275 / CAMERA25 "
                     "(--data data/real, data/camera). Writes OUT (weights), OUT.train.pt (checkpoint) and "
                     "OUT.log.json (config and losses).")
-    s.add_argument("--data", help="dataset folder holding <split>_list.txt")
+    s.add_argument("--data", nargs="+", help="dataset folder(s) holding <split>_list.txt; several (of one "
+                   "camera, e.g. one per sensor domain): their frames together")
     s.add_argument("--split", help="list to train on (default: train)")
     s.add_argument("--out", help="weights file to write, e.g. models/segmenter_maskrcnn_mobilenet_v3.pt")
     s.add_argument(

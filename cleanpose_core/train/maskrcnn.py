@@ -39,12 +39,13 @@ from tqdm import tqdm
 from cleanpose_core.config import to_dict
 from cleanpose_core.data.nocs import recorded_intrinsics
 from cleanpose_core.device import resolve_device
+from cleanpose_core.geometry.camera import Intrinsics
 from cleanpose_core.io import (CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state,
                                save_checkpoint)
 from cleanpose_core.models.maskrcnn import MASKRCNN_PRESETS, MaskRCNNArch, MaskRCNNInference, build_maskrcnn
 from cleanpose_core.segmentation.maskrcnn import load_maskrcnn, save_maskrcnn_weights
 
-from .maskrcnn_data import AugmentConfig, NocsSegmentationDataset
+from .maskrcnn_data import AugmentConfig, ConcatSegmentationDataset, NocsSegmentationDataset
 
 __all__ = ["SegTrainConfig", "train_paths", "train_segmenter"]
 
@@ -55,7 +56,9 @@ log = logging.getLogger(__name__)
 class SegTrainConfig:
     """Everything a `train-seg` run depends on; saved with every checkpoint and in the log."""
 
-    data: str                     # dataset folder with <split>_list.txt (DPDN/NOCS layout)
+    # dataset folder with <split>_list.txt (DPDN/NOCS layout), or several (e.g. one per sensor domain) of one
+    # camera: every frame is resized to min_size, so their pixel scales must agree
+    data: str | list[str]
     out: str                      # deployable weights file to write
     split: str = "train"
     iterations: int = 3000        # optimizer steps
@@ -131,6 +134,20 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _common_camera(roots: list[str], split: str) -> Intrinsics:
+    """The camera of the training folders (`cleanpose synth` records it; others are REAL275's). Every frame
+    is resized to one min_size, so folders of cameras whose pixel scales differ by over 5 % would train the
+    network at several scales at once: refused."""
+    cameras = [recorded_intrinsics(Path(root), split) for root in roots]
+    for root, cam in zip(roots[1:], cameras[1:]):
+        ref = cameras[0]
+        if (cam.width, cam.height) != (ref.width, ref.height) or abs(cam.fx / ref.fx - 1) > 0.05:
+            raise ValueError(f"{root}: camera {cam.width}x{cam.height}, fx {cam.fx:.1f} differs from "
+                             f"{roots[0]}'s ({ref.width}x{ref.height}, fx {ref.fx:.1f}); train-seg resizes every "
+                             "frame to one size, so train on folders of one camera")
+    return cameras[0]
+
+
 def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or continue training) Mask R-CNN; returns {'losses': [(step, total, parts)], 'weights', ...}.
 
@@ -143,7 +160,11 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
     device = resolve_device(cfg.device)
     arch: MaskRCNNArch = MASKRCNN_PRESETS[cfg.backbone]
     _seed_everything(cfg.seed)
-    dataset = NocsSegmentationDataset(cfg.data, cfg.split, cfg.augment, seed=cfg.seed)
+    roots = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+    camera = _common_camera(roots, cfg.split)
+    parts = [NocsSegmentationDataset(root, cfg.split, cfg.augment, seed=cfg.seed + 1_000_003 * i)
+             for i, root in enumerate(roots)]  # offset seeds: image i of two folders draws different jitter
+    dataset = parts[0] if len(parts) == 1 else ConcatSegmentationDataset(parts)
     model = build_maskrcnn(arch, MaskRCNNInference(min_size=cfg.min_size, max_size=cfg.max_size)).to(device)
     if cfg.init and not resume:
         start, start_arch, _ = load_maskrcnn(cfg.init)
@@ -217,11 +238,10 @@ def train_segmenter(cfg: SegTrainConfig, resume: bool = False, progress: bool = 
             checkpoint()
     bar.close()
     seconds = time.perf_counter() - t0
-    camera = recorded_intrinsics(Path(cfg.data), cfg.split)
     meta = {
         "step": step,
         "seed": cfg.seed,
-        "data": str(cfg.data),
+        "data": ", ".join(roots),
         "split": cfg.split,
         "train_seconds": round(seconds, 1),
         "input_size": [cfg.min_size, cfg.max_size],

@@ -32,7 +32,7 @@ from cleanpose_core.data.files import read_color_rgb, read_instance_mask
 from cleanpose_core.data.nocs import read_image_list
 from cleanpose_core.segmentation.ground_truth import read_label
 
-__all__ = ["AugmentConfig", "NocsSegmentationDataset"]
+__all__ = ["AugmentConfig", "NocsSegmentationDataset", "ConcatSegmentationDataset"]
 
 
 @dataclass
@@ -153,3 +153,12 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     x1 = cols.float().argmax(dim=1)
     x2 = w - cols.flip(1).float().argmax(dim=1)
     return torch.stack([x1, y1, x2, y2], dim=1).float()
+
+
+class ConcatSegmentationDataset(torch.utils.data.ConcatDataset):
+    """Several `NocsSegmentationDataset`s as one (e.g. one folder per sensor domain); `set_epoch` reaches
+    each."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)

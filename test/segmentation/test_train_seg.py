@@ -186,3 +186,26 @@ def test_init_fine_tunes_from_a_weights_file_and_rejects_another_architecture(tm
         ]
     )
     assert code == 2 and "is a mobilenet_v3 Mask R-CNN" in capsys.readouterr().err
+
+
+def test_several_folders_of_one_camera_train_together_and_other_cameras_are_refused(tmp_path):
+    from cleanpose_core.train.maskrcnn_data import ConcatSegmentationDataset
+
+    write_nocs_dataset(tmp_path / "a", "train", n_images=2, seed=1)
+    write_nocs_dataset(tmp_path / "b", "train", n_images=3, seed=2)
+    both = ConcatSegmentationDataset([NocsSegmentationDataset(tmp_path / r, "train", AugmentConfig(), seed=0)
+                                      for r in ("a", "b")])
+    both.set_epoch(3)
+    assert len(both) == 5 and [d.epoch for d in both.datasets] == [3, 3]
+    torch.set_num_threads(1)
+    cfg = SegTrainConfig(data=[str(tmp_path / "a"), str(tmp_path / "b")], out=str(tmp_path / "ab.pt"),
+                         iterations=1, batch_size=5, min_size=64, max_size=96, device="cpu")
+    train_segmenter(cfg, progress=False)
+    meta = torch.load(tmp_path / "ab.pt", weights_only=True)["meta"]
+    assert meta["data"] == f"{tmp_path / 'a'}, {tmp_path / 'b'}"
+    assert meta["train_camera"]["fx"] == pytest.approx(591.0125)  # no config.yaml: REAL275's camera
+    (tmp_path / "b" / "train" / "config.yaml").write_text(
+        "config:\n  camera: {intrinsics: [612.95, 612.9, 638.5, 366.0], width: 1280, height: 720}\n")
+    cfg.out = str(tmp_path / "mixed.pt")
+    with pytest.raises(ValueError, match="1280x720.*one camera"):
+        train_segmenter(cfg, progress=False)
