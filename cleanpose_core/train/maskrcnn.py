@@ -143,8 +143,8 @@ def _common_camera(roots: list[str], split: str) -> Intrinsics:
         ref = cameras[0]
         if (cam.width, cam.height) != (ref.width, ref.height) or abs(cam.fx / ref.fx - 1) > 0.05:
             raise ValueError(f"{root}: camera {cam.width}x{cam.height}, fx {cam.fx:.1f} differs from "
-                             f"{roots[0]}'s ({ref.width}x{ref.height}, fx {ref.fx:.1f}); train-seg resizes every "
-                             "frame to one size, so train on folders of one camera")
+                             f"{roots[0]}'s ({ref.width}x{ref.height}, fx {ref.fx:.1f}); train-seg resizes "
+                             "every frame to one size, so train on folders of one camera")
     return cameras[0]
 
 
