@@ -6,19 +6,25 @@
   head; the pose network's image backbone, ResNet-18 stem..layer2 in the lite model, DINOv2 ViT-S/14 in the
   paper one) run under `torch.autocast` bfloat16 (oneDNN AMX / AVX512-BF16 kernels) and hand float32 to the
   rest. Only where the CPU has native bfloat16 (`bf16_supported`); elsewhere it is emulated, slower.
-- `onnx`: the backbones (`export=True` parts) run in ONNX Runtime, float32, the heads as in `bf16` where
-  the CPU has it. Each backbone is read from its export next to the weights (`<weights stem>.<part>.onnx`,
-  written by `cleanpose export`) when one made from the same weights file is there, else exported in memory
-  when the Estimator is built (seconds; cached per process and weights file).
-- `auto` (default): `onnx` when onnxruntime is installed and exports of the Estimator's weights lie next
-  to them (the user ran `cleanpose export`), else `bf16` where the CPU has native bfloat16, else `eager`.
-  A CUDA device always runs `eager` (the GPU path was not measured for issue 21).
+- `onnx`: the backbones and the pose network's keypoint trunk (`export=True` parts) run in ONNX Runtime,
+  float32, the Mask R-CNN heads as in `bf16` where the CPU has it. Each part is read from its export next to
+  the weights (`<weights stem>.<part>.onnx`, written by `cleanpose export`) when one made from the same
+  weights file is there, else exported in memory when the Estimator is built (about a second; cached per
+  process and weights file).
+- `auto` (default): `onnx` when onnxruntime is installed (it is in the default install), else `bf16` where the
+  CPU has native bfloat16, else `eager`. A CUDA device always runs `eager` (the GPU path was not measured for
+  issue 21).
 
-What stays float32 PyTorch in every runtime: the proposal logic (anchors, NMS, RoIAlign, box decoding,
-mask pasting), the point classifier, PointNet++ (furthest-point sampling, ball query), attention and the pose
-heads. Measured in the pipeline on 2 cores of a Xeon with AMX (issue 21, 3 objects, quiet): the dense parts
-are ~45 of ~115 ms; bf16 took the frame to ~105 ms, ONNX Runtime float32 backbones to ~114 ms, ONNX backbones
-+ bf16 heads to ~107 ms (torch.compile of PointNet++ was slower than eager: graph breaks).
+The keypoint trunk (`CleanPose.keypoint_trunk`: keypoint detector, aggregation, front door, NOCS and pose
+heads) is many small matmuls, attentions and gathers: PyTorch pays its per-operator overhead on each, ONNX
+Runtime fuses them (measured 39.5 -> 17.9 ms for 3 objects on 2 cores of an AMD EPYC). What stays float32
+PyTorch in every runtime: the proposal logic (anchors, NMS, RoIAlign, box decoding, mask pasting), the point
+classifier, PointNet++ (furthest-point sampling and ball queries are index computations) and the confounder
+queue's sampler (its draws are an input of the trunk's graph, so seeding behaves as in eager). On 2 cores of a
+Xeon with AMX (3 objects, quiet) bf16 took the frame from ~115 to ~105 ms; on an AMD EPYC with AVX512-BF16 and
+no AMX bf16 gained nothing (164 -> 159 ms) while ONNX Runtime backbones + trunk took it to 125 ms
+(bench/bench_estimator.py --baseline has the figures of one run). torch.compile of PointNet++ was slower than
+eager (graph breaks).
 Tolerances (test/inference/test_runtime.py): ONNX parts within 1e-4 of eager relative to their largest
 output; bf16 parts within 5e-2; accuracy on the seed-7 validation split in docs/results/runtime_s7.json.
 """
@@ -63,7 +69,7 @@ def onnx_runtime_available() -> bool:
     return True
 
 
-def resolve_runtime(runtime: str, device: torch.device, exports_present: bool = False) -> str:
+def resolve_runtime(runtime: str, device: torch.device) -> str:
     """The runtime `runtime` means on `device` (`auto`: see the module docstring); ConfigError when `onnx` or
     `bf16` cannot run here."""
     if runtime not in RUNTIMES:
@@ -79,7 +85,7 @@ def resolve_runtime(runtime: str, device: torch.device, exports_present: bool = 
     if runtime == "auto":
         if not cpu:
             return "eager"
-        if exports_present and onnx_runtime_available():
+        if onnx_runtime_available():
             return "onnx"
         return "bf16" if bf16_supported() else "eager"
     return runtime
@@ -90,25 +96,65 @@ def resolve_runtime(runtime: str, device: torch.device, exports_present: bool = 
 
 
 class _Part:
-    """One exportable module: where it sits, an example input, its dynamic axes and outputs."""
+    """One part of a network that a runtime replaces: where it sits (`owner.attr`), the module that is
+    exported (`graph`, default the one sitting there), example inputs, their dynamic axes and the weights file
+    it comes from.
+
+    `export` parts (example inputs given) run in ONNX Runtime under `onnx`; `bf16` parts run under bfloat16
+    autocast under `bf16`, and under `onnx` too when they are not exported (the heads).
+    """
 
     def __init__(
         self,
         name: str,
         owner: nn.Module,
         attr: str,
-        example: torch.Tensor | None,
-        dynamic: dict[int, str] | None,
+        example: tuple[torch.Tensor | None, ...] | torch.Tensor | None,
+        dynamic: dict[int, str] | dict[str, dict[int, str]] | None,
         source: Path | None,
         dict_output: bool = False,
+        graph: nn.Module | None = None,
+        input_names: tuple[str, ...] = ("x",),
+        bf16: bool = True,
     ):
-        self.name, self.owner, self.attr, self.example = name, owner, attr, example
-        self.dynamic, self.source, self.dict_output = dynamic, source, dict_output
-        self.export = example is not None  # a backbone ONNX Runtime takes; the heads only change precision
+        self.name, self.owner, self.attr, self.source = name, owner, attr, source
+        self.dict_output = dict_output
+        self.example = (example,) if torch.is_tensor(example) else example
+        # One input: its axes; several: {input name: axes}.
+        self.dynamic = dynamic if len(input_names) > 1 or dynamic is None else {input_names[0]: dynamic}
+        self.graph, self.input_names, self.bf16 = graph, input_names, bf16
+        self.export = example is not None  # a part ONNX Runtime takes; the heads only change precision
 
     @property
     def module(self) -> nn.Module:
         return getattr(self.owner, self.attr)
+
+    @property
+    def reference(self) -> nn.Module:
+        """The eager module this part computes (what is exported, and what the others are compared with)."""
+        return self.graph if self.graph is not None else self.module
+
+
+class _PointFeatures(nn.Module):
+    """`PointNet2MSG.features` as a module (the `point_features` part's graph)."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, xyz, *geometry):
+        return self.network.features(xyz, *geometry)
+
+
+class _EvalTrunk(nn.Module):
+    """`CleanPose.keypoint_trunk` as a module with its five eval outputs (the `pose_trunk` part's graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pts, pts_local, rgb_local, samples, cls):
+        return self.model.keypoint_trunk(pts, pts_local, rgb_local, samples, cls)[:5]
 
 
 class _TupleOutput(nn.Module):
@@ -118,8 +164,8 @@ class _TupleOutput(nn.Module):
         super().__init__()
         self.inner = inner
 
-    def forward(self, x):
-        out = self.inner(x)
+    def forward(self, *xs):
+        out = self.inner(*xs)
         return tuple(out.values()) if isinstance(out, dict) else out
 
 
@@ -152,25 +198,56 @@ def estimator_parts(estimator) -> list[_Part]:
     model = getattr(estimator, "model", None)
     if model is not None:
         parts += pose_model_parts(
-            model, Path(estimator.config.model_weights or shipped_file(SHIPPED_POSE_MODEL_NAME))
+            model, Path(estimator.config.model_weights or shipped_file(SHIPPED_POSE_MODEL_NAME)),
+            estimator.n_points,
         )
     return parts
 
 
-def pose_model_parts(model: nn.Module, source: Path | None) -> list[_Part]:
-    """The dense parts of a CleanPose network: its image backbone (ResNet-18 stem..layer2, or DINOv2)."""
+def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024) -> list[_Part]:
+    """The parts of a CleanPose network a runtime replaces: its image backbone (ResNet-18 stem..layer2, or
+    DINOv2), PointNet++'s feature computation (`PointNet2MSG.features`) and its keypoint trunk (everything
+    after the two feature extractors, `CleanPose.keypoint_trunk`).
+
+    PointNet++'s index computations (furthest-point sampling, ball queries, 3-NN: `PointNet2MSG.geometry`)
+    stay in PyTorch and are inputs of its graph; so are the confounder queue's draws of the trunk's graph, so
+    the sampler (and its seed) stays where it is.
+    """
     size = model.rgb_extractor.input_size
-    return [
-        _Part(
-            "image_backbone",
-            model.rgb_extractor,
-            "backbone",
-            torch.zeros(2, 3, size, size),
-            {0: "batch"},
-            source,
-            dict_output=False,
-        )
-    ]
+    backbone = _Part("image_backbone", model.rgb_extractor, "backbone", torch.zeros(2, 3, size, size),
+                     {0: "batch"}, source)
+    b = 2
+    generator = torch.Generator().manual_seed(0)
+    cls = torch.arange(b) % model.cfg.cat_num
+    samples = None if model.queue is None else model.queue.sample(cls, generator)
+    example = (
+        torch.randn(b, n_points, 3, generator=generator) * 0.05,
+        torch.randn(b, model.pts_extractor.out_channels, n_points, generator=generator),
+        torch.randn(b, model.cfg.image.out_dim, n_points, generator=generator),
+        samples,
+        cls,
+    )
+    names = ("pts", "pts_local", "rgb_local", "samples", "cls")
+    batch, points = {0: "batch"}, {0: "batch", 1: "points"}
+    dynamic = {"pts": points, "pts_local": {0: "batch", 2: "points"}, "rgb_local": {0: "batch", 2: "points"},
+               "samples": batch, "cls": batch}
+    trunk = _Part("pose_trunk", model, "inference_trunk", example, dynamic, source, graph=_EvalTrunk(model),
+                  input_names=names, bf16=False)
+    return [backbone, _point_features_part(model.pts_extractor, example[0], source), trunk]
+
+
+def _point_features_part(network: nn.Module, xyz: torch.Tensor, source: Path | None) -> _Part:
+    with torch.no_grad():
+        geometry = network.geometry(xyz)
+    names = ("xyz", *(f"g{i}" for i in range(len(geometry))))
+    # Batch is dynamic everywhere; the point count where it appears: xyz and the first FP module's 3-NN
+    # indices and weights (its unknown points are the input points), after the centres and ball indices.
+    first_fp = len(network.sa_modules) + sum(len(sa.radii) for sa in network.sa_modules)
+    dynamic = {name: {0: "batch"} for name in names}
+    for name in ("xyz", f"g{first_fp}", f"g{first_fp + 1}"):
+        dynamic[name] = {0: "batch", 1: "points"}
+    return _Part("point_features", network, "inference_features", (xyz, *geometry), dynamic, source,
+                 graph=_PointFeatures(network), input_names=names, bf16=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,25 +256,34 @@ def pose_model_parts(model: nn.Module, source: Path | None) -> list[_Part]:
 
 def export_bytes(part: _Part) -> bytes:
     """The part as an ONNX model (float32, opset `OPSET`), from the eval-mode module on the CPU."""
-    module = _TupleOutput(part.module).eval()
-    with torch.no_grad():
-        outputs = module(part.example)
-    n_out = len(outputs) if isinstance(outputs, tuple) else 1
-    names = [f"y{i}" for i in range(n_out)]
-    axes = {"x": part.dynamic, **{n: {0: "batch"} for n in names}}
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shapes the dynamic axes cover
-        torch.onnx.export(
-            module,
-            (part.example,),
-            buffer,
-            input_names=["x"],
-            output_names=names,
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
+    module = _TupleOutput(part.reference).eval()
+    # An input given as None (the queue draws of a network without the causal module) is not a graph input.
+    names = [n for n, x in zip(part.input_names, part.example) if x is not None]
+    args = tuple(part.example)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX form
+    try:
+        with torch.no_grad():
+            outputs = module(*args)
+        n_out = len(outputs) if isinstance(outputs, tuple) else 1
+        out_names = [f"y{i}" for i in range(n_out)]
+        axes = {**{n: axes for n, axes in (part.dynamic or {}).items() if n in names},
+                **{n: {0: "batch"} for n in out_names}}
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes the dynamic axes cover
+            torch.onnx.export(
+                module,
+                args,
+                buffer,
+                input_names=names,
+                output_names=out_names,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return buffer.getvalue()
 
 
@@ -261,33 +347,34 @@ class Bf16Module(nn.Module):
 
 
 class OrtModule(nn.Module):
-    """A module whose forward runs an ONNX Runtime session (CPU tensors in and out, float32)."""
+    """A module whose forward runs an ONNX Runtime session (CPU tensors in and out, float32 and int64).
 
-    def __init__(self, session, dict_keys: list[str] | None):
+    Its arguments are the part's inputs in order (`input_names`); those the graph does not take (a None
+    input at export) are dropped. Returns the one output, a dict of them (`dict_keys`), or their tuple.
+    """
+
+    def __init__(self, session, dict_keys: list[str] | None, input_names: tuple[str, ...] = ("x",)):
         super().__init__()
-        self.session, self.dict_keys = session, dict_keys
-        self.input_name = session.get_inputs()[0].name
+        self.session, self.dict_keys, self.input_names = session, dict_keys, input_names
+        self.graph_inputs = {i.name for i in session.get_inputs()}
 
-    def forward(self, x: torch.Tensor):
-        feed = {self.input_name: x.detach().float().contiguous().cpu().numpy()}
+    def forward(self, *xs):
+        feed = {
+            name: x.detach().contiguous().cpu().numpy() if x.dtype == torch.long
+            else x.detach().float().contiguous().cpu().numpy()
+            for name, x in zip(self.input_names, xs)
+            if name in self.graph_inputs
+        }
         out = [torch.from_numpy(y) for y in self.session.run(None, feed)]
-        if self.dict_keys is None:
-            return out[0]
-        return OrderedDict(zip(self.dict_keys, out))
-
-
-def exports_present(parts: list[_Part]) -> bool:
-    """Every backbone of `parts` has an export file next to its weights (not yet checked against them)."""
-    backbones = [p for p in parts if p.export]
-    return bool(backbones) and all(
-        p.source is not None and onnx_artefact_path(p.source, p.name).is_file() for p in backbones
-    )
+        if self.dict_keys is not None:
+            return OrderedDict(zip(self.dict_keys, out))
+        return out[0] if len(out) == 1 else tuple(out)
 
 
 def apply_runtime(estimator, runtime: str) -> str:
     """Switch the Estimator's dense parts to `runtime` (`auto` resolved first); returns the runtime used."""
     parts = estimator_parts(estimator)
-    runtime = resolve_runtime(runtime, estimator.torch_device, exports_present(parts))
+    runtime = resolve_runtime(runtime, estimator.torch_device)
     apply_parts(parts, runtime)
     return runtime
 
@@ -302,9 +389,10 @@ def apply_parts(parts: list[_Part], runtime: str) -> None:
             keys = None
             if part.dict_output:
                 with torch.no_grad():
-                    keys = list(part.module(part.example).keys())
-            setattr(part.owner, part.attr, OrtModule(load_session(part, threads), keys))
-        elif runtime == "bf16" or bf16_supported():
+                    keys = list(part.reference(*part.example).keys())
+            module = OrtModule(load_session(part, threads), keys, part.input_names)
+            setattr(part.owner, part.attr, module)
+        elif part.bf16 and (runtime == "bf16" or bf16_supported()):
             setattr(part.owner, part.attr, Bf16Module(part.module))
 
 
@@ -326,9 +414,14 @@ def part_differences(reference, other, seed: int = 0) -> dict[str, float]:
     out = {}
     backbones = [[p for p in estimator_parts(e) if p.export] for e in (reference, other)]
     for ref, oth in zip(*backbones):
-        x = torch.rand(ref.example.shape, generator=generator)
+        # Random floats in the example's shapes; integer inputs (category ids) and None as in the example.
+        xs = tuple(torch.rand(x.shape, generator=generator) if x is not None and x.is_floating_point() else x
+                   for x in ref.example)
         with torch.no_grad():
-            a, b = ref.module(x), oth.module(x)
-        a, b = (list(a.values()), list(b.values())) if ref.dict_output else ([a], [b])
+            a, b = ref.reference(*xs), oth.module(*xs)
+        if ref.dict_output:
+            a, b = list(a.values()), list(b.values())
+        else:
+            a, b = (list(a), list(b)) if isinstance(a, tuple) else ([a], [b])
         out[ref.name] = max(float((u - v).abs().max() / u.abs().max().clamp_min(1e-12)) for u, v in zip(a, b))
     return out

@@ -179,6 +179,9 @@ class CleanPose(nn.Module):
         self.reconstructor = Reconstructor(c, cfg.pts_per_kpt, cfg.head_hidden)
         self.nocs_predictor = NOCSPredictor(cfg.nocs, c, cfg.cat_num)
         self.estimator = PoseSizeEstimator(c, cfg.head_hidden)
+        # Eval only: a replacement of `keypoint_trunk` returning its first five outputs (the inference
+        # runtime's ONNX Runtime graph of it, `inference/runtime.py`); None = `keypoint_trunk` itself.
+        self.inference_trunk: nn.Module | None = None
         self.kd_head = self.teacher = None
         if cfg.kd.enabled:
             c1 = self.pts_extractor.out_channels
@@ -250,6 +253,28 @@ class CleanPose(nn.Module):
                                f"'{TEACHER_FEAT_KEY}'; build with teacher=True or supply cached features")
         return self.teacher(pts)
 
+    def keypoint_trunk(self, pts: torch.Tensor, pts_local: torch.Tensor, rgb_local: torch.Tensor,
+                       samples: torch.Tensor | None, cls: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Everything after the two feature extractors: keypoints, aggregation, front door, NOCS and pose
+        heads.
+
+        pts (B, N, 3) centred, pts_local (B, C1, N), rgb_local (B, C2, N), samples (B, n_s, C) queue draws
+        (None without the causal module), cls (B,) -> rot (B, 3, 3), trans (B, 3) (centred frame),
+        size (B, 3), kpt_3d (B, K, 3), kpt_nocs (B, K, 3), heatmap (B, K, N), kpt_feat (B, K, C). One function
+        of tensors with no index computation of its own, so a runtime can run it as one graph
+        (`inference_trunk`).
+        """
+        point_feat = torch.cat([pts_local, rgb_local], dim=1).transpose(1, 2)  # (B, N, C), geometry first
+        _, heatmap = self.iakd(point_feat)  # (B, K, N)
+        kpt_3d = heatmap @ pts  # (B, K, 3)
+        kpt_feat = heatmap @ point_feat  # (B, K, C)
+        kpt_feat = self.gafa(kpt_feat, kpt_3d.detach(), point_feat, pts)
+        if self.fd_encoder is not None:
+            kpt_feat = self.fd_encoder(kpt_feat, samples.to(kpt_feat.dtype))
+        kpt_nocs = self.nocs_predictor(kpt_feat, cls)
+        rot, trans, size = self.estimator(kpt_3d, kpt_nocs.detach(), kpt_feat)
+        return rot, trans, size, kpt_3d, kpt_nocs, heatmap, kpt_feat
+
     # -- forward -------------------------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -280,20 +305,13 @@ class CleanPose(nn.Module):
             pts = ((pts - dt) / ds) @ dr  # row vectors: p' = dr^T (p - dt) / ds
 
         pts_local = self.pts_extractor(pts)  # (B, C1, N)
-        point_feat = torch.cat([pts_local, rgb_local], dim=1).transpose(1, 2)  # (B, N, C), geometry first
-        _, heatmap = self.iakd(point_feat)  # (B, K, N)
-        kpt_3d = heatmap @ pts  # (B, K, 3)
-        kpt_feat = heatmap @ point_feat  # (B, K, C)
-        kpt_feat = self.gafa(kpt_feat, kpt_3d.detach(), point_feat, pts)
-        if self.fd_encoder is not None:
-            kpt_feat = self.fd_encoder(kpt_feat, samples.to(kpt_feat.dtype))
-
-        kpt_nocs = self.nocs_predictor(kpt_feat, cls)
-        rot, trans, size = self.estimator(kpt_3d, kpt_nocs.detach(), kpt_feat)
-
         if not training:
+            trunk = self.keypoint_trunk if self.inference_trunk is None else self.inference_trunk
+            rot, trans, size, kpt_3d, kpt_nocs = trunk(pts, pts_local, rgb_local, samples, cls)[:5]
             return {"pred_rotation": rot, "pred_translation": trans + centre[:, 0], "pred_size": size,
                     "pred_kpt_3d": kpt_3d + centre, "kpt_nocs": kpt_nocs}
+        rot, trans, size, kpt_3d, kpt_nocs, heatmap, kpt_feat = self.keypoint_trunk(
+            pts, pts_local, rgb_local, samples, cls)
 
         recon, delta = self.reconstructor(kpt_3d, kpt_feat)  # training only: the reconstruction loss's input
 

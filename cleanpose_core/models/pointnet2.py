@@ -166,22 +166,31 @@ class SetAbstractionMSG(nn.Module):
 
     def forward(self, xyz: torch.Tensor, features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """xyz (B, N, 3) m, features (B, C, N) or None -> centres (B, S, 3), features (B, C_out, S)."""
+        new_xyz, idxs = self.geometry(xyz)
+        return new_xyz, self.features(xyz, new_xyz, idxs, features)
+
+    def geometry(self, xyz: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The level's index computation, which depends on the coordinates only: xyz (B, N, 3) -> FPS centres
+        (B, S, 3) and, per scale, the ball-query neighbour indices (B, S, k)."""
         new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
+        if cuda_kernels(xyz) is not None:
+            return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
+        sqdist = square_distance(new_xyz.detach(), xyz.detach())
+        return new_xyz, [ball_query_from_sqdist(sqdist, r, k) for r, k in zip(self.radii, self.nsamples)]
+
+    def features(self, xyz: torch.Tensor, new_xyz: torch.Tensor, idxs: Sequence[torch.Tensor],
+                 features: torch.Tensor | None) -> torch.Tensor:
+        """Grouping, SharedMLPs and max-pools of the level, given its `geometry`: (B, C_out, S)."""
         xyz_t = xyz.transpose(1, 2)
         centre = new_xyz.transpose(1, 2).unsqueeze(-1)  # (B, 3, S, 1)
-        sqdist = None if cuda_kernels(xyz) is not None else square_distance(new_xyz.detach(), xyz.detach())
         outputs = []
-        for radius, nsample, mlp in zip(self.radii, self.nsamples, self.mlps):
-            if sqdist is None:
-                idx = ball_query(radius, nsample, xyz, new_xyz)
-            else:
-                idx = ball_query_from_sqdist(sqdist, radius, nsample)
+        for idx, mlp in zip(idxs, self.mlps):
             if self.project_first and mlp[0].in_channels > mlp[0].out_channels:
                 x = self._project_then_group(mlp[0], xyz_t, centre, features, idx)
                 outputs.append(mlp.forward_after_first_conv(x).amax(dim=-1))
             else:
                 outputs.append(mlp(self._group(xyz_t, centre, features, idx)).amax(dim=-1))
-        return new_xyz, torch.cat(outputs, dim=1)
+        return torch.cat(outputs, dim=1)
 
     def _group(self, xyz_t: torch.Tensor, centre: torch.Tensor, features: torch.Tensor | None,
                idx: torch.Tensor) -> torch.Tensor:
@@ -225,8 +234,17 @@ class FeaturePropagation(nn.Module):
                 known_feats: torch.Tensor) -> torch.Tensor:
         """unknown (B, n, 3), known (B, m, 3) m; unknown_feats (B, C1, n) or None, known_feats (B, C2, m)
         -> (B, C_out, n)."""
+        return self.features(*self.geometry(unknown, known), unknown_feats, known_feats)
+
+    @staticmethod
+    def geometry(unknown: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 3 nearest known points of every unknown one and their weights, (B, n, 3) each."""
         dist, idx = three_nn(unknown, known)
-        x = three_interpolate(known_feats, idx, inverse_distance_weights(dist))
+        return idx, inverse_distance_weights(dist)
+
+    def features(self, idx: torch.Tensor, weight: torch.Tensor, unknown_feats: torch.Tensor | None,
+                 known_feats: torch.Tensor) -> torch.Tensor:
+        x = three_interpolate(known_feats, idx, weight)
         if unknown_feats is not None:
             x = torch.cat([x, unknown_feats], dim=1)  # interpolated first, as the official module
         return self.mlp(x.unsqueeze(-1)).squeeze(-1)
@@ -255,18 +273,47 @@ class PointNet2MSG(nn.Module):
             FeaturePropagation([fp_in[i], *cfg.fp_mlps[i]]) for i in range(levels)
         )
         self.out_channels = cfg.out_channels
+        # Eval only: a replacement of `features` (the inference runtime's ONNX Runtime graph of it,
+        # `inference/runtime.py`); None = `features` itself.
+        self.inference_features: nn.Module | None = None
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
         """Per-point features (B, C1, N) of the points xyz (B, N, 3) (metres, centred on the object)."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3 or xyz.shape[1] < 1:
             raise ValueError(f"PointNet2MSG: expected points (B, N, 3), got {tuple(xyz.shape)}")
-        l_xyz: list[torch.Tensor] = [xyz]
-        l_feats: list[torch.Tensor | None] = [None]
+        geometry = self.geometry(xyz)
+        if not self.training and self.inference_features is not None:
+            return self.inference_features(xyz, *geometry)
+        return self.features(xyz, *geometry)
+
+    def geometry(self, xyz: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every index computation of the network (furthest-point sampling, ball queries, 3-NN), which depends
+        on the coordinates only, as one flat tuple: the centres of each SA level (B, S_i, 3), the ball-query
+        indices of each level's scales (B, S_i, k), then per FP module its 3-NN indices and weights (B, n, 3).
+        """
+        l_xyz, ball = [xyz], []
         for sa in self.sa_modules:
-            new_xyz, new_feats = sa(l_xyz[-1], l_feats[-1])
+            new_xyz, idxs = sa.geometry(l_xyz[-1])
             l_xyz.append(new_xyz)
-            l_feats.append(new_feats)
+            ball += idxs
+        interpolation = []
+        for i in range(len(self.fp_modules)):
+            interpolation += FeaturePropagation.geometry(l_xyz[i], l_xyz[i + 1])
+        return (*l_xyz[1:], *ball, *interpolation)
+
+    def features(self, xyz: torch.Tensor, *geometry: torch.Tensor) -> torch.Tensor:
+        """The network's feature computation given its `geometry` (gathers, SharedMLPs, pooling,
+        interpolation: no index computation), (B, C1, N). A runtime can run it as one graph
+        (`inference_features`)."""
+        levels = len(self.sa_modules)
+        l_xyz = [xyz, *geometry[:levels]]
+        rest = list(geometry[levels:])
+        l_feats: list[torch.Tensor | None] = [None]
+        for i, sa in enumerate(self.sa_modules):
+            idxs, rest = rest[:len(sa.radii)], rest[len(sa.radii):]
+            l_feats.append(sa.features(l_xyz[i], l_xyz[i + 1], idxs, l_feats[-1]))
         feats = l_feats[-1]
         for i in reversed(range(len(self.fp_modules))):
-            feats = self.fp_modules[i](l_xyz[i], l_xyz[i + 1], l_feats[i], feats)
+            idx, weight = rest[2 * i], rest[2 * i + 1]
+            feats = self.fp_modules[i].features(idx, weight, l_feats[i], feats)
         return feats

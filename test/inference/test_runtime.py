@@ -60,13 +60,19 @@ def test_export_round_trip_and_equality(lite_model_file, synthetic_frame, tmp_pa
     eager = _pose_estimator(weights, "eager")
     assert eager.runtime == "eager"
     written = runtime.export_estimator(eager)
-    assert written == [onnx_artefact_path(weights, "image_backbone")] and written[0].is_file()
+    parts = ("image_backbone", "point_features", "pose_trunk")
+    assert written == [onnx_artefact_path(weights, p) for p in parts]
+    assert all(path.is_file() for path in written)
 
     # The Estimator loads the file next to the weights: exporting again would fail here.
     monkeypatch.setattr(runtime, "export_bytes", lambda part: pytest.fail("exported instead of loading"))
     onnx = _pose_estimator(weights, "onnx")
     assert onnx.runtime == "onnx" and isinstance(onnx.model.rgb_extractor.backbone, runtime.OrtModule)
-    assert max(runtime.part_differences(eager, onnx).values()) < PART_TOLERANCE
+    assert isinstance(onnx.model.inference_trunk, runtime.OrtModule) and eager.model.inference_trunk is None
+    assert isinstance(onnx.model.pts_extractor.inference_features, runtime.OrtModule)
+    differences = runtime.part_differences(eager, onnx)
+    assert set(differences) == {"image_backbone", "point_features", "pose_trunk"}
+    assert max(differences.values()) < PART_TOLERANCE
     f = synthetic_frame
     a = eager.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
     b = onnx.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
@@ -82,11 +88,13 @@ def test_export_round_trip_and_equality(lite_model_file, synthetic_frame, tmp_pa
     assert max(runtime.part_differences(eager, again).values()) < PART_TOLERANCE
 
 
-def test_runtime_choice(lite_model_file):
+def test_runtime_choice(lite_model_file, monkeypatch):
     cpu = torch.device("cpu")
-    assert runtime.resolve_runtime("auto", cpu, exports_present=True) == "onnx"
+    assert runtime.resolve_runtime("auto", cpu) == "onnx"  # onnxruntime is installed (importorskip above)
+    monkeypatch.setattr(runtime, "onnx_runtime_available", lambda: False)
     assert runtime.resolve_runtime("auto", cpu) == ("bf16" if runtime.bf16_supported() else "eager")
-    assert runtime.resolve_runtime("auto", torch.device("cuda"), exports_present=True) == "eager"
+    monkeypatch.undo()
+    assert runtime.resolve_runtime("auto", torch.device("cuda")) == "eager"
     with pytest.raises(ConfigError, match="CPU only"):
         runtime.resolve_runtime("onnx", torch.device("cuda"))
     with pytest.raises(ValueError, match="runtime must be one of"):
@@ -128,3 +136,35 @@ def test_shipped_pipeline_onnx_equals_eager(synthetic_frame):
             np.testing.assert_allclose(u.translation, v.translation, atol=0.02)
             np.testing.assert_allclose(u.size, v.size, atol=0.02)
             assert rotation_error_deg(u.rotation, v.rotation, u.symmetric) < 10.0
+
+
+def test_trunk_of_a_network_without_the_causal_module(tmp_path, synthetic_frame):
+    """AG-Pose (no front door, no queue): the trunk's graph has no queue input, and the runtime feeds it the
+    rest."""
+    import yaml
+
+    from cleanpose_core.config import from_dict, to_dict
+    from cleanpose_core.io import trainable_state_dict
+    from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
+
+    torch.set_num_threads(1)
+    data = yaml.safe_load(open("config/model/cleanpose_lite.yaml"))
+    data["kd"] = {"enabled": False}
+    data["causal"] = {"enabled": False}
+    data["loss"]["distillation"] = 0.0
+    cfg = from_dict(CleanPoseConfig, data)
+    torch.manual_seed(1)
+    model = build_model(cfg, teacher=False)
+    assert model.queue is None
+    weights = tmp_path / "agpose.pt"
+    torch.save({"format": "cleanpose-model-1", "model": trainable_state_dict(model),
+                "model_config": to_dict(cfg), "n_points": 512, "step": 0, "seed": 0}, weights)
+    eager, onnx = _pose_estimator(weights, "eager"), _pose_estimator(weights, "onnx")
+    assert isinstance(onnx.model.inference_trunk, runtime.OrtModule)
+    assert "samples" not in onnx.model.inference_trunk.graph_inputs
+    assert max(runtime.part_differences(eager, onnx).values()) < PART_TOLERANCE
+    f = synthetic_frame
+    a = eager.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    b = onnx.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    assert a.reason is None and len(a.detections) == len(f["masks"])
+    _assert_same_detections(a, b, POSE_TOLERANCE)
