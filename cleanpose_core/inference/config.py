@@ -45,9 +45,9 @@ class EstimatorConfig:
         "auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     runtime: str = setting(
         "auto", "CPU runtime of the dense network parts (inference/runtime.py): eager (PyTorch float32, the "
-        "reference), bf16 (bfloat16 autocast; CPUs with AMX / AVX512-BF16), onnx (ONNX Runtime backbones, "
-        "exports from `cleanpose export`) or auto (onnx when exports lie next to the weights, else bf16 "
-        "where the CPU has it, else eager)", choices=RUNTIMES)
+        "reference), bf16 (bfloat16 autocast; CPUs with AMX / AVX512-BF16), onnx (ONNX Runtime float32), "
+        "int8 (onnx with int8 convolutions; exports from `cleanpose export` or calibrated at start) or auto "
+        "(int8 when onnxruntime is installed, else bf16 where the CPU has it, else eager)", choices=RUNTIMES)
     segmenter: str = setting(
         "maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or depth_tabletop (plane + "
         "regions above it, named by the point classifier; uncluttered tables, no trained segmenter); through "

@@ -1,4 +1,5 @@
-"""CPU runtimes for the Estimator's networks: eager PyTorch (the reference), bfloat16 or ONNX Runtime.
+"""CPU runtimes for the Estimator's networks: eager PyTorch (the reference), bfloat16, ONNX Runtime float32 or
+ONNX Runtime with int8 convolutions.
 
 `EstimatorConfig.runtime`:
 - `eager`: every network runs in PyTorch, float32, as built; the reference the others are tested against.
@@ -6,35 +7,42 @@
   head; the pose network's image backbone, ResNet-18 stem..layer2 in the lite model, DINOv2 ViT-S/14 in the
   paper one) run under `torch.autocast` bfloat16 (oneDNN AMX / AVX512-BF16 kernels) and hand float32 to the
   rest. Only where the CPU has native bfloat16 (`bf16_supported`); elsewhere it is emulated, slower.
-- `onnx`: the backbones and the pose network's keypoint trunk (`export=True` parts) run in ONNX Runtime,
-  float32, the Mask R-CNN heads as in `bf16` where the CPU has it. Each part is read from its export next to
-  the weights (`<weights stem>.<part>.onnx`, written by `cleanpose export`) when one made from the same
-  weights file is there, else exported in memory when the Estimator is built (about a second; cached per
-  process and weights file).
-- `auto` (default): `onnx` when onnxruntime is installed (it is in the default install), else `bf16` where the
-  CPU has native bfloat16, else `eager`. A CUDA device always runs `eager` (the GPU path was not measured for
-  issue 21).
+- `onnx`: the point classifier, Mask R-CNN's backbone + FPN, RPN, box and mask heads, the pose network's
+  image backbone, PointNet++'s feature computation and its keypoint trunk (`export=True` parts) run in ONNX
+  Runtime, float32. Each part is read from its export next to the weights (`<weights stem>.<part>.onnx`,
+  written by `cleanpose export`) when one made from the same weights file is there, else exported in memory
+  when the Estimator is built (about a second per part; cached per process and weights file).
+- `int8`: `onnx`, with the convolutional parts statically quantised to int8 (quantize.py: Mask R-CNN's FPN,
+  last backbone stages, RPN and mask heads; the lite pose network's ResNet image backbone). Their exports are
+  `<weights stem>.<part>.int8.onnx`; without one the Estimator calibrates on 16 synthetic frames when built
+  (about 10 s) or, without the synthetic engine, keeps those parts float32.
+- `auto` (default): `int8` when onnxruntime is installed (it is in the default install), else `bf16` where the
+  CPU has native bfloat16, else `eager`. A CUDA device always runs `eager` (no GPU was lent for issue 21).
 
-The keypoint trunk (`CleanPose.keypoint_trunk`: keypoint detector, aggregation, front door, NOCS and pose
-heads) is many small matmuls, attentions and gathers: PyTorch pays its per-operator overhead on each, ONNX
-Runtime fuses them (measured 39.5 -> 17.9 ms for 3 objects on 2 cores of an AMD EPYC). What stays float32
-PyTorch in every runtime: the proposal logic (anchors, NMS, RoIAlign, box decoding, mask pasting), the point
-classifier, PointNet++ (furthest-point sampling and ball queries are index computations) and the confounder
-queue's sampler (its draws are an input of the trunk's graph, so seeding behaves as in eager). On 2 cores of a
-Xeon with AMX (3 objects, quiet) bf16 took the frame from ~115 to ~105 ms; on an AMD EPYC with AVX512-BF16 and
-no AMX bf16 gained nothing (164 -> 159 ms) while ONNX Runtime backbones + trunk took it to 125 ms
-(bench/bench_estimator.py --baseline has the figures of one run). torch.compile of PointNet++ was slower than
-eager (graph breaks).
-Tolerances (test/inference/test_runtime.py): ONNX parts within 1e-4 of eager relative to their largest
-output; bf16 parts within 5e-2; accuracy on the seed-7 validation split in docs/results/runtime_s7.json.
+Why: the keypoint trunk (`CleanPose.keypoint_trunk`: keypoint detector, aggregation, front door, NOCS and
+pose heads) is many small matmuls, attentions and gathers: PyTorch pays its per-operator overhead on each,
+ONNX Runtime fuses them (39.5 -> 17.9 ms for 3 objects on 2 cores of an AMD EPYC); int8 convolutions with
+AVX512-VNNI run 3x faster than float32 ones. What stays float32 PyTorch in every runtime: the proposal logic
+(anchors, NMS, RoIAlign, box decoding, mask pasting), the box and mask predictors (one layer each),
+PointNet++'s index computations (furthest-point sampling, ball queries, 3-NN) and the confounder queue's
+sampler (its draws are an input of the trunk's graph, so seeding behaves as in eager). Measured (3 objects,
+2 cores, interleaved in one run; bench/bench_estimator.py --baseline has the figures): on an AMD EPYC with
+AVX512-BF16 and VNNI, no AMX: eager 164, bf16 159, onnx 118, int8 101 ms per frame; on a Xeon with AMX bf16
+took the frame from ~115 to ~105 ms. torch.compile of PointNet++ was slower than eager (graph breaks).
+
+Tolerances (test/inference/test_runtime.py): ONNX float32 parts within 1e-4 of eager relative to their
+largest output; bf16 and int8 parts within 5e-2; accuracy on the seed-7 validation split (IoU25 and 10deg5cm
+within 1 point of eager) in docs/results/runtime_s7.json.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +51,7 @@ from torch import nn
 from cleanpose_core.config import ConfigError
 from cleanpose_core.device import bf16_supported
 from cleanpose_core.io.artefacts import WeightsError
+from cleanpose_core.inference.quantize import CALIBRATION, calibration_inputs, quantize_int8
 from cleanpose_core.io.onnx_artefacts import (
     check_onnx_metadata,
     onnx_artefact_path,
@@ -53,7 +62,7 @@ from cleanpose_core.shipped import shipped_file
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "eager", "bf16", "onnx")
+RUNTIMES = ("auto", "eager", "bf16", "onnx", "int8")
 SHIPPED_POSE_MODEL_NAME = (
     "cleanpose_lite.pt"  # the Estimator's SHIPPED_POSE_MODEL (which imports this module)
 )
@@ -75,9 +84,9 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     cpu = device.type == "cpu"
-    if runtime == "onnx" and not (cpu and onnx_runtime_available()):
+    if runtime in ("onnx", "int8") and not (cpu and onnx_runtime_available()):
         why = "onnxruntime is not installed (pip install 'cleanpose[onnx]')" if cpu else "CPU only"
-        raise ConfigError(f"runtime onnx: {why}; use runtime eager")
+        raise ConfigError(f"runtime {runtime}: {why}; use runtime eager")
     if runtime == "bf16" and not (cpu and bf16_supported()):
         raise ConfigError(
             "runtime bf16: needs a CPU with native bfloat16 (AVX512-BF16 or AMX), CPU only; use runtime eager"
@@ -86,7 +95,7 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
         if not cpu:
             return "eager"
         if onnx_runtime_available():
-            return "onnx"
+            return "int8"
         return "bf16" if bf16_supported() else "eager"
     return runtime
 
@@ -116,6 +125,8 @@ class _Part:
         graph: nn.Module | None = None,
         input_names: tuple[str, ...] = ("x",),
         bf16: bool = True,
+        call: type[nn.Module] | None = None,
+        quantize: bool | tuple[str, ...] = False,
     ):
         self.name, self.owner, self.attr, self.source = name, owner, attr, source
         self.dict_output = dict_output
@@ -123,6 +134,9 @@ class _Part:
         # One input: its axes; several: {input name: axes}.
         self.dynamic = dynamic if len(input_names) > 1 or dynamic is None else {input_names[0]: dynamic}
         self.graph, self.input_names, self.bf16 = graph, input_names, bf16
+        self.call = call  # wraps the ONNX Runtime module where the call site passes other than flat tensors
+        # int8 under `int8` (quantize.py): every node, or those whose ONNX name contains one of these
+        self.quantize = quantize
         self.export = example is not None  # a part ONNX Runtime takes; the heads only change precision
 
     @property
@@ -157,6 +171,30 @@ class _EvalTrunk(nn.Module):
         return self.model.keypoint_trunk(pts, pts_local, rgb_local, samples, cls)[:5]
 
 
+class _FlatRpnHead(nn.Module):
+    """The RPN head with its feature maps as separate inputs and its two lists as one flat tuple (graph)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, *levels):
+        logits, deltas = self.head(list(levels))
+        return (*logits, *deltas)
+
+
+class _ListRpnHead(nn.Module):
+    """What sits in the RPN's `head` under `onnx`: the call site's list in, (logits list, deltas list) out."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, levels):
+        out = self.inner(*levels)
+        return list(out[: len(levels)]), list(out[len(levels):])
+
+
 class _TupleOutput(nn.Module):
     """Exports a module that returns a dict of tensors as one returning their tuple."""
 
@@ -173,8 +211,14 @@ def estimator_parts(estimator) -> list[_Part]:
     """The exportable parts of an Estimator's networks (none for the box-fit backend or a depth segmenter)."""
     from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS, MaskRCNNSegmenter
 
+    from cleanpose_core.segmentation.rescoring import CategoryRescorer
+
     parts = []
     seg = estimator.segmenter
+    rescorer = getattr(seg, "rescorer", None) or getattr(seg, "classifier", None)
+    if isinstance(rescorer, CategoryRescorer):  # Mask R-CNN re-scored, or depth-tabletop regions named
+        parts.append(_Part("point_classifier", rescorer, "model", torch.zeros(2, rescorer.points, 3),
+                           {0: "batch", 1: "points"}, rescorer.source, bf16=False))
     seg = getattr(seg, "inner", seg)  # the re-scored segmenter wraps Mask R-CNN
     if isinstance(seg, MaskRCNNSegmenter):
         source = None if seg.config.random_weights else Path(seg.config.weights or DEFAULT_WEIGHTS)
@@ -187,14 +231,12 @@ def estimator_parts(estimator) -> list[_Part]:
                 {0: "batch", 2: "height", 3: "width"},
                 source,
                 dict_output=True,
+                # The FPN and MobileNetV3's last stages; its early depthwise / hard-swish stages quantise
+                # badly (output error 2.7% with these, 47% with all, on the calibration frames).
+                quantize=("/fpn/", "/body.13/", "/body.14/", "/body.15/", "/body.16/"),
             )
         )
-        heads = seg.model.roi_heads
-        parts += [
-            _Part("maskrcnn_rpn_head", seg.model.rpn, "head", None, None, source),
-            _Part("maskrcnn_box_head", heads, "box_head", None, None, source),
-            _Part("maskrcnn_mask_head", heads, "mask_head", None, None, source),
-        ]
+        parts += _maskrcnn_head_parts(seg.model, source)
     model = getattr(estimator, "model", None)
     if model is not None:
         parts += pose_model_parts(
@@ -202,6 +244,30 @@ def estimator_parts(estimator) -> list[_Part]:
             estimator.n_points,
         )
     return parts
+
+
+def _maskrcnn_head_parts(model: nn.Module, source: Path | None) -> list[_Part]:
+    """RPN head (on every FPN level), box head (fc6, fc7 on RoIAlign's 7x7 crops) and mask head (four 3x3
+    convs on the 14x14 crops); the predictors after them are one layer each and stay in PyTorch."""
+    with torch.no_grad():  # the FPN maps of the backbone's example frame: shapes and channels of the heads
+        levels = tuple(model.backbone(torch.zeros(1, 3, 320, 448)).values())
+    channels = levels[0].shape[1]
+    names = tuple(f"level{i}" for i in range(len(levels)))
+    rpn = _Part("maskrcnn_rpn_head", model.rpn, "head", levels,
+                {n: {0: "batch", 2: f"height{i}", 3: f"width{i}"} for i, n in enumerate(names)}, source,
+                graph=_FlatRpnHead(model.rpn.head), input_names=names, call=_ListRpnHead, quantize=True)
+    heads = model.roi_heads
+    crops = [torch.zeros(2, channels, *_pair(pool.output_size)) for pool in (heads.box_roi_pool,
+                                                                                   heads.mask_roi_pool)]
+    return [
+        rpn,
+        _Part("maskrcnn_box_head", heads, "box_head", crops[0], {0: "batch"}, source),
+        _Part("maskrcnn_mask_head", heads, "mask_head", crops[1], {0: "batch"}, source, quantize=True),
+    ]
+
+
+def _pair(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024) -> list[_Part]:
@@ -214,8 +280,9 @@ def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024
     the sampler (and its seed) stays where it is.
     """
     size = model.rgb_extractor.input_size
+    cnn = model.cfg.image.kind == "timm"  # a timm CNN quantises well; DINOv2 stays float32 (not measured)
     backbone = _Part("image_backbone", model.rgb_extractor, "backbone", torch.zeros(2, 3, size, size),
-                     {0: "batch"}, source)
+                     {0: "batch"}, source, quantize=cnn)
     b = 2
     generator = torch.Generator().manual_seed(0)
     cls = torch.arange(b) % model.cfg.cat_num
@@ -299,29 +366,41 @@ def _session(model: bytes | str, threads: int):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def load_session(part: _Part, threads: int):
+def load_session(part: _Part, threads: int, calibration: Callable[[], dict] | None = None):
     """An InferenceSession of `part`: its export file when it is there and made from the same weights, else an
-    in-memory export (cached per process for a weights file)."""
-    expected = onnx_metadata(part.name, part.source)
+    in-memory export (cached per process for a weights file). With `calibration` (a callable giving {part
+    name: calibration inputs}), the part's int8 version (`<part>.int8`, quantize.py)."""
+    name = f"{part.name}.int8" if calibration is not None else part.name
+    expected = onnx_metadata(name, part.source)
     if part.source is not None:
-        path = onnx_artefact_path(part.source, part.name)
+        path = onnx_artefact_path(part.source, name)
         if path.is_file():
             try:
                 session = _session(str(path), threads)
                 check_onnx_metadata(session.get_modelmeta().custom_metadata_map, path, expected)
-                log.info("runtime onnx: %s from %s", part.name, path)
+                log.info("runtime onnx: %s from %s", name, path)
                 return session
             except WeightsError as exc:
-                log.warning("%s; exporting %s in memory instead", exc, part.name)
+                log.warning("%s; exporting %s in memory instead", exc, name)
             except Exception as exc:  # an unreadable file: say so, and still run
-                log.warning("%s: cannot load (%s); exporting %s in memory instead", path, exc, part.name)
-    key = (part.name, expected["source_sha256"], threads)
+                log.warning("%s: cannot load (%s); exporting %s in memory instead", path, exc, name)
+    key = (name, expected["source_sha256"], threads)
     if part.source is not None and key in _SESSION_CACHE:
         return _SESSION_CACHE[key]
-    session = _session(export_bytes(part), threads)
+    session = _session(part_bytes(part, calibration), threads)
     if part.source is not None:
         _SESSION_CACHE[key] = session
     return session
+
+
+def part_bytes(part: _Part, calibration: Callable[[], dict] | None = None) -> bytes:
+    """The part's ONNX model: float32, or int8 calibrated on `calibration()[part.name]`."""
+    model = export_bytes(part)
+    if calibration is None:
+        return model
+    names = [n for n, x in zip(part.input_names, part.example) if x is not None]
+    return quantize_int8(model, names, calibration()[part.name],
+                         None if part.quantize is True else part.quantize)
 
 
 def _float(out):
@@ -375,35 +454,63 @@ def apply_runtime(estimator, runtime: str) -> str:
     """Switch the Estimator's dense parts to `runtime` (`auto` resolved first); returns the runtime used."""
     parts = estimator_parts(estimator)
     runtime = resolve_runtime(runtime, estimator.torch_device)
-    apply_parts(parts, runtime)
+    apply_parts(parts, runtime, int8_calibration(estimator, parts) if runtime == "int8" else None)
     return runtime
 
 
-def apply_parts(parts: list[_Part], runtime: str) -> None:
-    """Swap each part for its `runtime` version (a resolved runtime: eager, bf16 or onnx)."""
+def int8_calibration(estimator, parts: list[_Part]) -> Callable[[], dict]:
+    """A callable that, on its first call, runs the calibration frames through the (still eager) Estimator
+    and returns {part name: inputs} of its `quantize` parts; later calls return the same."""
+    modules = {p.name: p.module for p in parts if p.quantize}
+    return functools.cache(lambda: calibration_inputs(estimator, modules))
+
+
+def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict] | None = None) -> None:
+    """Swap each part for its `runtime` version (a resolved runtime: eager, bf16, onnx or int8; int8 needs
+    `calibration`, see `int8_calibration`). Every session is made before any part is swapped: calibration
+    runs the eager networks."""
     if runtime == "eager":
         return
     threads = torch.get_num_threads()
+    swaps = []
     for part in parts:
-        if runtime == "onnx" and part.export:
+        if runtime in ("onnx", "int8") and part.export:
+            session = None
+            if runtime == "int8" and part.quantize:
+                try:
+                    session = load_session(part, threads, calibration)
+                except ImportError as exc:  # no synthetic engine to calibrate with
+                    log.warning("runtime int8: %s stays float32: no int8 export next to the weights and no "
+                                "calibration frames (%s)", part.name, exc)
+            session = session or load_session(part, threads)
             keys = None
             if part.dict_output:
                 with torch.no_grad():
                     keys = list(part.reference(*part.example).keys())
-            module = OrtModule(load_session(part, threads), keys, part.input_names)
-            setattr(part.owner, part.attr, module)
+            module = OrtModule(session, keys, part.input_names)
+            swaps.append((part, part.call(module) if part.call else module))
         elif part.bf16 and (runtime == "bf16" or bf16_supported()):
-            setattr(part.owner, part.attr, Bf16Module(part.module))
+            swaps.append((part, Bf16Module(part.module)))
+    for part, module in swaps:
+        setattr(part.owner, part.attr, module)
 
 
-def export_estimator(estimator) -> list[Path]:
-    """Write every part of an (eager) Estimator next to its weights file; returns the files written."""
+def export_estimator(estimator, int8: bool = True) -> list[Path]:
+    """Write every part of an (eager) Estimator next to its weights file, and with `int8` the int8 versions
+    of its `quantize` parts; returns the files written."""
+    parts = [p for p in estimator_parts(estimator) if p.export]
+    calibration = int8_calibration(estimator, parts) if int8 else None
     written = []
-    for part in (p for p in estimator_parts(estimator) if p.export):
+    for part in parts:
         if part.source is None:
             raise ValueError(f"{part.name}: random weights have no file to export next to")
-        path = onnx_artefact_path(part.source, part.name)
-        written.append(write_onnx_artefact(export_bytes(part), path, onnx_metadata(part.name, part.source)))
+        for quantized in (False, True) if part.quantize and int8 else (False,):
+            name = f"{part.name}.int8" if quantized else part.name
+            model = part_bytes(part, calibration if quantized else None)
+            metadata = onnx_metadata(name, part.source)
+            if quantized:
+                metadata["calibration"] = CALIBRATION
+            written.append(write_onnx_artefact(model, onnx_artefact_path(part.source, name), metadata))
     return written
 
 
@@ -418,7 +525,8 @@ def part_differences(reference, other, seed: int = 0) -> dict[str, float]:
         xs = tuple(torch.rand(x.shape, generator=generator) if x is not None and x.is_floating_point() else x
                    for x in ref.example)
         with torch.no_grad():
-            a, b = ref.reference(*xs), oth.module(*xs)
+            a = ref.reference(*xs)
+            b = (oth.module.inner if oth.call else oth.module)(*xs)
         if ref.dict_output:
             a, b = list(a.values()), list(b.values())
         else:

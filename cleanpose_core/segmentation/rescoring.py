@@ -120,13 +120,14 @@ class CategoryRescorer:
     weight: float = 0.5
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0  # point draws are seeded per call: the same frame gives the same result
+    source: Path | None = None  # the weights file (its ONNX Runtime exports live beside it)
 
     @classmethod
     def from_file(
         cls, path: str | Path, weight: float = 0.5, device: str | torch.device = "cpu"
     ) -> "CategoryRescorer":
         model, cfg, _ = load_point_classifier(path, device)
-        return cls(model, cfg.points, weight, torch.device(device))
+        return cls(model, cfg.points, weight, torch.device(device), source=Path(path))
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < 1.0:

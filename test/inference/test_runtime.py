@@ -21,7 +21,7 @@ pytest.importorskip("onnx")
 
 from cleanpose_core.config import ConfigError  # noqa: E402
 from cleanpose_core.geometry.rotations import rotation_error_deg  # noqa: E402
-from cleanpose_core.inference import runtime  # noqa: E402
+from cleanpose_core.inference import quantize, runtime  # noqa: E402
 from cleanpose_core.inference.estimator import SHIPPED_POSE_MODEL, Estimator, EstimatorConfig  # noqa: E402
 from cleanpose_core.io.onnx_artefacts import onnx_artefact_path  # noqa: E402
 from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS  # noqa: E402
@@ -59,7 +59,7 @@ def test_export_round_trip_and_equality(lite_model_file, synthetic_frame, tmp_pa
     shutil.copy(lite_model_file, weights)
     eager = _pose_estimator(weights, "eager")
     assert eager.runtime == "eager"
-    written = runtime.export_estimator(eager)
+    written = runtime.export_estimator(eager, int8=False)
     parts = ("image_backbone", "point_features", "pose_trunk")
     assert written == [onnx_artefact_path(weights, p) for p in parts]
     assert all(path.is_file() for path in written)
@@ -88,9 +88,65 @@ def test_export_round_trip_and_equality(lite_model_file, synthetic_frame, tmp_pa
     assert max(runtime.part_differences(eager, again).values()) < PART_TOLERANCE
 
 
+INT8_TOLERANCE = 5e-2  # int8 part vs eager on the activations it was calibrated for (measured ~2e-2)
+
+
+def test_int8_export_round_trip_and_fallback(lite_model_file, tmp_path, monkeypatch, caplog):
+    torch.set_num_threads(1)
+    weights = tmp_path / "lite.pt"
+    shutil.copy(lite_model_file, weights)
+    eager = _pose_estimator(weights, "eager")
+    seen = {}
+
+    def calibrate(estimator, modules):
+        seen.update(quantize.calibration_inputs(estimator, modules))
+        return seen
+
+    monkeypatch.setattr(runtime, "calibration_inputs", calibrate)
+    written = runtime.export_estimator(eager)
+    int8_file = onnx_artefact_path(weights, "image_backbone.int8")
+    assert int8_file in written and len(written) == 4
+    crops = seen["image_backbone"]  # real object crops of the calibration frames, one batch per frame
+    assert len(crops) >= 8 and crops[0][0].shape[1:] == (3, 112, 112)
+
+    # The int8 file is loaded (no calibration, no quantisation at start) and stays close to eager.
+    monkeypatch.setattr(runtime, "quantize_int8", lambda *a: pytest.fail("quantised instead of loading"))
+    int8 = _pose_estimator(weights, "int8")
+    assert int8.runtime == "int8"
+    backbone = int8.model.rgb_extractor.backbone
+    assert isinstance(backbone, runtime.OrtModule)
+    assert {n.op_type for n in _graph(int8_file).node} >= {"QuantizeLinear", "DequantizeLinear"}
+    with torch.no_grad():
+        for (x,) in crops[:4]:
+            a, b = eager.model.rgb_extractor.backbone(torch.from_numpy(x)), backbone(torch.from_numpy(x))
+            assert float((a - b).abs().max() / a.abs().max()) < INT8_TOLERANCE
+    assert max(v for k, v in runtime.part_differences(eager, int8).items() if k != "image_backbone") < (
+        PART_TOLERANCE)
+    monkeypatch.undo()
+
+    # No int8 file and no calibration frames (no open3d): the part stays float32, with a warning.
+    int8_file.unlink()
+    runtime._SESSION_CACHE.clear()
+
+    def no_engine(*_):
+        raise ImportError("No module named 'open3d'")
+
+    monkeypatch.setattr(runtime, "calibration_inputs", no_engine)
+    with caplog.at_level(logging.WARNING, logger="cleanpose_core.inference.runtime"):
+        fallback = _pose_estimator(weights, "int8")
+    assert "image_backbone stays float32" in caplog.text
+    assert max(runtime.part_differences(eager, fallback).values()) < PART_TOLERANCE
+
+
+def _graph(path):
+    import onnx
+
+    return onnx.load(str(path)).graph
+
+
 def test_runtime_choice(lite_model_file, monkeypatch):
     cpu = torch.device("cpu")
-    assert runtime.resolve_runtime("auto", cpu) == "onnx"  # onnxruntime is installed (importorskip above)
+    assert runtime.resolve_runtime("auto", cpu) == "int8"  # onnxruntime is installed (importorskip above)
     monkeypatch.setattr(runtime, "onnx_runtime_available", lambda: False)
     assert runtime.resolve_runtime("auto", cpu) == ("bf16" if runtime.bf16_supported() else "eager")
     monkeypatch.undo()
@@ -123,10 +179,19 @@ def test_shipped_pipeline_onnx_equals_eager(synthetic_frame):
     eager = Estimator(EstimatorConfig(runtime="eager", **settings))
     a = eager.estimate(f["rgb"], f["depth"], f["K"], "m")
     assert len(a.detections) >= 2
-    for name in ("onnx", "bf16") if runtime.bf16_supported() else ("onnx",):
+    for name in ("onnx", "int8", "bf16") if runtime.bf16_supported() else ("onnx", "int8"):
         other = Estimator(EstimatorConfig(runtime=name, **settings))
         if name == "onnx":
-            assert max(runtime.part_differences(eager, other).values()) < PART_TOLERANCE
+            differences = runtime.part_differences(eager, other)
+            assert set(differences) == {"point_classifier", "maskrcnn_backbone", "maskrcnn_rpn_head",
+                                        "maskrcnn_box_head", "maskrcnn_mask_head", "image_backbone",
+                                        "point_features", "pose_trunk"}
+            assert max(differences.values()) < PART_TOLERANCE
+            # A frame without detections sends empty batches through the heads.
+            heads = other.segmenter.inner.model.roi_heads
+            assert isinstance(heads.mask_head, runtime.OrtModule)
+            assert heads.mask_head(torch.zeros(0, 128, 14, 14)).shape[0] == 0
+            assert heads.box_head(torch.zeros(0, 128, 7, 7)).shape[0] == 0
         b = other.estimate(f["rgb"], f["depth"], f["K"], "m")
         # The confident detections (a low one's fused score swings with the classifier's point draw)
         confident = [(u, v) for u, v in zip(a.detections, b.detections) if u.score >= 0.8]
