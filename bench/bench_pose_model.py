@@ -61,7 +61,7 @@ def interleaved_baseline(path: Path, n_points: int, repeats: int) -> dict:
     eager, cfg = random_model(path)
     default = copy.deepcopy(eager)
     runtime = resolve_runtime("auto", torch.device("cpu"))
-    apply_parts(pose_model_parts(default, None), runtime)
+    apply_parts(pose_model_parts(default, None, n_points), runtime)
     models = {"eager": eager, "default": default}
     image_ms: dict[str, list[float]] = {}
     for name, model in models.items():

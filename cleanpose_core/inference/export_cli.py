@@ -1,7 +1,10 @@
 """`cleanpose export`: write the ONNX Runtime exports of the Estimator's dense parts next to their weights.
 
-The Estimator (`runtime: onnx` or `auto`) then loads them instead of exporting at start; see
-`inference/runtime.py`. The exports are checked against the eager networks before the command returns.
+Float32 parts (`<weights stem>.<part>.onnx`) and, unless `--no-int8`, the int8 versions of the convolutional
+ones (`<weights stem>.<part>.int8.onnx`, calibrated on synthetic frames: needs the synthetic engine). The
+Estimator (`runtime: onnx`, `int8` or `auto`) then loads them instead of exporting (and calibrating) at start;
+see `inference/runtime.py`. The float32 exports are checked against the eager networks before the command
+returns; the int8 ones are checked for accuracy by `scripts/validate_runtimes.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         device="cpu",
     )
     eager = Estimator(EstimatorConfig(runtime="eager", **settings))
-    written = export_estimator(eager)
+    written = export_estimator(eager, int8=not args.no_int8)
     exported = Estimator(EstimatorConfig(runtime="onnx", **settings))
     differences = part_differences(eager, exported)
     report = {
@@ -54,5 +57,6 @@ def register(sub) -> None:
         choices=("maskrcnn", "depth_tabletop"),
         help="depth_tabletop: export the pose network only",
     )
+    p.add_argument("--no-int8", action="store_true", help="float32 exports only (no calibration)")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run)

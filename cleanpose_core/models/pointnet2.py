@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops import (ball_query, ball_query_from_sqdist, furthest_point_sample, group_points, index_points,
+from ..ops import (ball_queries_from_sqdist, ball_query, furthest_point_sample, group_points, index_points,
                    inverse_distance_weights, square_distance, three_interpolate, three_nn)
 from ..ops._cuda import cuda_kernels
 
@@ -176,7 +176,7 @@ class SetAbstractionMSG(nn.Module):
         if cuda_kernels(xyz) is not None:
             return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
         sqdist = square_distance(new_xyz.detach(), xyz.detach())
-        return new_xyz, [ball_query_from_sqdist(sqdist, r, k) for r, k in zip(self.radii, self.nsamples)]
+        return new_xyz, ball_queries_from_sqdist(sqdist, self.radii, self.nsamples)
 
     def features(self, xyz: torch.Tensor, new_xyz: torch.Tensor, idxs: Sequence[torch.Tensor],
                  features: torch.Tensor | None) -> torch.Tensor:

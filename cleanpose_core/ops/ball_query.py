@@ -16,12 +16,14 @@ more with `sort` at B=3, S=512, N=1024). The `pointnet2_ops` kernel is used for 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ._cuda import cuda_kernels
 from .knn import square_distance
 
-__all__ = ["ball_query", "ball_query_from_sqdist", "ball_query_naive"]
+__all__ = ["ball_query", "ball_query_from_sqdist", "ball_queries_from_sqdist", "ball_query_naive"]
 
 
 def _check(radius: float, nsample: int) -> None:
@@ -57,22 +59,37 @@ def ball_query(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Te
 def ball_query_from_sqdist(sqdist: torch.Tensor, radius: float, nsample: int,
                            inclusive: bool = False) -> torch.Tensor:
     """`ball_query` on precomputed squared distances sqdist (B, S, N) (m^2); lets several radii share them."""
-    _check(radius, nsample)
+    return ball_queries_from_sqdist(sqdist, (radius,), (nsample,), inclusive)[0]
+
+
+def ball_queries_from_sqdist(sqdist: torch.Tensor, radii: Sequence[float], nsamples: Sequence[int],
+                             inclusive: bool = False) -> list[torch.Tensor]:
+    """`ball_query` for several (radius, nsample) scales on the same squared distances (B, S, N): one hit
+    search over all B x S x N pairs at the largest radius, then each scale ranks the hits inside its own
+    radius (a subset, in the same index order). Equal to one `ball_query_from_sqdist` per scale."""
+    for radius, nsample in zip(radii, nsamples):
+        _check(radius, nsample)
     if sqdist.dim() != 3:
         raise ValueError(f"ball_query: sqdist must be (B, S, N), got {tuple(sqdist.shape)}")
     b, s, n = sqdist.shape
-    r2 = _radius_sq(radius, sqdist.dtype)
-    hit = (sqdist <= r2) if inclusive else (sqdist < r2)
-    hit = hit.view(b * s, n)
-    rows, cols = hit.nonzero(as_tuple=True)
-    counts = hit.sum(dim=1)
-    first_of_row = counts.cumsum(0) - counts  # position in `rows` of each centre's first hit
-    rank = torch.arange(rows.numel(), device=rows.device) - first_of_row[rows]
-    keep = rank < nsample
-    out = torch.full((b * s, nsample), -1, dtype=torch.long, device=sqdist.device)
-    out[rows[keep], rank[keep]] = cols[keep]
-    first = out[:, :1].clamp_min(0)  # first hit, or 0 for a centre without hits
-    return torch.where(out < 0, first, out).view(b, s, nsample)
+    r2 = [_radius_sq(radius, sqdist.dtype) for radius in radii]
+    flat = sqdist.reshape(b * s, n)
+    hit = (flat <= max(r2)) if inclusive else (flat < max(r2))
+    rows, cols = hit.nonzero(as_tuple=True)  # row-major: each centre's hits in index order
+    d2 = flat[rows, cols]
+    out = []
+    for radius_sq, nsample in zip(r2, nsamples):
+        inside = (d2 <= radius_sq) if inclusive else (d2 < radius_sq)
+        r, c = rows[inside], cols[inside]
+        counts = torch.bincount(r, minlength=b * s)
+        first_of_row = counts.cumsum(0) - counts  # position in `r` of each centre's first hit
+        rank = torch.arange(r.numel(), device=r.device) - first_of_row[r]
+        keep = rank < nsample
+        idx = torch.full((b * s, nsample), -1, dtype=torch.long, device=sqdist.device)
+        idx[r[keep], rank[keep]] = c[keep]
+        first = idx[:, :1].clamp_min(0)  # first hit, or 0 for a centre without hits
+        out.append(torch.where(idx < 0, first, idx).view(b, s, nsample))
+    return out
 
 
 def ball_query_naive(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Tensor,

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanpose_core.ops.ball_query import ball_query, ball_query_from_sqdist, ball_query_naive
+from cleanpose_core.ops.ball_query import (ball_queries_from_sqdist, ball_query, ball_query_from_sqdist,
+                                             ball_query_naive)
 from cleanpose_core.ops.furthest_point_sample import (NEAR_ORIGIN_SQ, furthest_point_sample,
                                                       furthest_point_sample_naive)
 from cleanpose_core.ops.grouping import (gather_points, gather_points_naive, group_points, group_points_naive,
@@ -127,6 +128,12 @@ def test_ball_query_shared_distances_equal_separate_queries():
     d2 = square_distance(centres, xyz)
     for r, k in [(0.02, 16), (0.04, 32)]:
         assert torch.equal(ball_query_from_sqdist(d2, r, k), ball_query(r, k, xyz, centres))
+    # Several scales from one hit search: each equals its own reference query (larger radius first, too).
+    radii, nsamples = (0.04, 0.01, 0.02), (32, 8, 16)
+    for inclusive in (False, True):
+        scales = ball_queries_from_sqdist(d2, radii, nsamples, inclusive)
+        for out, r, k in zip(scales, radii, nsamples):
+            assert torch.equal(out, ball_query_naive(r, k, xyz, centres, inclusive))
 
 
 # ----------------------------------------------------------------------------------------------- kNN
