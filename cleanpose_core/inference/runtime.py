@@ -109,8 +109,8 @@ class _Part:
     exported (`graph`, default the one sitting there), example inputs, their dynamic axes and the weights file
     it comes from.
 
-    `export` parts (example inputs given) run in ONNX Runtime under `onnx`; `bf16` parts run under bfloat16
-    autocast under `bf16`, and under `onnx` too when they are not exported (the heads).
+    Every part runs in ONNX Runtime under `onnx` and `int8` (its `quantize` nodes int8 under `int8`); `bf16`
+    parts run under bfloat16 autocast under `bf16`.
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class _Part:
         name: str,
         owner: nn.Module,
         attr: str,
-        example: tuple[torch.Tensor | None, ...] | torch.Tensor | None,
+        example: tuple[torch.Tensor | None, ...] | torch.Tensor,
         dynamic: dict[int, str] | dict[str, dict[int, str]] | None,
         source: Path | None,
         dict_output: bool = False,
@@ -137,7 +137,6 @@ class _Part:
         self.call = call  # wraps the ONNX Runtime module where the call site passes other than flat tensors
         # int8 under `int8` (quantize.py): every node, or those whose ONNX name contains one of these
         self.quantize = quantize
-        self.export = example is not None  # a part ONNX Runtime takes; the heads only change precision
 
     @property
     def module(self) -> nn.Module:
@@ -208,9 +207,9 @@ class _TupleOutput(nn.Module):
 
 
 def estimator_parts(estimator) -> list[_Part]:
-    """The exportable parts of an Estimator's networks (none for the box-fit backend or a depth segmenter)."""
+    """The exportable parts of an Estimator's networks: point classifier, Mask R-CNN, pose network (each when
+    the Estimator has it)."""
     from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS, MaskRCNNSegmenter
-
     from cleanpose_core.segmentation.rescoring import CategoryRescorer
 
     parts = []
@@ -474,7 +473,7 @@ def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict
     threads = torch.get_num_threads()
     swaps = []
     for part in parts:
-        if runtime in ("onnx", "int8") and part.export:
+        if runtime in ("onnx", "int8"):
             session = None
             if runtime == "int8" and part.quantize:
                 try:
@@ -489,7 +488,7 @@ def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict
                     keys = list(part.reference(*part.example).keys())
             module = OrtModule(session, keys, part.input_names)
             swaps.append((part, part.call(module) if part.call else module))
-        elif part.bf16 and (runtime == "bf16" or bf16_supported()):
+        elif part.bf16:  # runtime bf16
             swaps.append((part, Bf16Module(part.module)))
     for part, module in swaps:
         setattr(part.owner, part.attr, module)
@@ -498,7 +497,7 @@ def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict
 def export_estimator(estimator, int8: bool = True) -> list[Path]:
     """Write every part of an (eager) Estimator next to its weights file, and with `int8` the int8 versions
     of its `quantize` parts; returns the files written."""
-    parts = [p for p in estimator_parts(estimator) if p.export]
+    parts = estimator_parts(estimator)
     calibration = int8_calibration(estimator, parts) if int8 else None
     written = []
     for part in parts:
@@ -519,8 +518,7 @@ def part_differences(reference, other, seed: int = 0) -> dict[str, float]:
     reference against e.g. the onnx runtime)."""
     generator = torch.Generator().manual_seed(seed)
     out = {}
-    backbones = [[p for p in estimator_parts(e) if p.export] for e in (reference, other)]
-    for ref, oth in zip(*backbones):
+    for ref, oth in zip(estimator_parts(reference), estimator_parts(other)):
         # Random floats in the example's shapes; integer inputs (category ids) and None as in the example.
         xs = tuple(torch.rand(x.shape, generator=generator) if x is not None and x.is_floating_point() else x
                    for x in ref.example)
