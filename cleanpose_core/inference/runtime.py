@@ -13,9 +13,10 @@ ONNX Runtime with int8 convolutions.
   written by `cleanpose export`) when one made from the same weights file is there, else exported in memory
   when the Estimator is built (about a second per part; cached per process and weights file).
 - `int8`: `onnx`, with the convolutional parts statically quantised to int8 (quantize.py: Mask R-CNN's FPN,
-  last backbone stages, RPN and mask heads; the lite pose network's ResNet image backbone). Their exports are
-  `<weights stem>.<part>.int8.onnx`; without one the Estimator calibrates on 16 synthetic frames when built
-  (about 10 s) or, without the synthetic engine, keeps those parts float32.
+  last backbone stages, RPN and mask heads; the lite pose network's ResNet image backbone) and, in the paper
+  configuration, DINOv2's and the keypoint trunk's MatMuls dynamically quantised. The static ones are read
+  from `<weights stem>.<part>.int8.onnx`, which `cleanpose export` writes after calibrating on 16 synthetic
+  frames (the shipped weights' ship in models/); without that file a part runs float32 (logged).
 - `auto` (default): `int8` when onnxruntime is installed (it is in the default install), else `bf16` where the
   CPU has native bfloat16, else `eager`. A CUDA device always runs `eager` (no GPU was lent for issue 21).
 
@@ -51,7 +52,8 @@ from torch import nn
 from cleanpose_core.config import ConfigError
 from cleanpose_core.device import bf16_supported
 from cleanpose_core.io.artefacts import WeightsError
-from cleanpose_core.inference.quantize import CALIBRATION, calibration_inputs, quantize_int8
+from cleanpose_core.inference.quantize import (CALIBRATION, calibration_inputs, quantize_int8,
+                                               quantize_matmuls_int8)
 from cleanpose_core.io.onnx_artefacts import (
     check_onnx_metadata,
     onnx_artefact_path,
@@ -127,6 +129,7 @@ class _Part:
         bf16: bool = True,
         call: type[nn.Module] | None = None,
         quantize: bool | tuple[str, ...] = False,
+        int8_matmuls: bool = False,
     ):
         self.name, self.owner, self.attr, self.source = name, owner, attr, source
         self.dict_output = dict_output
@@ -135,8 +138,13 @@ class _Part:
         self.dynamic = dynamic if len(input_names) > 1 or dynamic is None else {input_names[0]: dynamic}
         self.graph, self.input_names, self.bf16 = graph, input_names, bf16
         self.call = call  # wraps the ONNX Runtime module where the call site passes other than flat tensors
-        # int8 under `int8` (quantize.py): every node, or those whose ONNX name contains one of these
-        self.quantize = quantize
+        # Under `int8` (quantize.py): static int8 of every node, or of those whose ONNX name contains one of
+        # these (`quantize`, needs calibration frames); or dynamic int8 weight MatMuls (`int8_matmuls`).
+        self.quantize, self.int8_matmuls = quantize, int8_matmuls
+
+    @property
+    def int8(self) -> bool:
+        return bool(self.quantize) or self.int8_matmuls
 
     @property
     def module(self) -> nn.Module:
@@ -279,9 +287,9 @@ def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024
     the sampler (and its seed) stays where it is.
     """
     size = model.rgb_extractor.input_size
-    cnn = model.cfg.image.kind == "timm"  # a timm CNN quantises well; DINOv2 stays float32 (not measured)
+    cnn = model.cfg.image.kind == "timm"  # a timm CNN: static int8; DINOv2: dynamic int8 MatMuls
     backbone = _Part("image_backbone", model.rgb_extractor, "backbone", torch.zeros(2, 3, size, size),
-                     {0: "batch"}, source, quantize=cnn)
+                     {0: "batch"}, source, quantize=cnn, int8_matmuls=not cnn)
     b = 2
     generator = torch.Generator().manual_seed(0)
     cls = torch.arange(b) % model.cfg.cat_num
@@ -297,8 +305,10 @@ def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024
     batch, points = {0: "batch"}, {0: "batch", 1: "points"}
     dynamic = {"pts": points, "pts_local": {0: "batch", 2: "points"}, "rgb_local": {0: "batch", 2: "points"},
                "samples": batch, "cls": batch}
+    # int8 MatMuls pay off at the paper's width (d_model 256), not at the lite's 128 (quantize.py)
+    wide = model.cfg.iakd.attn.d_model >= 256
     trunk = _Part("pose_trunk", model, "inference_trunk", example, dynamic, source, graph=_EvalTrunk(model),
-                  input_names=names, bf16=False)
+                  input_names=names, bf16=False, int8_matmuls=wide)
     return [backbone, _point_features_part(model.pts_extractor, example[0], source), trunk]
 
 
@@ -365,11 +375,13 @@ def _session(model: bytes | str, threads: int):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def load_session(part: _Part, threads: int, calibration: Callable[[], dict] | None = None):
-    """An InferenceSession of `part`: its export file when it is there and made from the same weights, else an
-    in-memory export (cached per process for a weights file). With `calibration` (a callable giving {part
-    name: calibration inputs}), the part's int8 version (`<part>.int8`, quantize.py)."""
-    name = f"{part.name}.int8" if calibration is not None else part.name
+def load_session(part: _Part, threads: int, int8: bool = False,
+                 calibration: Callable[[], dict] | None = None):
+    """An InferenceSession of `part`, float32 or (`int8`) its int8 version `<part>.int8` (quantize.py): its
+    export file when it is there and made from the same weights, else made in memory (cached per process for a
+    weights file). A statically quantised part is made in memory only with `calibration` (a callable giving
+    {part name: calibration inputs}; `cleanpose export`); without it and without a file, LookupError."""
+    name = f"{part.name}.int8" if int8 else part.name
     expected = onnx_metadata(name, part.source)
     if part.source is not None:
         path = onnx_artefact_path(part.source, name)
@@ -380,26 +392,33 @@ def load_session(part: _Part, threads: int, calibration: Callable[[], dict] | No
                 log.info("runtime onnx: %s from %s", name, path)
                 return session
             except WeightsError as exc:
-                log.warning("%s; exporting %s in memory instead", exc, name)
+                log.warning("%s; making %s in memory instead", exc, name)
             except Exception as exc:  # an unreadable file: say so, and still run
-                log.warning("%s: cannot load (%s); exporting %s in memory instead", path, exc, name)
+                log.warning("%s: cannot load (%s); making %s in memory instead", path, exc, name)
     key = (name, expected["source_sha256"], threads)
     if part.source is not None and key in _SESSION_CACHE:
         return _SESSION_CACHE[key]
-    session = _session(part_bytes(part, calibration), threads)
+    if int8 and part.quantize and calibration is None:
+        raise LookupError(f"no int8 export of {part.name} beside its weights (`cleanpose export` writes one)")
+    session = _session(part_bytes(part, int8, calibration), threads)
     if part.source is not None:
         _SESSION_CACHE[key] = session
     return session
 
 
-def part_bytes(part: _Part, calibration: Callable[[], dict] | None = None) -> bytes:
-    """The part's ONNX model: float32, or int8 calibrated on `calibration()[part.name]`."""
+def part_bytes(part: _Part, int8: bool = False, calibration: Callable[[], dict] | None = None) -> bytes:
+    """The part's ONNX model: float32, or its int8 version (static, calibrated on `calibration()[part.name]`,
+    or dynamic int8 MatMuls)."""
     model = export_bytes(part)
-    if calibration is None:
+    if not int8:
         return model
-    names = [n for n, x in zip(part.input_names, part.example) if x is not None]
-    return quantize_int8(model, names, calibration()[part.name],
-                         None if part.quantize is True else part.quantize)
+    if part.quantize:
+        if calibration is None:
+            raise ValueError(f"{part.name}: static int8 needs calibration inputs")
+        names = [n for n, x in zip(part.input_names, part.example) if x is not None]
+        return quantize_int8(model, names, calibration()[part.name],
+                             None if part.quantize is True else part.quantize)
+    return quantize_matmuls_int8(model)
 
 
 def _float(out):
@@ -453,7 +472,7 @@ def apply_runtime(estimator, runtime: str) -> str:
     """Switch the Estimator's dense parts to `runtime` (`auto` resolved first); returns the runtime used."""
     parts = estimator_parts(estimator)
     runtime = resolve_runtime(runtime, estimator.torch_device)
-    apply_parts(parts, runtime, int8_calibration(estimator, parts) if runtime == "int8" else None)
+    apply_parts(parts, runtime)
     return runtime
 
 
@@ -464,10 +483,12 @@ def int8_calibration(estimator, parts: list[_Part]) -> Callable[[], dict]:
     return functools.cache(lambda: calibration_inputs(estimator, modules))
 
 
-def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict] | None = None) -> None:
-    """Swap each part for its `runtime` version (a resolved runtime: eager, bf16, onnx or int8; int8 needs
-    `calibration`, see `int8_calibration`). Every session is made before any part is swapped: calibration
-    runs the eager networks."""
+def apply_parts(parts: list[_Part], runtime: str) -> None:
+    """Swap each part for its `runtime` version (a resolved runtime: eager, bf16, onnx or int8).
+
+    Under int8 a statically quantised part needs its int8 export (calibration is an export step: it runs 16
+    frames through the networks, about 10 s, which a node should not pay at every start); without one it runs
+    float32, logged. Dynamically quantised parts need no calibration and are made in memory when missing."""
     if runtime == "eager":
         return
     threads = torch.get_num_threads()
@@ -475,12 +496,11 @@ def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict
     for part in parts:
         if runtime in ("onnx", "int8"):
             session = None
-            if runtime == "int8" and part.quantize:
+            if runtime == "int8" and part.int8:
                 try:
-                    session = load_session(part, threads, calibration)
-                except ImportError as exc:  # no synthetic engine to calibrate with
-                    log.warning("runtime int8: %s stays float32: no int8 export next to the weights and no "
-                                "calibration frames (%s)", part.name, exc)
+                    session = load_session(part, threads, True)
+                except LookupError as exc:
+                    log.warning("runtime int8: %s runs float32: %s", part.name, exc)
             session = session or load_session(part, threads)
             keys = None
             if part.dict_output:
@@ -496,19 +516,25 @@ def apply_parts(parts: list[_Part], runtime: str, calibration: Callable[[], dict
 
 def export_estimator(estimator, int8: bool = True) -> list[Path]:
     """Write every part of an (eager) Estimator next to its weights file, and with `int8` the int8 versions
-    of its `quantize` parts; returns the files written."""
+    of its int8 parts (calibrating the static ones on the synthetic frames); returns the files written."""
     parts = estimator_parts(estimator)
     calibration = int8_calibration(estimator, parts) if int8 else None
     written = []
     for part in parts:
         if part.source is None:
             raise ValueError(f"{part.name}: random weights have no file to export next to")
-        for quantized in (False, True) if part.quantize and int8 else (False,):
+        for quantized in (False, True) if part.int8 and int8 else (False,):
             name = f"{part.name}.int8" if quantized else part.name
-            model = part_bytes(part, calibration if quantized else None)
+            try:
+                model = part_bytes(part, quantized, calibration)
+            except ValueError as exc:  # no calibration frame reached the part
+                if not quantized:
+                    raise
+                log.warning("%s: no int8 export (%s)", part.name, exc)
+                continue
             metadata = onnx_metadata(name, part.source)
             if quantized:
-                metadata["calibration"] = CALIBRATION
+                metadata["quantization"] = f"static, {CALIBRATION}" if part.quantize else "dynamic MatMuls"
             written.append(write_onnx_artefact(model, onnx_artefact_path(part.source, name), metadata))
     return written
 
