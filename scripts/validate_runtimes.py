@@ -47,8 +47,9 @@ def main() -> int:
         "render": "cleanpose " + " ".join(render),
         "command": "OMP_NUM_THREADS=1 python scripts/validate_runtimes.py " + " ".join(sys.argv[1:]),
         "note": "stream (the default queue sampling) draws fresh confounder-queue entries per image, so a "
-                "flipped mask pixel or a changed detection shifts every later draw: differences of 1-2 points "
-                "there are draw noise; per_frame re-seeds the sampler per image and isolates the runtime",
+                "flipped mask pixel or a changed detection shifts every later draw: differences of 1-2 "
+                "points there are draw noise; per_frame re-seeds the sampler per image and isolates the "
+                "runtime",
         "results": {}, "minus_eager": {}, "provenance": {},
     }
     for masks, options in (("gt_masks", ["--masks", "gt"]), ("full_pipeline", PIPELINE)):
@@ -57,8 +58,9 @@ def main() -> int:
             overall = {}
             for rt in ["eager", *args.runtimes]:
                 out = Path(f"results/runtime_s{args.seed}/{masks}_{sampling}_{rt}")
-                cleanpose("predict", "--data", str(data), "--split", "val", "--runtime", rt, "--queue-sampling",
-                          sampling, *options, "--intrinsics", *intrinsics, "--out", str(out))
+                cleanpose("predict", "--data", str(data), "--split", "val", "--runtime", rt,
+                          "--queue-sampling", sampling, *options, "--intrinsics", *intrinsics,
+                          "--out", str(out))
                 cleanpose("eval", "--results", str(out), "--json", str(out.with_suffix(".json")))
                 result = json.loads((REPO / out.with_suffix(".json")).read_text())
                 overall[rt] = {m: round(result["overall"][m], 2) for m in METRICS}
