@@ -26,14 +26,16 @@ ONNX Runtime fuses them (39.5 -> 17.9 ms for 3 objects on 2 cores of an AMD EPYC
 AVX512-VNNI run 3x faster than float32 ones. What stays float32 PyTorch in every runtime: the proposal logic
 (anchors, NMS, RoIAlign, box decoding, mask pasting), the box and mask predictors (one layer each),
 PointNet++'s index computations (furthest-point sampling, ball queries, 3-NN) and the confounder queue's
-sampler (its draws are an input of the trunk's graph, so seeding behaves as in eager). Measured (3 objects,
-2 cores, interleaved in one run; bench/bench_estimator.py --baseline has the figures): on an AMD EPYC with
-AVX512-BF16 and VNNI, no AMX: eager 164, bf16 159, onnx 118, int8 101 ms per frame; on a Xeon with AMX bf16
-took the frame from ~115 to ~105 ms. torch.compile of PointNet++ was slower than eager (graph breaks).
+sampler (its draws are an input of the trunk's graph, so seeding behaves as in eager). Measured on 2 cores of
+an AMD EPYC with AVX512-BF16 and VNNI, no AMX, 3 objects, eager and default interleaved in one run
+(`bench/bench_estimator.py --baseline`): 191.7 -> 110.7 ms per frame (bf16 gained nothing there: 164 -> 159
+ms); on a Xeon with AMX bf16 took the frame from ~115 to ~105 ms. torch.compile of PointNet++ was slower
+than eager (graph breaks).
 
 Tolerances (test/inference/test_runtime.py): ONNX float32 parts within 1e-4 of eager relative to their
 largest output; bf16 and int8 parts within 5e-2; accuracy on the seed-7 validation split (IoU25 and 10deg5cm
-within 1 point of eager) in docs/results/runtime_s7.json.
+within 1 point of eager) in docs/results/runtime_s7.json. The paper configuration's int8 MatMuls were not
+checked for accuracy (no trained paper model here).
 """
 
 from __future__ import annotations
