@@ -15,7 +15,7 @@ The lite trunk (d_model 128) was slower in int8 (19.1 -> 21.0 ms) and stays floa
 two cannot be measured here: the paper configuration needs DINOv2 and ULIP-2 weights that cannot be
 downloaded, so no trained paper model exists; `runtime: onnx` keeps them float32.
 
-The static quantisation (ONNX Runtime's QDQ format, int8 weights per output channel, uint8 activations),
+The static quantisation (ONNX Runtime's QDQ format, int8 weights per output channel, uint8 activations) is
 calibrated on the activations the eager Estimator itself computes on `CALIBRATION_FRAMES` seeded synthetic
 frames from the training shape pool (so no image of a validation or test split is seen), when `cleanpose
 export` writes the exports (the synthetic engine needs open3d, `pip install 'cleanpose[synth]'`). A part that
@@ -30,8 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 CALIBRATION_FRAMES = 16
 CALIBRATION_SEED = 0
