@@ -30,9 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops import (ball_queries_from_sqdist, ball_query, furthest_point_sample,
-                   furthest_point_sample_with_sqdist, group_points, index_points, inverse_distance_weights,
-                   three_interpolate, three_nn)
+from ..ops import (ball_queries_from_sqdist, ball_query, furthest_point_sample, group_points, index_points,
+                   inverse_distance_weights, square_distance, three_interpolate, three_nn)
 from ..ops._cuda import cuda_kernels
 
 __all__ = ["PointNet2MSGConfig", "PointNet2MSG", "PointwiseConv2d", "SharedMLP", "SetAbstractionMSG",
@@ -176,9 +175,9 @@ class SetAbstractionMSG(nn.Module):
         if cuda_kernels(xyz) is not None:
             new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
             return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
-        # The sampler's own centre-to-point distances serve the ball queries (same values as square_distance).
-        idx, sqdist = furthest_point_sample_with_sqdist(xyz, self.npoint)
-        return index_points(xyz, idx), ball_queries_from_sqdist(sqdist, self.radii, self.nsamples)
+        new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
+        sqdist = square_distance(new_xyz.detach(), xyz.detach())
+        return new_xyz, ball_queries_from_sqdist(sqdist, self.radii, self.nsamples)
 
     def features(self, xyz: torch.Tensor, new_xyz: torch.Tensor, idxs: Sequence[torch.Tensor],
                  features: torch.Tensor | None) -> torch.Tensor:

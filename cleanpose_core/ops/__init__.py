@@ -2,12 +2,12 @@
 tensors), else vectorised PyTorch. Each op's module also holds a slow reference twin (`*_naive`) for tests."""
 
 from .ball_query import ball_queries_from_sqdist, ball_query, ball_query_from_sqdist
-from .furthest_point_sample import NEAR_ORIGIN_SQ, furthest_point_sample, furthest_point_sample_with_sqdist
+from .furthest_point_sample import NEAR_ORIGIN_SQ, furthest_point_sample
 from .grouping import gather_points, group_points, index_points
 from .knn import knn, square_distance
 from .three_nn import inverse_distance_weights, three_interpolate, three_nn
 
 __all__ = ["ball_query", "ball_query_from_sqdist", "ball_queries_from_sqdist", "furthest_point_sample",
-           "furthest_point_sample_with_sqdist", "NEAR_ORIGIN_SQ", "gather_points", "group_points",
+           "NEAR_ORIGIN_SQ", "gather_points", "group_points",
            "index_points", "knn", "square_distance", "three_nn", "three_interpolate",
            "inverse_distance_weights"]

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from cleanpose_core.ops.ball_query import (ball_queries_from_sqdist, ball_query, ball_query_from_sqdist,
                                              ball_query_naive)
 from cleanpose_core.ops.furthest_point_sample import (NEAR_ORIGIN_SQ, furthest_point_sample,
-                                                      furthest_point_sample_naive,
-                                                      furthest_point_sample_with_sqdist)
+                                                      furthest_point_sample_naive)
 from cleanpose_core.ops.grouping import (gather_points, gather_points_naive, group_points, group_points_naive,
                                          index_points)
 from cleanpose_core.ops.knn import knn, knn_naive, square_distance
@@ -50,15 +49,6 @@ def test_fps_matches_reference_for_any_size(n, npoint, seed, skip):
     fast = furthest_point_sample(xyz, npoint, skip_near_origin=skip)
     assert fast.shape == (2, npoint) and fast.dtype == torch.int64
     assert torch.equal(fast, furthest_point_sample_naive(xyz, npoint, skip_near_origin=skip))
-
-
-@pytest.mark.parametrize("npoint", [1, 64, 400])  # one centre, fewer than N, more than N (repeats)
-def test_fps_distances_are_square_distance_bit_for_bit(npoint):
-    xyz = cloud_with_origin_cluster(3, 300, 7).float()
-    idx, sqdist = furthest_point_sample_with_sqdist(xyz, npoint)
-    assert torch.equal(idx, furthest_point_sample(xyz, npoint))
-    assert sqdist.shape == (3, npoint, 300) and sqdist.is_contiguous()
-    assert torch.equal(sqdist, square_distance(index_points(xyz, idx), xyz))
 
 
 def test_fps_torch_loop_equals_numpy_loop():
