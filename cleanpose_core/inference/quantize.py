@@ -66,7 +66,8 @@ def calibration_inputs(estimator, modules: dict[str, torch.nn.Module]) -> dict[s
         def record(_module, inputs, _output):
             flat = tuple(inputs[0]) if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) else inputs
             if all(x.shape[0] > 0 for x in flat):  # an empty batch says nothing about the value range
-                captured[name].append(tuple(x.detach().float().contiguous().cpu().numpy() for x in flat))
+                captured[name].append(tuple((x.float() if x.is_floating_point() else x).detach().contiguous()
+                                            .cpu().numpy() for x in flat))
         return record
 
     handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
