@@ -8,8 +8,9 @@ about 336 ms per object and gains nothing from batching (1,036 ms for 3 objects,
 `--baseline`: the eager network (the reference) and the default runtime's (`EstimatorConfig.runtime` auto,
 inference/runtime.py) built from the same weights and run interleaved, call by call; per-path medians and
 milliseconds per object for B = 1, 3, 6, the image backbone's share (DINOv2 in the paper configuration), load
-average before and after. The network alone has no calibration frames, so parts that `int8` quantises (the
-lite ResNet backbone) run in ONNX Runtime float32 here; DINOv2 is float32 under every runtime. Writes
+average before and after. Random weights have no int8 exports, so the parts `int8` quantises statically (the
+lite ResNet backbone) run in ONNX Runtime float32 here; the dynamically quantised ones (the paper
+configuration's DINOv2 and keypoint trunk) run int8. Writes
 bench/results/pose_model_baseline.json.
 
     python bench/bench_pose_model.py [--threads 2] [--repeats 5]

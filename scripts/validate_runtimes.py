@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from validate_models import REPO, cleanpose, intrinsics  # the same render / predict helpers
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS = ("iou_25", "iou_50", "iou_75", "5deg_2cm", "5deg_5cm", "10deg_2cm", "10deg_5cm")
 PIPELINE = ["--masks", "model", "--segmenter-weights", "models/segmenter_maskrcnn_mobilenet_v3.pt",
             "--category-classifier", "models/point_classifier.pt"]
-
-
-def cleanpose(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "cleanpose_core.cli", *argv], check=True, cwd=REPO)
 
 
 def main() -> int:
@@ -39,8 +33,7 @@ def main() -> int:
     render = ["synth", "--out", str(data), "--scenes", str(args.scenes), "--split", "val", "--seed",
               str(args.seed), "--frames-per-scene", "2", "--workers", "2", "--quiet"]
     cleanpose(*render)
-    camera = yaml.safe_load((REPO / data / "val" / "config.yaml").read_text())["config"]["camera"]
-    intrinsics = [str(v) for v in camera["intrinsics"]]
+    camera = intrinsics(data)
     report: dict = {
         "what": "Estimator runtimes against eager on the validation split (validation shape pool), default "
                 "readout; issue 21 tolerance: IoU25 and 10deg5cm within 1 point of eager",
@@ -59,7 +52,7 @@ def main() -> int:
             for rt in ["eager", *args.runtimes]:
                 out = Path(f"results/runtime_s{args.seed}/{masks}_{sampling}_{rt}")
                 cleanpose("predict", "--data", str(data), "--split", "val", "--runtime", rt,
-                          "--queue-sampling", sampling, *options, "--intrinsics", *intrinsics,
+                          "--queue-sampling", sampling, *options, "--intrinsics", *camera,
                           "--out", str(out))
                 cleanpose("eval", "--results", str(out), "--json", str(out.with_suffix(".json")))
                 result = json.loads((REPO / out.with_suffix(".json")).read_text())

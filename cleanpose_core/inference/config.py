@@ -46,8 +46,9 @@ class EstimatorConfig:
     runtime: str = setting(
         "auto", "CPU runtime of the dense network parts (inference/runtime.py): eager (PyTorch float32, the "
         "reference), bf16 (bfloat16 autocast; CPUs with AMX / AVX512-BF16), onnx (ONNX Runtime float32), "
-        "int8 (onnx with int8 convolutions; exports from `cleanpose export` or calibrated at start) or auto "
-        "(int8 when onnxruntime is installed, else bf16 where the CPU has it, else eager)", choices=RUNTIMES)
+        "int8 (onnx with int8 convolutions read from `cleanpose export`'s files, float32 without them) or "
+        "auto (int8 when onnxruntime is installed, else bf16 where the CPU has it, else eager)",
+        choices=RUNTIMES)
     segmenter: str = setting(
         "maskrcnn", "Instance segmentation: maskrcnn (learned, names each object) or depth_tabletop (plane + "
         "regions above it, named by the point classifier; uncluttered tables, no trained segmenter); through "

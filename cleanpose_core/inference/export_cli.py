@@ -2,9 +2,10 @@
 
 Float32 parts (`<weights stem>.<part>.onnx`) and, unless `--no-int8`, the int8 versions of the convolutional
 ones (`<weights stem>.<part>.int8.onnx`, calibrated on synthetic frames: needs the synthetic engine). The
-Estimator (`runtime: onnx`, `int8` or `auto`) then loads them instead of exporting (and calibrating) at start;
-see `inference/runtime.py`. The float32 exports are checked against the eager networks before the command
-returns; the int8 ones are checked for accuracy by `scripts/validate_runtimes.py`.
+Estimator (`runtime: onnx`, `int8` or `auto`) then loads them instead of exporting at start (without an int8
+file a statically quantised part runs float32); see `inference/runtime.py`. The float32 exports are checked
+against the eager networks before the command returns; the int8 ones are checked for accuracy by
+`scripts/validate_runtimes.py`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ ONNX Runtime with int8 convolutions.
   paper one) run under `torch.autocast` bfloat16 (oneDNN AMX / AVX512-BF16 kernels) and hand float32 to the
   rest. Only where the CPU has native bfloat16 (`bf16_supported`); elsewhere it is emulated, slower.
 - `onnx`: the point classifier, Mask R-CNN's backbone + FPN, RPN, box and mask heads, the pose network's
-  image backbone, PointNet++'s feature computation and its keypoint trunk (`export=True` parts) run in ONNX
+  image backbone, PointNet++'s feature computation and its keypoint trunk (`estimator_parts`) run in ONNX
   Runtime, float32. Each part is read from its export next to the weights (`<weights stem>.<part>.onnx`,
   written by `cleanpose export`) when one made from the same weights file is there, else exported in memory
   when the Estimator is built (about a second per part; cached per process and weights file).
@@ -184,9 +184,9 @@ def load_session(part: Part, threads: int, int8: bool = False,
                 log.info("runtime onnx: %s from %s", name, path)
                 return session
             except WeightsError as exc:
-                log.warning("%s; making %s in memory instead", exc, name)
+                log.warning("%s; not using it for %s", exc, name)
             except Exception as exc:  # an unreadable file: say so, and still run
-                log.warning("%s: cannot load (%s); making %s in memory instead", path, exc, name)
+                log.warning("%s: cannot load (%s); not using it for %s", path, exc, name)
     key = (name, expected["source_sha256"], threads)
     if part.source is not None and key in _SESSION_CACHE:
         return _SESSION_CACHE[key]
@@ -294,11 +294,7 @@ def apply_parts(parts: list[Part], runtime: str) -> None:
                 except LookupError as exc:
                     log.warning("runtime int8: %s runs float32: %s", part.name, exc)
             session = session or load_session(part, threads)
-            keys = None
-            if part.dict_output:
-                with torch.no_grad():
-                    keys = list(part.reference(*part.example).keys())
-            module = OrtModule(session, keys, part.input_names)
+            module = OrtModule(session, part.dict_keys, part.input_names)
             swaps.append((part, part.call(module) if part.call else module))
         elif part.bf16:  # runtime bf16
             swaps.append((part, Bf16Module(part.module)))
@@ -343,7 +339,7 @@ def part_differences(reference, other, seed: int = 0) -> dict[str, float]:
         with torch.no_grad():
             a = ref.reference(*xs)
             b = (oth.module.inner if oth.call else oth.module)(*xs)
-        if ref.dict_output:
+        if ref.dict_keys is not None:
             a, b = list(a.values()), list(b.values())
         else:
             a, b = (list(a), list(b)) if isinstance(a, tuple) else ([a], [b])

@@ -31,7 +31,7 @@ class Part:
         example: tuple[torch.Tensor | None, ...] | torch.Tensor,
         dynamic: dict[int, str] | dict[str, dict[int, str]] | None,
         source: Path | None,
-        dict_output: bool = False,
+        dict_keys: list[str] | None = None,
         graph: nn.Module | None = None,
         input_names: tuple[str, ...] = ("x",),
         bf16: bool = True,
@@ -40,7 +40,7 @@ class Part:
         int8_matmuls: bool = False,
     ):
         self.name, self.owner, self.attr, self.source = name, owner, attr, source
-        self.dict_output = dict_output
+        self.dict_keys = dict_keys  # the names of a dict output (Mask R-CNN's FPN levels), else None
         self.example = (example,) if torch.is_tensor(example) else example
         # One input: its axes; several: {input name: axes}.
         self.dynamic = dynamic if len(input_names) > 1 or dynamic is None else {input_names[0]: dynamic}
@@ -121,25 +121,28 @@ def estimator_parts(estimator) -> list[Part]:
     rescorer = getattr(seg, "rescorer", None) or getattr(seg, "classifier", None)
     if isinstance(rescorer, CategoryRescorer):  # Mask R-CNN re-scored, or depth-tabletop regions named
         parts.append(Part("point_classifier", rescorer, "model", torch.zeros(2, rescorer.points, 3),
-                           {0: "batch", 1: "points"}, rescorer.source, bf16=False))
+                          {0: "batch", 1: "points"}, rescorer.source, bf16=False))
     seg = getattr(seg, "inner", seg)  # the re-scored segmenter wraps Mask R-CNN
     if isinstance(seg, MaskRCNNSegmenter):
         source = None if seg.config.random_weights else Path(seg.config.weights or DEFAULT_WEIGHTS)
+        frame = torch.zeros(1, 3, 320, 448)
+        with torch.no_grad():  # the FPN maps of the example frame: level names, and the heads' input shapes
+            levels = seg.model.backbone(frame)
         parts.append(
             Part(
                 "maskrcnn_backbone",
                 seg.model,
                 "backbone",
-                torch.zeros(1, 3, 320, 448),
+                frame,
                 {0: "batch", 2: "height", 3: "width"},
                 source,
-                dict_output=True,
+                dict_keys=list(levels),
                 # The FPN and MobileNetV3's last stages; its early depthwise / hard-swish stages quantise
                 # badly (output error 2.7% with these, 47% with all, on the calibration frames).
                 quantize=("/fpn/", "/body.13/", "/body.14/", "/body.15/", "/body.16/"),
             )
         )
-        parts += _maskrcnn_head_parts(seg.model, source)
+        parts += _maskrcnn_head_parts(seg.model, tuple(levels.values()), source)
     model = getattr(estimator, "model", None)
     if model is not None:
         parts += pose_model_parts(
@@ -149,16 +152,15 @@ def estimator_parts(estimator) -> list[Part]:
     return parts
 
 
-def _maskrcnn_head_parts(model: nn.Module, source: Path | None) -> list[Part]:
-    """RPN head (on every FPN level), box head (fc6, fc7 on RoIAlign's 7x7 crops) and mask head (four 3x3
-    convs on the 14x14 crops); the predictors after them are one layer each and stay in PyTorch."""
-    with torch.no_grad():  # the FPN maps of the backbone's example frame: shapes and channels of the heads
-        levels = tuple(model.backbone(torch.zeros(1, 3, 320, 448)).values())
+def _maskrcnn_head_parts(model: nn.Module, levels: tuple[torch.Tensor, ...],
+                         source: Path | None) -> list[Part]:
+    """RPN head (on every FPN level of `levels`), box head (fc6, fc7 on RoIAlign's 7x7 crops) and mask head
+    (four 3x3 convs on the 14x14 crops); the predictors after them are one layer each and stay in PyTorch."""
     channels = levels[0].shape[1]
     names = tuple(f"level{i}" for i in range(len(levels)))
     rpn = Part("maskrcnn_rpn_head", model.rpn, "head", levels,
-                {n: {0: "batch", 2: f"height{i}", 3: f"width{i}"} for i, n in enumerate(names)}, source,
-                graph=_FlatRpnHead(model.rpn.head), input_names=names, call=_ListRpnHead, quantize=True)
+               {n: {0: "batch", 2: f"height{i}", 3: f"width{i}"} for i, n in enumerate(names)}, source,
+               graph=_FlatRpnHead(model.rpn.head), input_names=names, call=_ListRpnHead, quantize=True)
     heads = model.roi_heads
     crops = [torch.zeros(2, channels, *_pair(pool.output_size)) for pool in (heads.box_roi_pool,
                                                                                    heads.mask_roi_pool)]
@@ -185,7 +187,7 @@ def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024
     size = model.rgb_extractor.input_size
     cnn = model.cfg.image.kind == "timm"  # a timm CNN: static int8; DINOv2: dynamic int8 MatMuls
     backbone = Part("image_backbone", model.rgb_extractor, "backbone", torch.zeros(2, 3, size, size),
-                     {0: "batch"}, source, quantize=cnn, int8_matmuls=not cnn)
+                    {0: "batch"}, source, quantize=cnn, int8_matmuls=not cnn)
     b = 2
     generator = torch.Generator().manual_seed(0)
     cls = torch.arange(b) % model.cfg.cat_num
@@ -204,7 +206,7 @@ def pose_model_parts(model: nn.Module, source: Path | None, n_points: int = 1024
     # int8 MatMuls pay off at the paper's width (d_model 256), not at the lite's 128 (quantize.py)
     wide = model.cfg.iakd.attn.d_model >= 256
     trunk = Part("pose_trunk", model, "inference_trunk", example, dynamic, source, graph=_EvalTrunk(model),
-                  input_names=names, bf16=False, int8_matmuls=wide)
+                 input_names=names, bf16=False, int8_matmuls=wide)
     return [backbone, _point_features_part(model.pts_extractor, example[0], source), trunk]
 
 
@@ -219,4 +221,4 @@ def _point_features_part(network: nn.Module, xyz: torch.Tensor, source: Path | N
     for name in ("xyz", f"g{first_fp}", f"g{first_fp + 1}"):
         dynamic[name] = {0: "batch", 1: "points"}
     return Part("point_features", network, "inference_features", (xyz, *geometry), dynamic, source,
-                 graph=_PointFeatures(network), input_names=names, bf16=False)
+                graph=_PointFeatures(network), input_names=names, bf16=False)

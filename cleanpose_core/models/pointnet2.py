@@ -172,10 +172,9 @@ class SetAbstractionMSG(nn.Module):
     def geometry(self, xyz: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The level's index computation, which depends on the coordinates only: xyz (B, N, 3) -> FPS centres
         (B, S, 3) and, per scale, the ball-query neighbour indices (B, S, k)."""
-        if cuda_kernels(xyz) is not None:
-            new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
-            return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
         new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
+        if cuda_kernels(xyz) is not None:
+            return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
         sqdist = square_distance(new_xyz.detach(), xyz.detach())
         return new_xyz, ball_queries_from_sqdist(sqdist, self.radii, self.nsamples)
 

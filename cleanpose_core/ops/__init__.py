@@ -8,6 +8,5 @@ from .knn import knn, square_distance
 from .three_nn import inverse_distance_weights, three_interpolate, three_nn
 
 __all__ = ["ball_query", "ball_query_from_sqdist", "ball_queries_from_sqdist", "furthest_point_sample",
-           "NEAR_ORIGIN_SQ", "gather_points", "group_points",
-           "index_points", "knn", "square_distance", "three_nn", "three_interpolate",
-           "inverse_distance_weights"]
+           "NEAR_ORIGIN_SQ", "gather_points", "group_points", "index_points", "knn", "square_distance",
+           "three_nn", "three_interpolate", "inverse_distance_weights"]

@@ -62,11 +62,6 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool
     Returns:
         (B, npoint) int64 indices into N. Not differentiable (indices only).
     """
-    return _furthest_point_sample(xyz, npoint, skip_near_origin, start_idx)
-
-
-def _furthest_point_sample(xyz, npoint, skip_near_origin, start_idx):
-    # the kernel when it applies, else the numpy loop on CPU, else the same loop in torch
     _check(xyz, npoint, start_idx)
     kernels = cuda_kernels(xyz) if skip_near_origin and start_idx is None else None
     if kernels is not None:
