@@ -131,30 +131,15 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
     # The network's pose confidence reaches the message (a message left unset would carry 0).
     confidences = [r["pose_confidence"] for r in matched]
     assert all(0.0 <= c <= 1.0 for c in confidences) and np.median(confidences) > 0.0, confidences
-    # Static scene: every true object keeps its track id from frame to frame. Its track is the id it is
-    # matched to most often; in every frame where any detection matches the object, that id must be
-    # published (an id switch ends it). A flickering false positive or duplicate beside an object may
-    # come and go with an id of its own and in some frames take the object's ground-truth match; an
-    # object whose score hovers around the threshold may go undetected in a frame and comes back with
-    # its id (the tracker keeps unseen tracks).
-    ids_per_object = defaultdict(Counter)
-    for frame_ids in per_frame_ids:
-        for gt_instance, track_id in frame_ids.items():
-            ids_per_object[gt_instance][track_id] += 1
-    assert ids_per_object, per_frame_ids
-    for gt_instance, counts in ids_per_object.items():
-        track_id, n = counts.most_common(1)[0]
-        assert n >= FRAMES // 2, (gt_instance, counts, per_frame_ids)
-        seen = [msg for msg, frame_ids in zip(frames, per_frame_ids) if gt_instance in frame_ids]
-        assert all(track_id in {o.id for o in msg.objects} for msg in seen), (
-            gt_instance,
-            track_id,
-            per_frame_ids,
-        )
+    # Static scene: every true object keeps its track id from frame to frame (object_tracks) ...
+    published = [{o.id for o in msg.objects} for msg in frames]
+    tracks = object_tracks(per_frame_ids, published)
+    assert tracks, per_frame_ids
+    for gt_instance, track_id in tracks.items():
         # ... and once published in track_min_hits consecutive frames it is confirmed: its TF frame is there
         # in the last frame whenever it is detected there (a borderline object missed once restarts its
         # count).
-        present = [track_id in {o.id for o in msg.objects} for msg in frames]
+        present = [track_id in ids for ids in published]
         if present[-1] and longest_run(present) >= TRACK_MIN_HITS:
             last = stamp(frames[-1].header)
             assert track_id in {child.rsplit("_", 1)[1] for _, child in tf[last]}, (
@@ -164,6 +149,51 @@ def test_static_scene_detections_tf_and_ids(ros_context, unique_topic, tmp_path,
             )
     # A static scene confirms most objects within the test: the last frame carries object TF frames.
     assert tf[stamp(frames[-1].header)], per_frame_ids
+
+
+def object_tracks(per_frame_ids: list[dict], published: list[set]) -> dict:
+    """{ground-truth object: its track id} on a static scene; AssertionError on an id switch.
+
+    Every true object keeps its track id from frame to frame. Its track is the id it is matched to most often;
+    in every frame where any detection matches the object, that id must be published (an id switch ends it).
+    A flickering false positive or duplicate beside an object may come and go with an id of its own and in
+    some frames take the object's ground-truth match; an object whose score hovers around the threshold may go
+    undetected in a frame and comes back with its id (the tracker keeps unseen tracks). The nearest-truth
+    matcher may also hand an object another object's detection: with the object missed in a frame, a
+    neighbour whose estimate is a few cm off towards it is nearer to its truth than to the neighbour's own. A
+    track whose detections match another object most of the time is that object's: such a pairing says
+    nothing about the object's identity and is left out.
+    """
+    objects_per_id = defaultdict(Counter)
+    for frame_ids in per_frame_ids:
+        for gt_instance, track_id in frame_ids.items():
+            objects_per_id[track_id][gt_instance] += 1
+    own = [{gt: tid for gt, tid in frame_ids.items() if objects_per_id[tid].most_common(1)[0][0] == gt}
+           for frame_ids in per_frame_ids]
+    ids_per_object = defaultdict(Counter)
+    for frame_ids in own:
+        for gt_instance, track_id in frame_ids.items():
+            ids_per_object[gt_instance][track_id] += 1
+    tracks = {}
+    for gt_instance, counts in ids_per_object.items():
+        track_id, n = counts.most_common(1)[0]
+        assert n >= len(per_frame_ids) // 2, (gt_instance, counts, per_frame_ids)
+        seen = [ids for ids, frame_ids in zip(published, own) if gt_instance in frame_ids]
+        assert all(track_id in ids for ids in seen), (gt_instance, track_id, per_frame_ids)
+        tracks[gt_instance] = track_id
+    return tracks
+
+
+def test_object_tracks_tells_a_switch_from_a_neighbours_detection():
+    steady = [{"a": "1", "b": "2"}] * 6
+    assert object_tracks(steady, [{"1", "2"}] * 6) == {"a": "1", "b": "2"}
+    # b missed in frame 3, a's detection (track 1) nearest to b's truth there, a unmatched: no switch.
+    neighbour = steady[:3] + [{"b": "1"}] + steady[4:]
+    assert object_tracks(neighbour, [{"1", "2"}] * 3 + [{"1"}] + [{"1", "2"}] * 2) == {"a": "1", "b": "2"}
+    # b's track 2 ends and b goes on as track 3: a switch.
+    switch = steady[:4] + [{"a": "1", "b": "3"}] * 2
+    with pytest.raises(AssertionError):
+        object_tracks(switch, [{"1", "2"}] * 4 + [{"1", "3"}] * 2)
 
 
 def longest_run(flags):
