@@ -30,9 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops import (ball_queries_from_sqdist, ball_query, furthest_point_sample, group_points, index_points,
-                   inverse_distance_weights, square_distance, three_interpolate, three_nn)
-from ..ops._cuda import cuda_kernels
+from ..ops import (ball_queries, furthest_point_sample, group_points, index_points, inverse_distance_weights,
+                   three_interpolate, three_nn)
 
 __all__ = ["PointNet2MSGConfig", "PointNet2MSG", "PointwiseConv2d", "SharedMLP", "SetAbstractionMSG",
            "FeaturePropagation"]
@@ -173,10 +172,7 @@ class SetAbstractionMSG(nn.Module):
         """The level's index computation, which depends on the coordinates only: xyz (B, N, 3) -> FPS centres
         (B, S, 3) and, per scale, the ball-query neighbour indices (B, S, k)."""
         new_xyz = index_points(xyz, furthest_point_sample(xyz, self.npoint))
-        if cuda_kernels(xyz) is not None:
-            return new_xyz, [ball_query(r, k, xyz, new_xyz) for r, k in zip(self.radii, self.nsamples)]
-        sqdist = square_distance(new_xyz.detach(), xyz.detach())
-        return new_xyz, ball_queries_from_sqdist(sqdist, self.radii, self.nsamples)
+        return new_xyz, ball_queries(xyz, new_xyz, self.radii, self.nsamples)
 
     def features(self, xyz: torch.Tensor, new_xyz: torch.Tensor, idxs: Sequence[torch.Tensor],
                  features: torch.Tensor | None) -> torch.Tensor:

@@ -14,9 +14,10 @@ the
 `skip_near_origin=False` with a `start_idx` gives the sampler of ULIP-2's PointNet++ SSG instead
 (`farthest_point_sample` in its `pointnet2_utils.py`: random start, no skip).
 
-Fast paths: the `pointnet2_ops` kernel for CUDA tensors when installed; on CPU a numpy loop over the `npoint`
-iterations (vectorised over batch and points: about 3x faster than the same loop in torch, whose per-op
-overhead dominates at these sizes); on CUDA without the kernel the same loop in torch.
+Fast paths: the `pointnet2_ops` kernel for CUDA tensors when installed; on CPU the kernel's loop compiled by
+numba (`cpu_kernels`, when installed), else a numpy loop over the `npoint` iterations (vectorised over batch
+and points: about 3x faster than the same loop in torch, whose per-op overhead dominates at these sizes); on
+CUDA without the kernel the same loop in torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import cpu_kernels
 from ._cuda import cuda_kernels
 
 __all__ = ["furthest_point_sample", "furthest_point_sample_naive", "NEAR_ORIGIN_SQ"]
@@ -68,7 +70,11 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool
         return kernels.furthest_point_sample(xyz.contiguous(), npoint).long()
     if xyz.device.type == "cpu":
         start = None if start_idx is None else start_idx.numpy()
-        return torch.from_numpy(_fps_numpy(xyz.detach().numpy(), npoint, skip_near_origin, start))
+        points = xyz.detach().numpy()
+        if cpu_kernels.usable(points):
+            return torch.from_numpy(cpu_kernels.furthest_point_sample(points, npoint, skip_near_origin, start,
+                                                                      NEAR_ORIGIN_SQ, _INIT_DIST))
+        return torch.from_numpy(_fps_numpy(points, npoint, skip_near_origin, start))
     return _fps_torch(xyz.detach(), npoint, skip_near_origin, start_idx)
 
 

@@ -7,6 +7,7 @@ square
   root) and indices of the 3 nearest known points, nearest first (lower index first on ties);
 - weights are (1 / (d + 1e-8)) normalised to sum 1 (`inverse_distance_weights`);
 - `three_interpolate` is the weighted sum of the 3 known features.
+On CPU the kernel's loop compiled by numba (`cpu_kernels`) when installed, else distances and `topk`.
 With fewer than 3 known points the kernel leaves the missing neighbours at index 0 with an infinite distance
 (its float32 1e40 initial value), hence zero weight; we do the same.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from . import cpu_kernels
 from ._cuda import cuda_kernels
 from .knn import square_distance
 
@@ -33,13 +35,18 @@ def three_nn(unknown: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, 
     if kernels is not None:
         dist, idx = kernels.three_nn(unknown.contiguous(), known.contiguous())
         return dist, idx.long()
-    d2 = square_distance(unknown.detach(), known.detach())
     m = known.shape[1]
+    if m < 1:
+        raise ValueError("three_nn: `known` has no points")
+    if unknown.device.type == "cpu":
+        u, k = unknown.detach().numpy(), known.detach().numpy()
+        if cpu_kernels.usable(u, k) and u.dtype == k.dtype:
+            d2, idx = cpu_kernels.three_nn(u, k)
+            return torch.from_numpy(d2).sqrt(), torch.from_numpy(idx)
+    d2 = square_distance(unknown.detach(), known.detach())
     if m >= 3:
         d2, idx = d2.topk(3, dim=-1, largest=False, sorted=True)
     else:
-        if m < 1:
-            raise ValueError("three_nn: `known` has no points")
         d2, idx = d2.sort(dim=-1)
         pad = 3 - m
         d2 = torch.cat([d2, d2.new_full((*d2.shape[:2], pad), float("inf"))], dim=-1)

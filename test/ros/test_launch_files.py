@@ -24,7 +24,7 @@ ROSDEP_KEYS = {
 }
 # Imports without an apt-backed rosdep key: the pip step installs them; package.xml must say so in a comment.
 PIP_ONLY = {"timm", "trimesh", "open3d", "rich", "huggingface_hub", "rosbags", "fpsample", "pointnet2_ops",
-            "onnx", "onnxruntime"}
+            "onnx", "onnxruntime", "numba"}
 LOCAL = {"cleanpose_core", "cleanpose_ros"}
 # Needed by something other than an import or a launch file's package="...": the generated interfaces.
 NOT_IMPORTED = {"rosidl_default_runtime"}
