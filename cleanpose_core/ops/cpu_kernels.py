@@ -8,13 +8,21 @@ kernels' own loops, compiled, touch each pair once and stop at `nsample` hits: a
 
 Every loop computes a squared distance exactly as the vectorised paths do (coordinate differences squared
 and summed x + y, then + z, in the points' dtype, no fused multiply-add), so the outputs are identical
-(tests compare them). numba is optional: without it (`AVAILABLE` False) the ops take their vectorised paths.
-Inputs must be finite: callers fall back to the vectorised paths otherwise (NaN compares differently from
-numpy's `argmax`). Compiled code is cached on disk (`cache=True`); the first call of a process without a cache
-compiles (about a second per function).
+(tests compare them), with one exception: on exactly equal distances (duplicate points) `three_nn` puts the
+earlier index first, as the CUDA kernel does, where `topk`'s order is unspecified; the interpolation weights
+are the same, only their summation order changes (6e-5 on a score of scripts/check_outputs_unchanged.py's
+depth-tabletop variant, whose clouds repeat points).
+
+numba is optional: without it (`AVAILABLE` False) the ops take their vectorised paths. Inputs must be finite:
+callers fall back to the vectorised paths otherwise (NaN compares differently from numpy's `argmax`).
+Compiled code is cached on disk (`cache=True`); the first call of a process without a cache compiles (about a
+second per function). `CLEANPOSE_COMPILED_OPS=0` in the environment turns the loops off (the vectorised paths
+run), e.g. to compare the two.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -23,7 +31,7 @@ try:
 except ImportError:  # optional: the ops' vectorised paths run instead
     numba = None
 
-AVAILABLE = numba is not None
+AVAILABLE = numba is not None and os.environ.get("CLEANPOSE_COMPILED_OPS", "1") != "0"
 
 __all__ = ["AVAILABLE", "furthest_point_sample", "ball_queries", "three_nn"]
 
