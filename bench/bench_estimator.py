@@ -18,6 +18,11 @@ bench/results/estimator_baseline.json.
     python bench/bench_estimator.py [--threads 2] [--repeats 8] [--random-weights | --segmenter
     depth_tabletop]
     python bench/bench_estimator.py --baseline [--repeats 12]
+    python bench/bench_estimator.py --compiled-ops [--repeats 30]
+
+`--compiled-ops`: the default Estimator at 3 objects with PointNet++'s index ops as numba-compiled loops and
+with their vectorised paths (`ops.cpu_kernels.AVAILABLE` switched frame by frame, interleaved); writes
+bench/results/estimator_compiled_ops.json.
 """
 
 from __future__ import annotations
@@ -131,6 +136,31 @@ def interleaved_baseline(repeats: int, segmenter: str) -> dict:
     return results
 
 
+def compiled_ops_ab(repeats: int) -> dict:
+    """The default Estimator on one 3-object frame, compiled point ops on and off alternately (the same
+    outputs either way; see ops/cpu_kernels.py)."""
+    from cleanpose_core.ops import cpu_kernels
+
+    if not cpu_kernels.AVAILABLE:
+        raise SystemExit("--compiled-ops needs numba (and CLEANPOSE_COMPILED_OPS unset)")
+    est = Estimator(EstimatorConfig(device="cpu", max_objects=3))
+    rgb, depth, K = frames_with_detections(est, 3)
+    runs: dict[bool, list] = {True: [], False: []}
+    try:
+        for flag in (True, False):  # warm-up (the first compiled call loads or compiles the loops)
+            cpu_kernels.AVAILABLE = flag
+            est.estimate(rgb, depth, K, "m")
+        for i in range(repeats):
+            for flag in ((True, False) if i % 2 else (False, True)):
+                cpu_kernels.AVAILABLE = flag
+                runs[flag].append(est.estimate(rgb, depth, K, "m").timings_ms["total"])
+    finally:
+        cpu_kernels.AVAILABLE = True
+    return {"compiled_ms_median": round(statistics.median(runs[True]), 1),
+            "vectorised_ms_median": round(statistics.median(runs[False]), 1),
+            "runtime": est.runtime, "objects": 3, "repeats": repeats}
+
+
 def lite_model_file(directory: Path) -> Path:
     data = yaml.safe_load((REPO / "config/model/cleanpose_lite.yaml").read_text())
     data["kd"]["teacher_weights"] = None
@@ -170,6 +200,8 @@ def main() -> None:
     )
     parser.add_argument("--baseline", action="store_true",
                         help="eager and default paths interleaved frame by frame (estimator_baseline.json)")
+    parser.add_argument("--compiled-ops", action="store_true",
+                        help="compiled vs vectorised point ops, interleaved (estimator_compiled_ops.json)")
     parser.add_argument(
         "--out",
         default=None,
@@ -181,6 +213,19 @@ def main() -> None:
     if args.segmenter != "maskrcnn" and not shipped:
         parser.error("--segmenter depth_tabletop times the shipped models (drop --random-weights)")
     suffix = "" if args.segmenter == "maskrcnn" else f"_{args.segmenter}"
+    if args.compiled_ops:
+        if not shipped:
+            parser.error("--compiled-ops times the shipped models (drop --random-weights)")
+        load_before = round(os.getloadavg()[0], 2)
+        report = {"benchmark": "Estimator.estimate per frame, shipped models, default runtime, 3 objects: "
+                  "PointNet++ index ops compiled (numba) vs vectorised, interleaved, CPU",
+                  "threads": args.threads, **compiled_ops_ab(args.repeats),
+                  "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
+                  "torch": torch.__version__, "machine": platform.platform()}
+        out = Path(args.out or REPO / "bench" / "results" / "estimator_compiled_ops.json")
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return
     if args.baseline:
         if not shipped:
             parser.error("--baseline times the shipped models (drop --random-weights)")
