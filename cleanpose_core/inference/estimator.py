@@ -259,7 +259,7 @@ class Estimator:
                 skipped.append(f"object {i}: non-finite pose from the model")
                 continue
             mask = instances.masks[i]
-            rows, cols = np.nonzero(mask)
+            y0, x0, y1, x1 = instance_prep.bbox_from_mask(mask)  # not empty: the object has points
             category = self.categories[category_id]
             keep = self.config.keep_masks
             points = pixels_to_points(*np.nonzero(mask & (measured > 0)), measured, K) if keep else None
@@ -273,7 +273,7 @@ class Estimator:
                     size=np.abs(size),
                     keypoints=keypoints,
                     pose_confidence=pose_confidence,
-                    mask_bbox=(int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())),
+                    mask_bbox=(x0, y0, x1 - 1, y1 - 1),
                     num_points=inp.n_valid,
                     symmetric=category in NOCS_SYMMETRIC,
                     mask=mask if keep else None,
