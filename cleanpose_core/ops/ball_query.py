@@ -13,7 +13,7 @@ distances, `ball_queries_from_sqdist`): one (B, S, N) boolean hit mask, `nonzero
 out in index order within each centre), the rank of every hit inside its centre, and one scatter of the hits
 with rank < nsample.
 This touches only the hits, unlike sorting or `topk` over all N keys (measured 2 ms vs 6 ms with `topk` and
-more with `sort` at B=3, S=512, N=1024). The `pointnet2_ops` kernel is used for CUDA tensors when installed.
+more with `sort` at B=3, S=512, N=1024).
 """
 
 from __future__ import annotations
