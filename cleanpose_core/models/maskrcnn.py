@@ -170,7 +170,7 @@ def build_maskrcnn(arch: MaskRCNNArch | None = None, inference: MaskRCNNInferenc
     arch.validate()
     inference = (inference or MaskRCNNInference()).resolved()
     backbone, feature_names = _backbone_with_fpn(arch)
-    anchors = AnchorGenerator(arch.anchor_sizes, (arch.aspect_ratios,) * len(arch.anchor_sizes))
+    anchors = CachedAnchorGenerator(arch.anchor_sizes, (arch.aspect_ratios,) * len(arch.anchor_sizes))
     c, res = arch.fpn_channels, 7
     model = MaskRCNN(
         backbone,
@@ -190,6 +190,26 @@ def build_maskrcnn(arch: MaskRCNNArch | None = None, inference: MaskRCNNInferenc
     )
     apply_inference_settings(model, inference, score_threshold)
     return model
+
+
+class CachedAnchorGenerator(AnchorGenerator):
+    """torchvision's anchor generator, keeping the anchor grids of the feature-map sizes it has seen: a
+    camera's frames all have one size, and rebuilding some 35,000 anchors per frame cost 2.3 ms of a 90 ms
+    frame. The grids are read-only downstream (the RPN concatenates and decodes them into new tensors)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._grids: dict = {}
+
+    def grid_anchors(self, grid_sizes, strides):
+        cell = self.cell_anchors[0]
+        key = (tuple(tuple(int(v) for v in g) for g in grid_sizes),
+               tuple(tuple(int(v) for v in s) for s in strides), cell.dtype, cell.device)
+        if key not in self._grids:
+            if len(self._grids) >= 8:  # a few sizes at most in practice; never grow without bound
+                self._grids.clear()
+            self._grids[key] = super().grid_anchors(grid_sizes, strides)
+        return self._grids[key]
 
 
 def apply_inference_settings(model: MaskRCNN, inference: MaskRCNNInference, score_threshold: float) -> None:

@@ -184,3 +184,18 @@ def test_frames_reach_the_network_at_the_training_pixel_scale_whatever_their_siz
                                        {"input_size": [320, 427]})
     old = MaskRCNNSegmenter(MaskRCNNSegmenterConfig(weights=str(no_camera), device="cpu"))
     assert _fed_size(old, _frame()[0], Intrinsics(*REAL275_INTRINSICS)) == (320, 426)
+
+
+def test_cached_anchor_generator_gives_torchvisions_anchors_and_builds_each_size_once():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    from cleanpose_core.models.maskrcnn import CachedAnchorGenerator
+
+    sizes, ratios = ((32,), (64,)), ((0.5, 1.0, 2.0),) * 2
+    cached, plain = CachedAnchorGenerator(sizes, ratios), AnchorGenerator(sizes, ratios)
+    for h, w in ((320, 427), (240, 320), (320, 427)):
+        images = ImageList(torch.zeros(1, 3, h, w), [(h, w)])
+        features = [torch.zeros(1, 8, h // 8, w // 8), torch.zeros(1, 8, h // 16, w // 16)]
+        assert all(torch.equal(a, b) for a, b in zip(cached(images, features), plain(images, features)))
+    assert len(cached._grids) == 2  # the repeated size came from the cache
