@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
 try:
     import numba
@@ -33,7 +34,7 @@ except ImportError:  # optional: the ops' vectorised paths run instead
 
 AVAILABLE = numba is not None and os.environ.get("CLEANPOSE_COMPILED_OPS", "1") != "0"
 
-__all__ = ["AVAILABLE", "furthest_point_sample", "ball_queries", "three_nn"]
+__all__ = ["AVAILABLE", "as_numpy", "usable", "furthest_point_sample", "ball_queries", "three_nn"]
 
 
 def _jit(fn):
@@ -126,9 +127,17 @@ def _three_nn(unknown, known, dist, idx):  # pragma: no cover (compiled)
     return dist, idx
 
 
+def as_numpy(x: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's points as numpy, half precision widened to float32 (numpy has no bfloat16; the CUDA
+    kernels take float32 too)."""
+    x = x.detach()
+    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
+
+
 def usable(*arrays: np.ndarray) -> bool:
-    """The compiled loops apply: numba is installed and every array is finite floating point."""
-    return AVAILABLE and all(a.dtype.kind == "f" and np.isfinite(a).all() for a in arrays)
+    """The compiled loops apply: numba is installed and every array is finite float32 or float64 (the dtypes
+    the loops are compiled for; float16 goes the vectorised way)."""
+    return AVAILABLE and all(a.dtype in (np.float32, np.float64) and np.isfinite(a).all() for a in arrays)
 
 
 def furthest_point_sample(xyz: np.ndarray, npoint: int, skip: bool, start: np.ndarray | None,

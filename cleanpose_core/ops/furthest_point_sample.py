@@ -70,7 +70,7 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool
         return kernels.furthest_point_sample(xyz.contiguous(), npoint).long()
     if xyz.device.type == "cpu":
         start = None if start_idx is None else start_idx.numpy()
-        points = xyz.detach().numpy()
+        points = cpu_kernels.as_numpy(xyz)
         if cpu_kernels.usable(points):
             return torch.from_numpy(cpu_kernels.furthest_point_sample(points, npoint, skip_near_origin, start,
                                                                       NEAR_ORIGIN_SQ, _INIT_DIST))

@@ -85,3 +85,15 @@ def test_non_finite_points_take_the_vectorised_path(monkeypatch):
     assert not cpu_kernels.usable(xyz.numpy())
     ref = vectorised(monkeypatch, furthest_point_sample, xyz, 16)
     assert torch.equal(furthest_point_sample(xyz, 16), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_points_are_searched_in_float32(dtype):
+    """Points that reach the ops in half precision (bf16 autocast) are widened, as the CUDA kernels take
+    float32: the same indices as the float32 copy of the same points, no crash on bfloat16."""
+    xyz = object_cloud(2, 256, 9).to(dtype)
+    wide = xyz.float()
+    assert torch.equal(furthest_point_sample(xyz, 32), furthest_point_sample(wide, 32))
+    assert torch.equal(ball_queries(xyz, xyz[:, :16], (0.05,), (8,))[0],
+                       ball_queries(wide, wide[:, :16], (0.05,), (8,))[0])
+    assert torch.equal(three_nn(xyz, xyz[:, :40])[1], three_nn(wide, wide[:, :40])[1])
