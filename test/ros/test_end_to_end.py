@@ -177,7 +177,7 @@ def object_tracks(per_frame_ids: list[dict], published: list[set]) -> dict:
     tracks = {}
     for gt_instance, counts in ids_per_object.items():
         track_id, n = counts.most_common(1)[0]
-        assert n >= len(per_frame_ids) // 2, (gt_instance, counts, per_frame_ids)
+        assert 2 * n > sum(counts.values()), (gt_instance, counts, per_frame_ids)  # one id for most sightings
         seen = [ids for ids, frame_ids in zip(published, own) if gt_instance in frame_ids]
         assert all(track_id in ids for ids in seen), (gt_instance, track_id, per_frame_ids)
         tracks[gt_instance] = track_id
@@ -190,6 +190,10 @@ def test_object_tracks_tells_a_switch_from_a_neighbours_detection():
     # b missed in frame 3, a's detection (track 1) nearest to b's truth there, a unmatched: no switch.
     neighbour = steady[:3] + [{"b": "1"}] + steady[4:]
     assert object_tracks(neighbour, [{"1", "2"}] * 3 + [{"1"}] + [{"1", "2"}] * 2) == {"a": "1", "b": "2"}
+    # b detected in two frames only (its score near the threshold), with its one id: no switch.
+    rare = [{"a": "1", "b": "2"} if i in (1, 4) else {"a": "1"} for i in range(6)]
+    published = [{"1", "2"} if i in (1, 4) else {"1"} for i in range(6)]
+    assert object_tracks(rare, published) == {"a": "1", "b": "2"}
     # b's track 2 ends and b goes on as track 3: a switch.
     switch = steady[:4] + [{"a": "1", "b": "3"}] * 2
     with pytest.raises(AssertionError):
