@@ -38,7 +38,12 @@ __all__ = ["AVAILABLE", "as_numpy", "usable", "furthest_point_sample", "ball_que
 
 
 def _jit(fn):
-    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+    if not AVAILABLE:
+        return fn
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location (read-only install and home): compile in each process
+        return numba.njit(nogil=True)(fn)
 
 
 @_jit

@@ -97,3 +97,29 @@ def test_half_precision_points_are_searched_in_float32(dtype):
     assert torch.equal(ball_queries(xyz, xyz[:, :16], (0.05,), (8,))[0],
                        ball_queries(wide, wide[:, :16], (0.05,), (8,))[0])
     assert torch.equal(three_nn(xyz, xyz[:, :40])[1], three_nn(wide, wide[:, :40])[1])
+
+
+def test_loops_compile_without_a_writable_cache(monkeypatch):
+    """A read-only install with a read-only home leaves numba no cache location (it raises at decoration):
+    the loops are then compiled in the process, uncached, and give the same indices."""
+    import importlib
+
+    import numba
+
+    xyz = object_cloud(2, 128, 10)
+    expected = furthest_point_sample(xyz, 16)
+    plain_njit = numba.njit
+
+    def njit_without_cache(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return plain_njit(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit_without_cache)
+    try:
+        importlib.reload(cpu_kernels)
+        assert cpu_kernels.AVAILABLE
+        assert torch.equal(furthest_point_sample(xyz, 16), expected)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(cpu_kernels)
