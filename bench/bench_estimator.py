@@ -55,6 +55,7 @@ from cleanpose_core.inference.estimator import (
 )
 from cleanpose_core.io import trainable_state_dict
 from cleanpose_core.models.cleanpose import CleanPoseConfig, build_model
+from cleanpose_core.ops import cpu_kernels
 from cleanpose_core.segmentation import build_segmenter
 from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS as SHIPPED_SEGMENTER
 
@@ -139,8 +140,6 @@ def interleaved_baseline(repeats: int, segmenter: str) -> dict:
 def compiled_ops_ab(repeats: int) -> dict:
     """The default Estimator on one 3-object frame, compiled point ops on and off alternately (the same
     outputs either way; see ops/cpu_kernels.py)."""
-    from cleanpose_core.ops import cpu_kernels
-
     if not cpu_kernels.AVAILABLE:
         raise SystemExit("--compiled-ops needs numba (and CLEANPOSE_COMPILED_OPS unset)")
     est = Estimator(EstimatorConfig(device="cpu", max_objects=3))

@@ -208,12 +208,9 @@ class Estimator:
     def _estimate_instances(self, rgb, depth_m, K, instances: InstanceMasks, timings) -> tuple[list, list]:
         t0 = time.perf_counter()
         measured = depth_m  # the kept objects' points are the measured ones, not the hole-filled
+        boxes = [instance_prep.bbox_from_mask(m) for m in instances.masks]  # (y1, x1, y2, x2); None if empty
         if self.config.fill_depth:  # only the columns the objects' crop windows use (the same values there)
-            windows = [
-                instance_prep.get_bbox(box, *depth_m.shape)
-                for box in map(instance_prep.bbox_from_mask, instances.masks)
-                if box
-            ]
+            windows = [instance_prep.get_bbox(box, *depth_m.shape) for box in boxes if box]
             if windows:
                 depth_m = fill_missing_in_columns(
                     depth_m, min(w.cmin for w in windows), max(w.cmax for w in windows)
@@ -232,6 +229,7 @@ class Estimator:
                 instances.masks[i],
                 K,
                 rng,
+                bbox=boxes[i],
                 n_points=self.n_points,
                 image_size=self.image_size,
                 min_valid_pixels=max(self.config.min_points - 1, 0),
@@ -259,7 +257,7 @@ class Estimator:
                 skipped.append(f"object {i}: non-finite pose from the model")
                 continue
             mask = instances.masks[i]
-            y0, x0, y1, x1 = instance_prep.bbox_from_mask(mask)  # not empty: the object has points
+            y0, x0, y1, x1 = boxes[i]  # not empty: the object has points
             category = self.categories[category_id]
             keep = self.config.keep_masks
             points = pixels_to_points(*np.nonzero(mask & (measured > 0)), measured, K) if keep else None

@@ -67,13 +67,13 @@ def ball_queries(xyz: torch.Tensor, new_xyz: torch.Tensor, radii: Sequence[float
     if kernels is not None:
         return [kernels.ball_query(r, k, xyz.contiguous(), new_xyz.contiguous()).long()
                 for r, k in zip(radii, nsamples)]
-    if xyz.device.type == "cpu":
-        points, centres = cpu_kernels.as_numpy(xyz), cpu_kernels.as_numpy(new_xyz)
-        if cpu_kernels.usable(points, centres) and points.dtype == centres.dtype:
-            dtype = torch.float64 if points.dtype == np.float64 else torch.float32  # as the loops search
-            radii_sq = [_radius_sq(r, dtype) for r in radii]
-            return [torch.from_numpy(i) for i in cpu_kernels.ball_queries(points, centres, radii_sq,
-                                                                          list(nsamples), inclusive)]
+    compiled = cpu_kernels.compiled_inputs(xyz, new_xyz)
+    if compiled is not None:
+        points, centres = compiled
+        dtype = torch.float64 if points.dtype == np.float64 else torch.float32  # as the loops search
+        radii_sq = [_radius_sq(r, dtype) for r in radii]
+        return [torch.from_numpy(i) for i in cpu_kernels.ball_queries(points, centres, radii_sq,
+                                                                      list(nsamples), inclusive)]
     return ball_queries_from_sqdist(square_distance(new_xyz.detach(), xyz.detach()), radii, nsamples,
                                     inclusive)
 

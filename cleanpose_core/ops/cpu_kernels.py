@@ -34,7 +34,8 @@ except ImportError:  # optional: the ops' vectorised paths run instead
 
 AVAILABLE = numba is not None and os.environ.get("CLEANPOSE_COMPILED_OPS", "1") != "0"
 
-__all__ = ["AVAILABLE", "as_numpy", "usable", "furthest_point_sample", "ball_queries", "three_nn"]
+__all__ = ["AVAILABLE", "as_numpy", "compiled_inputs", "usable", "furthest_point_sample", "ball_queries",
+           "three_nn"]
 
 
 def _jit(fn):
@@ -137,6 +138,15 @@ def as_numpy(x: torch.Tensor) -> np.ndarray:
     kernels take float32 too)."""
     x = x.detach()
     return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
+
+
+def compiled_inputs(*tensors: torch.Tensor) -> tuple[np.ndarray, ...] | None:
+    """The tensors as numpy arrays when the compiled loops apply to them (numba installed, CPU tensors of one
+    dtype after widening, finite), else None: the op then takes its vectorised path."""
+    if not AVAILABLE or any(t.device.type != "cpu" for t in tensors):
+        return None
+    arrays = tuple(as_numpy(t) for t in tensors)
+    return arrays if usable(*arrays) and len({a.dtype for a in arrays}) == 1 else None
 
 
 def usable(*arrays: np.ndarray) -> bool:

@@ -70,11 +70,12 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool
         return kernels.furthest_point_sample(xyz.contiguous(), npoint).long()
     if xyz.device.type == "cpu":
         start = None if start_idx is None else start_idx.numpy()
-        points = cpu_kernels.as_numpy(xyz)
-        if cpu_kernels.usable(points):
-            return torch.from_numpy(cpu_kernels.furthest_point_sample(points, npoint, skip_near_origin, start,
-                                                                      NEAR_ORIGIN_SQ, _INIT_DIST))
-        return torch.from_numpy(_fps_numpy(points, npoint, skip_near_origin, start))
+        compiled = cpu_kernels.compiled_inputs(xyz)
+        if compiled is not None:
+            idx = cpu_kernels.furthest_point_sample(*compiled, npoint, skip_near_origin, start,
+                                                    NEAR_ORIGIN_SQ, _INIT_DIST)
+            return torch.from_numpy(idx)
+        return torch.from_numpy(_fps_numpy(cpu_kernels.as_numpy(xyz), npoint, skip_near_origin, start))
     return _fps_torch(xyz.detach(), npoint, skip_near_origin, start_idx)
 
 

@@ -38,11 +38,10 @@ def three_nn(unknown: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, 
     m = known.shape[1]
     if m < 1:
         raise ValueError("three_nn: `known` has no points")
-    if unknown.device.type == "cpu":
-        u, k = cpu_kernels.as_numpy(unknown), cpu_kernels.as_numpy(known)
-        if cpu_kernels.usable(u, k) and u.dtype == k.dtype:
-            d2, idx = cpu_kernels.three_nn(u, k)
-            return torch.from_numpy(d2).sqrt().to(unknown.dtype), torch.from_numpy(idx)
+    compiled = cpu_kernels.compiled_inputs(unknown, known)
+    if compiled is not None:
+        d2, idx = cpu_kernels.three_nn(*compiled)
+        return torch.from_numpy(d2).sqrt().to(unknown.dtype), torch.from_numpy(idx)
     d2 = square_distance(unknown.detach(), known.detach())
     if m >= 3:
         d2, idx = d2.topk(3, dim=-1, largest=False, sorted=True)
