@@ -7,6 +7,7 @@ key instead of silently becoming a default (STYLE.md §8).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -128,6 +129,48 @@ def to_dict(obj: Any) -> dict[str, Any]:
         return v
 
     return plain(dataclasses.asdict(obj))
+
+
+def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """A copy of `data` with `KEY.PATH=VALUE` assignments applied (the `--set` flags of the CLIs).
+
+    The key path walks nested mappings and, by index, lists (`sources.1.batch_size=4`); the value is read as
+    YAML (`false`, `3`, `[1, 2]`, `{enabled: false}`). The result still goes through `from_dict`, so a
+    misspelt key or an ill-typed value is an error naming it there; here an assignment fails only when its
+    path does not lead into the data (an index out of range, a key below a plain value).
+    """
+    out = copy.deepcopy(data)
+    for item in assignments:
+        path, sep, raw = item.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from exc
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot in the mantissa) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        node: Any = out
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth + 1])
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"--set {item!r}: {where}: index out of range (0..{len(node) - 1})")
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(keys[:depth])} is a value, not a mapping")
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and node.get(key) is None:
+                    node[key] = {}  # e.g. model_overrides.causal.enabled on an empty model_overrides
+                node = node[key]
+    return out
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:

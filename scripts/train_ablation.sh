@@ -1,70 +1,82 @@
 #!/usr/bin/env bash
-# The README's ablation rows, resumable: the AG-Pose baseline (config/train/synthetic_lite_agpose.yaml: the
-# shipped recipe without the causal module and without KD) and the shipped recipe, two seeds each, at one equal
-# budget; then every model on the seed-2 and seed-5 test splits with ground-truth masks, and the tables.
-# Usage: [SCHEDULE=full|short] [ITERATIONS=N] [SPLITS="2 5"] bash scripts/train_ablation.sh
-#   SCHEDULE=short: both recipes with a 600-iteration learning-rate cycle (config/train/*_short.yaml), default
-#   ITERATIONS=600, runs in runs/<recipe>_short_seed<S>, results in results/synthetic_s<SEED>/ablation_short<N>/:
-#   the ablation that fits in one working session: 39 min of training on 2 cores for 600 iterations (1.4-1.9 s
-#   per iteration per run, two side by side), 35 more to resume to ITERATIONS=1200 (a second cycle).
-#   ITERATIONS=12000 (the shipped model's budget): CleanPose seed 1 is the shipped model itself, so only
-#   CleanPose seed 2 is trained. Any other budget trains CleanPose seeds 1 and 2 as well.
-#   The learning rate is cyclic (3,000-iteration cycles), so a run stopped at a cycle's end is the prefix of a
-#   longer one: ITERATIONS=3000 first, then ITERATIONS=12000 resumes the same runs. Results of each budget go
-#   to results/synthetic_s<SEED>/ablation_<ITERATIONS>/.
-# Needs what scripts/train_lite.sh makes first: data/synthetic, the teachers, the confounder queue.
-# Cost on 2 CPU cores: about 3.5 h per pair of 3,000-iteration runs side by side (1 thread each, 4.2 s per
-# iteration), i.e. about 14 h per pair at 12,000. Interrupt at will: every run resumes from its last checkpoint.
+# The README's ablation (issue 18 item 8), resumable: does the causal front-door module help, does KD help?
+# Four variants of the shipped recipe (CONFIG), each trained with seeds 1, 2 and 3 for one full learning-rate
+# cycle (3,000 iterations: the cycle ends at the base lr), then scored with ground-truth masks on the test
+# splits of SPLITS, and the table with mean ± standard deviation over seeds and paired tests against CleanPose
+# (scripts/ablation_table.py: per-seed t-test of the APs, McNemar's test over every object).
+#   cleanpose       the recipe as it is (front-door module + residual KD)
+#   no_front_door   causal.enabled false (no confounder queue, so no queue_init)
+#   no_kd           kd.enabled false, distillation loss weight 0
+#   agpose          both off: AG-Pose lite
+# Usage: [CONFIG=config/train/synthetic_lite_dr_scratch.yaml] [ITERATIONS=3000] [SEEDS="1 2 3"] [SPLITS="2 5"]
+#        [VARIANTS="cleanpose agpose no_front_door no_kd"] bash scripts/train_ablation.sh
+# Runs go to runs/ablation/<variant>_seed<S> (one at a time, two threads each: the frame caches of two runs side
+# by side would not fit in 24 GB), results to results/synthetic_s<SPLIT>/ablation_<ITERATIONS>/, the table to
+# docs/results/ablation_<ITERATIONS>.json. The shipped run's own 3,000-iteration model (seed 1, same config) is
+# the prefix of this cleanpose seed-1 run: REUSE_CLEANPOSE_SEED1=PATH skips training it.
+# Cost on 2 CPU cores: about 0.75 s per iteration, so 37 min per run, 7.5 h for all twelve. Interrupt at will:
+# every run resumes from its last checkpoint, finished runs are skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 set +u; source scripts/env.sh; set -u
-SHIPPED=12000
-SCHEDULE=${SCHEDULE:-full}
-case $SCHEDULE in
-  full) IT=${ITERATIONS:-$SHIPPED}; suffix=""; tag=ablation_$IT ;;
-  short) IT=${ITERATIONS:-600}; suffix=_short; tag=ablation_short$IT ;;
-  *) echo "SCHEDULE must be full or short, not '$SCHEDULE'" >&2; exit 2 ;;
-esac
+CONFIG=${CONFIG:-config/train/synthetic_lite_dr_scratch.yaml}
+IT=${ITERATIONS:-3000}
+SEEDS=${SEEDS:-1 2 3}
 SPLITS=${SPLITS:-2 5}
+VARIANTS=${VARIANTS:-cleanpose agpose no_front_door no_kd}
 step() { echo "[train_ablation] $(date -u +%H:%M:%S) $*"; }
-run() {  # CONFIG SEED OUT
-  mkdir -p "$3"
-  cleanpose train --config "$1" --seed "$2" --out "$3" --resume auto --no-progress --iterations "$IT" >> "$3/train.log" 2>&1
+overrides() {  # VARIANT -> the --set flags that make it from CONFIG
+  case $1 in
+    cleanpose) ;;
+    no_front_door) echo "--set model_overrides.causal.enabled=false --set queue_init=null" ;;
+    no_kd) echo "--set model_overrides.kd.enabled=false --set model_overrides.loss.distillation=0.0" ;;
+    agpose) echo "$(overrides no_front_door) $(overrides no_kd)" ;;
+    *) echo "unknown variant '$1' (cleanpose, no_front_door, no_kd, agpose)" >&2; return 2 ;;
+  esac
 }
-side_by_side() {  # "CONFIG SEED OUT" "CONFIG SEED OUT": two runs at once (1 thread each)
-  # shellcheck disable=SC2086  # each argument is one run's three words
-  run $1 & local first=$!
-  # shellcheck disable=SC2086
-  run $2 & local second=$!
-  wait "$first" && wait "$second"
+model() {  # VARIANT SEED -> the run's final model file
+  if [ "$1" = cleanpose ] && [ "$2" = 1 ] && [ -n "${REUSE_CLEANPOSE_SEED1:-}" ]; then
+    echo "$REUSE_CLEANPOSE_SEED1"
+  else
+    echo "runs/ablation/$1_seed$2/model_final.pt"
+  fi
 }
-cleanpose=config/train/synthetic_lite$suffix.yaml
-agpose=config/train/synthetic_lite_agpose$suffix.yaml
-if [ "$SCHEDULE" = full ] && [ "$IT" = "$SHIPPED" ]; then
-  step "AG-Pose lite, seeds 1 and 2, side by side ($IT iterations each)"
-  side_by_side "$agpose 1 runs/agpose_lite_seed1" "$agpose 2 runs/agpose_lite_seed2"
-  step "CleanPose lite, seed 2 (seed 1 is models/cleanpose_lite.pt)"
-  run "$cleanpose" 2 runs/cleanpose_lite_seed2
-  cleanpose_seed1=models/cleanpose_lite.pt
-else  # one seed of each recipe at a time, so a stopped ablation still holds a like-for-like pair
-  for seed in 1 2; do
-    step "CleanPose lite and AG-Pose lite, seed $seed, side by side ($IT iterations each)"
-    side_by_side "$cleanpose $seed runs/cleanpose_lite${suffix}_seed$seed" "$agpose $seed runs/agpose_lite${suffix}_seed$seed"
-  done
-  cleanpose_seed1=runs/cleanpose_lite${suffix}_seed1/model_final.pt
-fi
 
-for seed in $SPLITS; do
-  step "evaluation on the seed-$seed test split"
-  bash scripts/evaluate_synthetic.sh "$seed" "$tag/cleanpose_lite_seed1=$cleanpose_seed1" \
-    "$tag/cleanpose_lite_seed2=runs/cleanpose_lite${suffix}_seed2/model_final.pt" \
-    "$tag/agpose_lite_seed1=runs/agpose_lite${suffix}_seed1/model_final.pt" \
-    "$tag/agpose_lite_seed2=runs/agpose_lite${suffix}_seed2/model_final.pt" "$tag/box_fit=box_fit"
+trained() {  # MODEL_FILE -> true when it exists and reached ITERATIONS
+  python -c "import sys, torch; sys.exit(torch.load(sys.argv[1], weights_only=True)['step'] < int(sys.argv[2]))" \
+    "$1" "$IT" 2>/dev/null
+}
+
+for seed in $SEEDS; do  # seed-major: a stopped ablation still holds complete seeds
+  for variant in $VARIANTS; do
+    out=runs/ablation/${variant}_seed$seed
+    if trained "$(model "$variant" "$seed")"; then step "$variant seed $seed: done"; continue; fi
+    step "$variant seed $seed ($IT iterations): $out"
+    mkdir -p "$out"
+    # shellcheck disable=SC2046  # the variant's --set flags, one word each
+    cleanpose train --config "$CONFIG" --seed "$seed" --out "$out" --resume auto --no-progress \
+      --iterations "$IT" $(overrides "$variant") >> "$out/train.log" 2>&1
+  done
 done
-for seed in $SPLITS; do  # one table per test split; mean ± spread over the training seeds
-  echo "test split of seed $seed, $SCHEDULE schedule, $IT iterations:"
-  r=results/synthetic_s$seed/$tag
-  python scripts/results_table.py "CleanPose lite=$r/cleanpose_lite_seed1.json,$r/cleanpose_lite_seed2.json" \
-    "AG-Pose lite=$r/agpose_lite_seed1.json,$r/agpose_lite_seed2.json" "box fit=$r/box_fit.json"
+
+tag=ablation_$IT
+for split in $SPLITS; do
+  specs=()
+  for variant in $VARIANTS; do
+    for seed in $SEEDS; do specs+=("$tag/${variant}_seed$seed=$(model "$variant" "$seed")"); done
+  done
+  step "evaluation on the seed-$split test split"
+  bash scripts/evaluate_synthetic.sh "$split" "${specs[@]}"
 done
+rows=()
+for variant in $VARIANTS; do
+  runs=()
+  for seed in $SEEDS; do
+    joined=""
+    for split in $SPLITS; do joined+="${joined:++}results/synthetic_s$split/$tag/${variant}_seed$seed"; done
+    runs+=("$joined")
+  done
+  rows+=("$variant=$(IFS=,; echo "${runs[*]}")")
+done
+python scripts/ablation_table.py --json "docs/results/$tag.json" "${rows[@]}"

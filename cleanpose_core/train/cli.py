@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, from_dict, load_yaml, read_yaml_mapping, to_dict
+from ..config import ConfigError, apply_overrides, from_dict, load_yaml, read_yaml_mapping, to_dict
 
 __all__ = ["register"]
 
@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, help="total iterations to reach (overrides the config)")
     p.add_argument("--seed", type=int, help="overrides the config's seed")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config value, repeatable; the value is YAML, e.g. "
+                        "model_overrides.causal.enabled=false or sources.0.batch_size=8")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (TensorBoard logs stay)")
     p.set_defaults(func=_train)
 
@@ -158,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_yaml(TrainConfig, args.config)
         flags = ("iterations", "seed", "device")
         overrides = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
-        cfg = from_dict(TrainConfig, {**to_dict(cfg), **overrides})
+        cfg = from_dict(TrainConfig, apply_overrides({**to_dict(cfg), **overrides}, args.set))
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
         result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     except NonFiniteLossError as exc:
