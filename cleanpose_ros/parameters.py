@@ -43,6 +43,7 @@ class PoseNodeParams:
     model_weights: str = _estimator("model_weights")
     pose_backend: str = _estimator("pose_backend")
     pose_solver: str = _estimator("pose_solver")
+    point_samples: int = _estimator("point_samples")
     device: str = _estimator("device")
     runtime: str = _estimator("runtime")
     # the others need masks per call

@@ -11,7 +11,8 @@
                   read from the split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain
                   null (and the rest null) when the split has none (REAL275, CAMERA25, ...)
     masks         gt (the split's ground-truth masks) | model (the segmenter of `estimator`)
-    readout       {pose_backend, pose_solver (keypoints | regression), queue_sampling, queue_seed}
+    readout       {pose_backend, pose_solver (keypoints | regression), point_samples, queue_sampling,
+                  queue_seed}
     score         the result score rule: combined (detection score x pose confidence) | detection
     estimator     every EstimatorConfig field (segmenter, thresholds, weights files, ...)
 
@@ -39,6 +40,8 @@ __all__ = ["PROVENANCE_FILE", "PROVENANCE_FORMAT", "git_state", "file_sha256", "
 PROVENANCE_FILE = "provenance.json"  # beside the result pickles of `cleanpose predict`
 PROVENANCE_FORMAT = "cleanpose-provenance-1"
 REPO = Path(__file__).resolve().parents[2]  # the checkout this code runs from (its commit is the code's)
+# The settings that decide how a network output becomes a pose (a result's "readout").
+READOUT = ("pose_backend", "pose_solver", "point_samples", "queue_sampling", "queue_seed")
 
 
 def git_state(repo: str | Path = REPO) -> dict[str, Any]:
@@ -111,7 +114,7 @@ def write_prediction_provenance(out: str | Path, *, estimator_config: Any, model
         "model": model,
         "data": data,
         "masks": masks,
-        "readout": {k: cfg.get(k) for k in ("pose_backend", "pose_solver", "queue_sampling", "queue_seed")},
+        "readout": {k: cfg.get(k) for k in READOUT},
         "score": score,
         "estimator": cfg,
     }

@@ -41,6 +41,10 @@ class EstimatorConfig:
         "keypoints", "How the network's pose is read out: keypoints (similarity fit of the predicted "
         "keypoint NOCS to the predicted keypoints; size from the head) or regression (the pose head, as the "
         "official code)", choices=POSE_SOLVERS)
+    point_samples: int = setting(
+        1, "Point samples per object (test-time ensemble): each draws its own points from the mask, all run "
+        "in the frame's one batch, their keypoint correspondences pool into one fit and their head outputs "
+        "are averaged; the pose network's cost grows with it", (1, 16))
     device: str = setting(
         "auto", "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
     runtime: str = setting(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from cleanpose_core import NOCS_CATEGORIES, NOCS_SYMMETRIC
 from cleanpose_core.config import ConfigError
@@ -223,22 +224,27 @@ class Estimator:
             if category_id < 0:
                 skipped.append(f"object {i}: unknown category (the segmenter gave no label)")
                 continue
-            inp, reason = instance_prep.prepare_instance(
-                rgb,
-                depth_m,
-                instances.masks[i],
-                K,
-                rng,
-                bbox=boxes[i],
-                n_points=self.n_points,
-                image_size=self.image_size,
-                min_valid_pixels=max(self.config.min_points - 1, 0),
-                checked=True,
-            )
+            samples = []
+            for _ in range(self.config.point_samples):  # each draws its own points from the same mask
+                inp, reason = instance_prep.prepare_instance(
+                    rgb,
+                    depth_m,
+                    instances.masks[i],
+                    K,
+                    rng,
+                    bbox=boxes[i],
+                    n_points=self.n_points,
+                    image_size=self.image_size,
+                    min_valid_pixels=max(self.config.min_points - 1, 0),
+                    checked=True,
+                )
+                if inp is None:
+                    break
+                samples.append(inp)
             if inp is None:
                 skipped.append(f"object {i} ({name}): {reason}")
                 continue
-            prepared.append((i, category_id, inp))
+            prepared.append((i, category_id, samples))
         timings["preprocess"] = (time.perf_counter() - t0) * 1e3
         if not prepared:
             return [], skipped
@@ -247,12 +253,12 @@ class Estimator:
             poses = self._forward([p[2] for p in prepared], [p[1] for p in prepared])
         else:
             poses = [
-                fit_oriented_box(inp.pts, self.mean_sizes[self.categories[c]]) + (None, 1.0)
-                for _, c, inp in prepared
+                fit_oriented_box(samples[0].pts, self.mean_sizes[self.categories[c]]) + (None, 1.0)
+                for _, c, samples in prepared
             ]
         timings["pose"] = (time.perf_counter() - t1) * 1e3
         detections = []
-        for (i, category_id, inp), (R, t, size, keypoints, pose_confidence) in zip(prepared, poses):
+        for (i, category_id, (inp, *_)), (R, t, size, keypoints, pose_confidence) in zip(prepared, poses):
             if not (np.isfinite(R).all() and np.isfinite(t).all() and np.isfinite(size).all()):
                 skipped.append(f"object {i}: non-finite pose from the model")
                 continue
@@ -281,15 +287,18 @@ class Estimator:
         return detections, skipped
 
     @torch.inference_mode()
-    def _forward(self, inputs: list, category_ids: list[int]) -> list[tuple]:
-        """All objects of the frame in one batch -> [(R (3, 3), t (3,), size (3,), keypoints (K, 3),
-        confidence)]."""
+    def _forward(self, groups: list[list], category_ids: list[int]) -> list[tuple]:
+        """All objects of the frame, every point sample of each, in one batch -> [(R (3, 3), t (3,),
+        size (3,), keypoints (K, 3), confidence)] per object. Several samples of an object (`point_samples`)
+        pool their keypoint correspondences into one similarity fit and average the head's outputs."""
         dev = self.torch_device
+        inputs = [x for group in groups for x in group]
+        labels = [c for group, c in zip(groups, category_ids) for _ in group]
         batch = {
             "pts": torch.from_numpy(np.stack([x.pts for x in inputs])).to(dev),
             "rgb": torch.from_numpy(np.stack([x.rgb for x in inputs])).to(dev),
             "choose": torch.from_numpy(np.stack([x.choose for x in inputs])).to(dev),
-            "category_label": torch.tensor(category_ids, dtype=torch.long, device=dev),
+            "category_label": torch.tensor(labels, dtype=torch.long, device=dev),
         }
         if self.config.queue_sampling == "per_frame":
             self.reset_queue_sampling()
@@ -299,10 +308,15 @@ class Estimator:
         s = out["pred_size"].double().cpu().numpy()
         k = out["pred_kpt_3d"].double().cpu().numpy()
         k_nocs = out["kpt_nocs"].double().cpu().numpy()
-        poses = []
-        for b in range(len(inputs)):
-            rotation, translation, confidence = self._solve(R[b], t[b], k_nocs[b], k[b], category_ids[b])
-            poses.append((rotation, translation, s[b], k[b], confidence))
+        poses, start = [], 0
+        for group, category_id in zip(groups, category_ids):
+            b = slice(start, start + len(group))
+            start = b.stop
+            # Keypoint j of every sample comes from the same learned query, so their mean is that keypoint.
+            R_head = R[b][0] if len(group) == 1 else Rotation.from_matrix(R[b]).mean().as_matrix()
+            rotation, translation, confidence = self._solve(
+                R_head, t[b].mean(0), k_nocs[b].reshape(-1, 3), k[b].reshape(-1, 3), category_id)
+            poses.append((rotation, translation, s[b].mean(0), k[b].mean(0), confidence))
         return poses
 
     def _solve(self, R_head, t_head, kpt_nocs, kpt_3d, category_id: int) -> tuple:

@@ -169,6 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gt: masks of the segmentation pickles (pose model alone); model: run the segmenter")
     p.add_argument("--pose-backend", **_setting("pose_backend"))
     p.add_argument("--pose-solver", **_setting("pose_solver"))
+    p.add_argument("--point-samples", **_setting("point_samples"))
     p.add_argument(
         "--score",
         choices=("combined", "detection"),

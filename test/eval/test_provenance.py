@@ -107,7 +107,7 @@ def test_predict_and_eval_record_model_data_readout_command_and_commit(tmp_path,
         {"domain": "synthetic", "seed": 5, "split": "test", "scenes": 1}
     assert pred["masks"] == "gt" and pred["score"] == "detection"
     assert pred["readout"] == {"pose_backend": "cleanpose", "pose_solver": "regression",
-                               "queue_sampling": "per_frame", "queue_seed": 0}
+                               "point_samples": 1, "queue_sampling": "per_frame", "queue_seed": 0}
     assert pred["estimator"]["segmenter"] == "external"  # --masks gt: the split's masks, no segmenter
 
     ev = record["provenance"]["eval"]

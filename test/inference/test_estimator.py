@@ -344,3 +344,31 @@ def test_strict_mode_re_raises_internal_errors_that_the_default_turns_into_a_rea
         else:
             result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
             assert result.detections == [] and result.reason.startswith("internal error: ZeroDivisionError")
+
+
+def test_point_samples_run_in_one_batch_and_pool_their_keypoints(lite_model_file, synthetic_frame):
+    f = synthetic_frame
+    n = len(f["masks"])
+    est = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
+                                    point_samples=3))
+    outputs, handle = _capture_outputs(est)
+    calls = []
+    hook = est.model.register_forward_hook(lambda m, i, o: calls.append(i[0]["pts"].clone()))
+    try:
+        result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    finally:
+        handle.remove()
+        hook.remove()
+    assert len(calls) == 1 and calls[0].shape[0] == 3 * n  # every sample of every object in one forward
+    assert not torch.equal(calls[0][0], calls[0][1])  # an object's samples draw different points
+    heads = outputs[0]
+    assert [d.category for d in result.detections] == f["labels"]
+    for b, det in enumerate(result.detections):
+        rows = slice(3 * b, 3 * b + 3)  # object b's samples, next to each other
+        fit = fit_similarity(heads["kpt_nocs"][rows].reshape(-1, 3).numpy(),
+                             heads["pred_kpt_3d"][rows].reshape(-1, 3).numpy())
+        np.testing.assert_allclose(det.rotation, fit.rotation, atol=1e-9)
+        np.testing.assert_allclose(det.translation, fit.translation, atol=1e-9)
+        mean = {k: heads[k][rows].mean(0).numpy() for k in ("pred_size", "pred_kpt_3d")}
+        np.testing.assert_allclose(det.size, np.abs(mean["pred_size"]), atol=1e-9)
+        np.testing.assert_allclose(det.keypoints, mean["pred_kpt_3d"], atol=1e-9)
