@@ -17,6 +17,8 @@
 #   CLEANPOSE_VENV                where the environment lives (default: a per-checkout folder under
 #                                 ~/.cache/cleanpose, linked from .venv; it must lie outside the package
 #                                 source tree, or CMake rejects the include paths it exports)
+#                                 Creating a default one first removes the default ones whose checkout is
+#                                 gone or no longer links to them (CLEANPOSE_KEEP_VENVS=1 keeps them)
 #   PYTHON                        interpreter that creates the environment (default python3)
 set -euo pipefail
 
@@ -49,12 +51,14 @@ fi
 
 # --- 3. Python environment. -----------------------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
+  [ -n "${CLEANPOSE_VENV:-}" ] || [ -n "${CLEANPOSE_KEEP_VENVS:-}" ] || bash "$ROOT/scripts/prune_venvs.sh" "$(dirname "$VENV")"
   log "creating $VENV"
   mkdir -p "$(dirname "$VENV")"
   "$SYS_PY" -m venv "${VENV_FLAGS[@]}" "$VENV"
 fi
 VENV=$(readlink -f "$VENV")
 ln -sfn "$VENV" "$ROOT/.venv"   # the conventional place to find it
+[ -n "${CLEANPOSE_VENV:-}" ] || echo "$ROOT" > "$VENV/.cleanpose-checkout"   # what prune_venvs.sh reads
 if [ "$ROS_MODE" = system ]; then
   # The venv shares the system's site packages, where rclpy and the message packages' C extensions live,
   # built against the distribution's NumPy (1.26 on Ubuntu 24.04, 1.21 on 22.04). A NumPy 2 in the venv would
