@@ -260,8 +260,9 @@ def test_cli_predict_with_model_masks_keeps_only_scores_above_the_threshold(tmp_
     assert kept[0.05] > kept[0.9]
 
 
-@pytest.mark.parametrize("name", ["synthetic_lite", "synthetic_lite_agpose", "synthetic_lite_short",
-                                  "synthetic_lite_agpose_short", "real275_official", "housecat6d_official"])
+@pytest.mark.parametrize("name", ["synthetic_lite", "synthetic_lite_dr_scratch", "synthetic_lite_agpose",
+                                  "synthetic_lite_short", "synthetic_lite_agpose_short", "real275_official",
+                                  "housecat6d_official"])
 def test_shipped_training_configs_resolve_to_valid_models(name):
     from cleanpose_core.config import load_yaml
     from cleanpose_core.train.components import load_model_config
