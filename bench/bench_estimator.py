@@ -19,10 +19,15 @@ bench/results/estimator_baseline.json.
     depth_tabletop]
     python bench/bench_estimator.py --baseline [--repeats 12]
     python bench/bench_estimator.py --compiled-ops [--repeats 30]
+    python bench/bench_estimator.py --point-samples 4 [--repeats 16]
 
 `--compiled-ops`: the default Estimator at 3 objects with PointNet++'s index ops as numba-compiled loops and
 with their vectorised paths (`ops.cpu_kernels.AVAILABLE` switched frame by frame, interleaved); writes
 bench/results/estimator_compiled_ops.json.
+
+`--point-samples K`: the default Estimator (one point sample per object) and the same with K samples (the
+test-time ensemble), interleaved frame by frame at 3 objects; writes
+bench/results/estimator_point_samples.json.
 """
 
 from __future__ import annotations
@@ -160,6 +165,22 @@ def compiled_ops_ab(repeats: int) -> dict:
             "runtime": est.runtime, "objects": 3, "repeats": repeats}
 
 
+def point_samples_ab(repeats: int, k: int) -> dict:
+    """The default Estimator and one with `k` point samples per object on one 3-object frame, alternately."""
+    ests = {1: Estimator(EstimatorConfig(device="cpu", max_objects=3)),
+            k: Estimator(EstimatorConfig(device="cpu", max_objects=3, point_samples=k))}
+    rgb, depth, K = frames_with_detections(ests[1], 3)
+    runs: dict[int, list] = {n: [] for n in ests}
+    for est in ests.values():
+        est.estimate(rgb, depth, K, "m")  # warm-up
+    for i in range(repeats):
+        for n in (sorted(ests) if i % 2 else sorted(ests, reverse=True)):
+            runs[n].append(ests[n].estimate(rgb, depth, K, "m").timings_ms)
+    return {f"point_samples_{n}": {f"{key}_ms_median": round(statistics.median(t[key] for t in rs), 1)
+                                   for key in ("segmentation", "preprocess", "pose", "total")}
+            for n, rs in runs.items()} | {"runtime": ests[1].runtime, "objects": 3, "repeats": repeats}
+
+
 def lite_model_file(directory: Path) -> Path:
     data = yaml.safe_load((REPO / "config/model/cleanpose_lite.yaml").read_text())
     data["kd"]["teacher_weights"] = None
@@ -201,6 +222,8 @@ def main() -> None:
                         help="eager and default paths interleaved frame by frame (estimator_baseline.json)")
     parser.add_argument("--compiled-ops", action="store_true",
                         help="compiled vs vectorised point ops, interleaved (estimator_compiled_ops.json)")
+    parser.add_argument("--point-samples", type=int, metavar="K",
+                        help="1 vs K point samples per object, interleaved (estimator_point_samples.json)")
     parser.add_argument(
         "--out",
         default=None,
@@ -212,6 +235,20 @@ def main() -> None:
     if args.segmenter != "maskrcnn" and not shipped:
         parser.error("--segmenter depth_tabletop times the shipped models (drop --random-weights)")
     suffix = "" if args.segmenter == "maskrcnn" else f"_{args.segmenter}"
+    if args.point_samples:
+        if not shipped:
+            parser.error("--point-samples times the shipped models (drop --random-weights)")
+        load_before = round(os.getloadavg()[0], 2)
+        report = {"benchmark": "Estimator.estimate per frame, shipped models, default runtime, 3 objects: 1 "
+                  f"vs {args.point_samples} point samples per object, interleaved, CPU",
+                  "threads": args.threads, **point_samples_ab(args.repeats, args.point_samples),
+                  "load_average_before": load_before,
+                  "load_average_after": round(os.getloadavg()[0], 2), "torch": torch.__version__,
+                  "machine": platform.platform()}
+        out = Path(args.out or REPO / "bench" / "results" / "estimator_point_samples.json")
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return
     if args.compiled_ops:
         if not shipped:
             parser.error("--compiled-ops times the shipped models (drop --random-weights)")

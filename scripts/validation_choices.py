@@ -6,7 +6,7 @@ The validation split is `cleanpose synth --split val`: scenes of its own seed dr
 pool, which neither the training split nor any test split contains. On it, with the shipped models and the
 eager reference runtime:
 - pose solver and result score, ground-truth masks: keypoints (default) vs regression, combined vs detection
-  score (the official readout is regression + detection);
+  score (the official readout is regression + detection); point samples per object 1 (default) / 2 / 4 / 8;
 - point-classifier re-scoring weight, full pipeline (Mask R-CNN, benchmark score threshold 0.1):
   `--category-weight` 0 / 0.3 / 0.5 (default) / 0.7;
 - the node's score threshold (what a robot acts on): detection precision and recall of the full pipeline at
@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("iou_25", "iou_50", "iou_75", "5deg_2cm", "10deg_2cm", "10deg_5cm")
+METRICS = ("iou_25", "iou_50", "iou_75", "catre_iou_75", "5deg_2cm", "5deg_5cm", "10deg_2cm", "10deg_5cm")
 GT_RUNS = {  # name -> cleanpose predict options (ground-truth masks)
     "keypoints_combined": ["--pose-solver", "keypoints", "--score", "combined"],
     "keypoints_detection": ["--pose-solver", "keypoints", "--score", "detection"],
     "regression_combined": ["--pose-solver", "regression", "--score", "combined"],
     "regression_detection": ["--pose-solver", "regression", "--score", "detection"],
+    # test-time ensemble of point samples per object (default 1 = keypoints_combined)
+    **{f"point_samples_{k}": ["--point-samples", str(k)] for k in (2, 4, 8)},
 }
 WEIGHTS = (0.0, 0.3, 0.5, 0.7)
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
