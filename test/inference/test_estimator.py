@@ -372,3 +372,26 @@ def test_point_samples_run_in_one_batch_and_pool_their_keypoints(lite_model_file
         mean = {k: heads[k][rows].mean(0).numpy() for k in ("pred_size", "pred_kpt_3d")}
         np.testing.assert_allclose(det.size, np.abs(mean["pred_size"]), atol=1e-9)
         np.testing.assert_allclose(det.keypoints, mean["pred_kpt_3d"], atol=1e-9)
+
+
+def test_point_samples_average_the_heads_pose_for_the_regression_readout(lite_model_file, synthetic_frame):
+    from scipy.spatial.transform import Rotation
+
+    f = synthetic_frame
+    est = Estimator(EstimatorConfig(model_weights=str(lite_model_file), segmenter="external", device="cpu",
+                                    point_samples=2, pose_solver="regression"))
+    outputs, handle = _capture_outputs(est)
+    try:
+        result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    finally:
+        handle.remove()
+    heads = outputs[0]
+    for b, det in enumerate(result.detections):
+        rows = slice(2 * b, 2 * b + 2)
+        mean = Rotation.from_matrix(heads["pred_rotation"][rows].numpy()).mean().as_matrix()
+        np.testing.assert_allclose(det.rotation, mean, atol=1e-9)
+        translation = heads["pred_translation"][rows].mean(0).numpy()
+        np.testing.assert_allclose(det.translation, translation, atol=1e-9)
+        # the mean lies between the two samples' rotations
+        spread = rotation_error_deg(*heads["pred_rotation"][rows].numpy(), False)
+        assert rotation_error_deg(det.rotation, heads["pred_rotation"][2 * b].numpy(), False) <= spread + 1e-6
