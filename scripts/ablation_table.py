@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -89,14 +90,16 @@ def main(argv: list[str] | None = None) -> int:
                 objects.update(run_objects(run, degrees, cm, f"seed{i}"))
             paired = mcnemar(ref_objects, objects)
             tests[f"{ref_name} vs {name}: {metric}"] = {
-                "ap_difference_mean": round(diff, 2), "seed_ttest_p": p_seeds,
+                "ap_difference_mean": round(diff, 2),
+                "seed_ttest_p": None if math.isnan(p_seeds) else p_seeds,  # None: identical differences
                 "objects": paired.objects, "reference_only": paired.a_only, "other_only": paired.b_only,
                 "success_difference_points": round(paired.difference, 2), "mcnemar_p": paired.p_value}
     table = "\n".join(lines)
     print(table)
     print()
     for label, t in tests.items():
-        print(f"{label}: AP {t['ap_difference_mean']:+.1f} (paired t over seeds p={t['seed_ttest_p']:.3g}); "
+        p_seeds = "n/a" if t["seed_ttest_p"] is None else f"{t['seed_ttest_p']:.3g}"
+        print(f"{label}: AP {t['ap_difference_mean']:+.1f} (paired t over seeds p={p_seeds}); "
               f"objects {t['objects']}: {t['reference_only']} only {label.split(' vs ')[0]}, "
               f"{t['other_only']} only the other ({t['success_difference_points']:+.1f} points, "
               f"McNemar p={t['mcnemar_p']:.3g})")
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({
             "command": " ".join(["python", "scripts/ablation_table.py", *(argv or sys.argv[1:])]),
             "rows": {name: {"runs": runs, "ap": aps[name]} for name, runs in rows},
+            # what `cleanpose eval --json` recorded for each evaluation read (model sha256, split, readout)
+            "provenance": {folder: json.loads(Path(f"{folder}.json").read_text()).get("provenance")
+                           for _, runs in rows for run in runs for folder in run.split("+")},
             "table": table, "tests": tests}, indent=2) + "\n")
     return 0
 
