@@ -36,8 +36,8 @@ def _run(folder: Path, ap_10deg_5cm: float, good: int) -> str:
 
 def test_table_and_paired_tests(tmp_path, ablation_table, capsys):
     s2, s5 = tmp_path / "synthetic_s2", tmp_path / "synthetic_s5"
-    ref = [f"{_run(s2 / f'ref{i}', ap, 16)}+{_run(s5 / f'ref{i}', ap, 16)}" for i, ap in enumerate((70, 72, 71))]
-    other = [f"{_run(s2 / f'oth{i}', ap, 6)}+{_run(s5 / f'oth{i}', ap, 6)}" for i, ap in enumerate((60, 63, 61))]
+    ref = [f"{_run(s2 / f'r{i}', ap, 16)}+{_run(s5 / f'r{i}', ap, 16)}" for i, ap in enumerate((70, 72, 71))]
+    other = [f"{_run(s2 / f'o{i}', ap, 6)}+{_run(s5 / f'o{i}', ap, 6)}" for i, ap in enumerate((60, 63, 61))]
     out = tmp_path / "ablation.json"
     assert ablation_table.main(["--json", str(out), "A=" + ",".join(ref), "B=" + ",".join(other)]) == 0
     printed = capsys.readouterr().out
