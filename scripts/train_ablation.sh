@@ -61,6 +61,8 @@ for seed in $SEEDS; do  # seed-major: a stopped ablation still holds complete se
 done
 
 tag=ablation_$IT
+# every model through the same reference runtime (a shipped model has int8 exports beside it, a run's has not)
+export PREDICT_ARGS=${PREDICT_ARGS:---runtime eager}
 for split in $SPLITS; do
   specs=()
   for variant in $VARIANTS; do
