@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
 # The full recipe that produces the shipped lite models (see config/train/synthetic_lite.yaml), resumable:
 # every step skips itself when its output exists, and training resumes from its last checkpoint.
-# Usage: [ITERATIONS=N] bash scripts/train_lite.sh [RUN_DIR]   (default runs/synthetic_lite, 12000 iterations = the shipped model)
+# Usage: [ITERATIONS=N] [RECIPE=lite|dr] bash scripts/train_lite.sh [RUN_DIR]
+#   (default runs/synthetic_lite, 12000 iterations = the shipped model)
+# RECIPE=dr: domain randomisation over sensors (issue 17): three more training splits (simulated D435 and D415
+# active stereo, Azure Kinect 1280x720 intrinsics, all with colour-sensor and scene effects), the pose network
+# from scratch on the four (config/train/synthetic_lite_dr_scratch.yaml, default run dir
+# runs/synthetic_lite_dr_scratch), the segmenter fine-tuned on the three 640x480 domains after its two stages
+# (stage 3) and the point classifier on all four. Its models stay in RUN_DIR: the shipped files are replaced by
+# hand, after validation (scripts/validate_models.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 set +u; source scripts/env.sh; set -u
-RUN=${1:-runs/synthetic_lite}
+RECIPE=${RECIPE:-lite}
+case $RECIPE in
+  lite) RUN=${1:-runs/synthetic_lite}; CONFIG=config/train/synthetic_lite.yaml ;;
+  dr) RUN=${1:-runs/synthetic_lite_dr_scratch}; CONFIG=config/train/synthetic_lite_dr_scratch.yaml ;;
+  *) echo "RECIPE must be lite or dr, not '$RECIPE'" >&2; exit 2 ;;
+esac
 mkdir -p "$RUN" models
 step() { echo "[train_lite] $(date -u +%H:%M:%S) $*"; }
+SYNTH=(cleanpose synth --split train --workers 2 --quiet)
 
 step "synthetic training data (600 scenes x 4 views, seed 1)"
-cleanpose synth --out data/synthetic --scenes 600 --split train --seed 1 --workers 2 --quiet
+"${SYNTH[@]}" --out data/synthetic --scenes 600 --seed 1
+DOMAINS=(data/synthetic)
+if [ "$RECIPE" = dr ]; then
+  step "sensor-domain training splits (train instance pool, colour-sensor and scene effects on)"
+  "${SYNTH[@]}" --out data/synth_train_d435_rgb --scenes 300 --seed 101 --camera d435 --depth-model stereo --rgb-effects
+  "${SYNTH[@]}" --out data/synth_train_d415_rgb --scenes 150 --seed 102 --camera d415 --depth-model stereo --rgb-effects
+  "${SYNTH[@]}" --out data/synth_train_azure_rgb --scenes 100 --seed 103 --camera azure_720p --depth-model noisy \
+    --rgb-effects
+  DOMAINS+=(data/synth_train_d435_rgb data/synth_train_d415_rgb data/synth_train_azure_rgb)
+fi
 step "teacher: PointBERT (KD target)"
 [ -f models/teacher_pointbert_lite.pt ] || cleanpose teacher --arch pointbert \
   --config config/train/teacher_pointbert_lite.yaml --data data/synthetic --out models/teacher_pointbert_lite.pt --no-progress
@@ -22,9 +44,9 @@ step "confounder queue initialisation"
 [ -f models/queue_synthetic_lite.pt ] || cleanpose queue-init --teacher models/teacher_pn2ssg_lite.pt \
   --config config/train/synthetic_lite.yaml --n-q 40 --out models/queue_synthetic_lite.pt
 step "pose network (ITERATIONS=${ITERATIONS:-12000}: each 3,000-iteration learning-rate cycle ends at the base lr)"
-cleanpose train --config config/train/synthetic_lite.yaml --out "$RUN" --resume auto --no-progress \
-  --iterations "${ITERATIONS:-12000}"
-cp "$RUN/model_final.pt" models/cleanpose_lite.pt
+cleanpose train --config "$CONFIG" --out "$RUN" --resume auto --no-progress --iterations "${ITERATIONS:-12000}"
+# lite: the shipped model's file; dr: a candidate beside the shipped one until validation says otherwise
+[ "$RECIPE" = lite ] && cp "$RUN/model_final.pt" models/cleanpose_lite.pt
 SEG=models/segmenter_maskrcnn_mobilenet_v3.pt
 STAGE1=$RUN/segmenter_stage1.pt
 if [ ! -f "$SEG" ]; then
@@ -35,7 +57,19 @@ if [ ! -f "$SEG" ]; then
   cleanpose train-seg --data data/synthetic --init "$STAGE1" --out "$SEG" --iterations 1000 --batch-size 4 \
     --min-size 320 --max-size 427 --lr 5e-4 --seed 3 --no-progress $([ -f "$SEG.train.pt" ] && echo --resume)
 fi
+if [ "$RECIPE" = dr ]; then
+  step "segmenter stage 3: fine-tune on the three 640x480 sensor domains"
+  [ -f "$RUN/segmenter_dr.pt" ] || cleanpose train-seg \
+    --data data/synthetic data/synth_train_d435_rgb data/synth_train_d415_rgb --init "$SEG" --out "$RUN/segmenter_dr.pt" \
+    --iterations 800 --batch-size 4 --min-size 320 --max-size 427 --lr 3e-4 --seed 5 --no-progress \
+    $([ -f "$RUN/segmenter_dr.pt.train.pt" ] && echo --resume)
+fi
 step "point-cloud category classifier (re-scores the segmenter's detections)"
-[ -f models/point_classifier.pt ] || cleanpose train-classifier --data data/synthetic --out models/point_classifier.pt \
+CLASSIFIER=$([ "$RECIPE" = lite ] && echo models/point_classifier.pt || echo "$RUN/point_classifier.pt")
+[ -f "$CLASSIFIER" ] || cleanpose train-classifier --data "${DOMAINS[@]}" --out "$CLASSIFIER" \
   --iterations 2000 --seed 0 --no-progress
-step "done: models/cleanpose_lite.pt, models/segmenter_maskrcnn_mobilenet_v3.pt, models/point_classifier.pt"
+if [ "$RECIPE" = lite ]; then
+  step "done: models/cleanpose_lite.pt, models/segmenter_maskrcnn_mobilenet_v3.pt, models/point_classifier.pt"
+else
+  step "done: $RUN/model_final.pt, $RUN/segmenter_dr.pt, $RUN/point_classifier.pt (compare: scripts/validate_models.py)"
+fi
