@@ -14,6 +14,7 @@ gate), which is why the tables show AP and the tests use these trials.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,11 +32,11 @@ def object_successes(results: Sequence[ImageResult], degrees: float, cm: float,
     """{(image, ground-truth index): pose within `degrees` and `cm`} for every ground-truth object.
 
     An object without a same-class prediction counts as a failure. Images are keyed by `image_path` (the
-    result file's name when absent), so two models' results on the same split share keys.
+    result file's name, without its folder, when absent), so two models' results on the same split share keys.
     """
     out: dict[tuple[str, int], bool] = {}
     for r in results:
-        image = r.image_path or r.source
+        image = r.image_path or os.path.basename(r.source)
         for g, cls in enumerate(r.gt_class_ids):
             candidates = np.flatnonzero(r.pred_class_ids == cls)
             ok = False

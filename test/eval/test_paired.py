@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -44,6 +46,13 @@ def test_object_successes_apply_both_limits_symmetry_and_missing_predictions():
     r = _result("b.png", [(1, 0)] * 4, drop=(2,))
     assert object_successes([r], 10, 5) == {("b.png", 0): True, ("b.png", 1): True, ("b.png", 2): False,
                                             ("b.png", 3): True}
+
+
+def test_results_without_image_paths_pair_by_file_name():
+    a = dataclasses.replace(_result(None, [(1, 0)] * 4), source="/runs/a/results_0001.pkl")
+    b = dataclasses.replace(_result(None, [(30, 0)] * 4), source="/runs/b/results_0001.pkl")
+    t = mcnemar(object_successes([a], 10, 5), object_successes([b], 10, 5))
+    assert (t.objects, t.a_only, t.b_only) == (4, 4, 0)  # the same four objects; B's 30 deg about x fail
 
 
 def test_mcnemar_counts_discordant_pairs_and_tests_them():
