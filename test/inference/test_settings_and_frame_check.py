@@ -39,9 +39,9 @@ def test_the_cli_takes_its_defaults_from_the_config_except_the_benchmark_score_t
     # Each setting's flag stores under the field's own name, which is how `_run` builds the config.
     shared = {name for name in SETTINGS if hasattr(args, name)}
     assert shared == {"model_weights", "pose_backend", "pose_solver", "point_samples", "device", "runtime",
-                      "segmenter", "segmenter_weights", "score_threshold", "max_mask_overlap", "min_mask_area",
-                      "max_objects", "min_points", "category_classifier", "category_weight", "queue_sampling",
-                      "queue_seed"}
+                      "segmenter", "segmenter_weights", "score_threshold", "max_mask_overlap",
+                      "min_mask_area", "max_objects", "min_points", "category_classifier", "category_weight",
+                      "queue_sampling", "queue_seed"}
     for name in shared - {"score_threshold"}:
         assert getattr(args, name) == getattr(config, name), name
     assert args.score_threshold == BENCHMARK_SCORE_THRESHOLD < config.score_threshold
