@@ -10,9 +10,10 @@
 #   agpose          both off: AG-Pose lite
 # Usage: [CONFIG=config/train/synthetic_lite_dr_scratch.yaml] [ITERATIONS=3000] [SEEDS="1 2 3"] [SPLITS="2 5"]
 #        [VARIANTS="cleanpose agpose no_front_door no_kd"] bash scripts/train_ablation.sh
-# Runs go to runs/ablation/<variant>_seed<S> (one at a time, two threads each: the frame caches of two runs side
-# by side would not fit in 24 GB), results to results/synthetic_s<SPLIT>/ablation_<ITERATIONS>/, the table to
-# docs/results/ablation_<ITERATIONS>.json. The shipped run's own 3,000-iteration model (seed 1, same config) is
+# Needs the CONFIG's data, teachers and queue (RECIPE=dr bash scripts/train_lite.sh makes them for the default).
+# Runs go to runs/ablation/<config name>/<variant>_seed<S> (one at a time, two threads each: the frame caches of
+# two runs side by side would not fit in 24 GB), results to results/synthetic_s<SPLIT>/<TAG>/ and the table to
+# docs/results/<TAG>.json, TAG = ablation_<config name>_<ITERATIONS>. The shipped run's own 3,000-iteration model (seed 1, same config) is
 # the prefix of this cleanpose seed-1 run: REUSE_CLEANPOSE_SEED1=PATH skips training it.
 # Cost on 2 CPU cores: about 0.75 s per iteration, so 37 min per run, 7.5 h for all twelve. Interrupt at will:
 # every run resumes from its last checkpoint, finished runs are skipped.
@@ -21,6 +22,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 set +u; source scripts/env.sh; set -u
 CONFIG=${CONFIG:-config/train/synthetic_lite_dr_scratch.yaml}
+NAME=$(basename "$CONFIG" .yaml)
 IT=${ITERATIONS:-3000}
 SEEDS=${SEEDS:-1 2 3}
 SPLITS=${SPLITS:-2 5}
@@ -39,7 +41,7 @@ model() {  # VARIANT SEED -> the run's final model file
   if [ "$1" = cleanpose ] && [ "$2" = 1 ] && [ -n "${REUSE_CLEANPOSE_SEED1:-}" ]; then
     echo "$REUSE_CLEANPOSE_SEED1"
   else
-    echo "runs/ablation/$1_seed$2/model_final.pt"
+    echo "runs/ablation/$NAME/$1_seed$2/model_final.pt"
   fi
 }
 
@@ -50,7 +52,7 @@ trained() {  # MODEL_FILE -> true when it exists and reached ITERATIONS
 
 for seed in $SEEDS; do  # seed-major: a stopped ablation still holds complete seeds
   for variant in $VARIANTS; do
-    out=runs/ablation/${variant}_seed$seed
+    out=runs/ablation/$NAME/${variant}_seed$seed
     if trained "$(model "$variant" "$seed")"; then step "$variant seed $seed: done"; continue; fi
     step "$variant seed $seed ($IT iterations): $out"
     mkdir -p "$out"
@@ -60,7 +62,7 @@ for seed in $SEEDS; do  # seed-major: a stopped ablation still holds complete se
   done
 done
 
-tag=ablation_$IT
+tag=ablation_${NAME}_$IT
 # every model through the same reference runtime (a shipped model has int8 exports beside it, a run's has not)
 export PREDICT_ARGS=${PREDICT_ARGS:---runtime eager}
 for split in $SPLITS; do
