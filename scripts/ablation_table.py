@@ -15,6 +15,7 @@ Prints a Markdown table and the tests; --json writes both with the command line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -39,10 +40,16 @@ def run_ap(run: str) -> dict[str, float]:
     return {key: statistics.fmean(r[key] for r in reports) for key, _ in COLUMNS}
 
 
+@functools.lru_cache(maxsize=None)  # the reference row's folders pair with every other row, for every metric
+def folder_results(folder: str) -> list:
+    return load_results(folder, len(NOCS_CATEGORIES))
+
+
 def run_objects(run: str, degrees: float, cm: float, tag: str) -> dict:
+    """{(tag, split, image, object): success} of a run's objects."""
     out = {}
     for folder in run.split("+"):
-        results = load_results(folder, len(NOCS_CATEGORIES))
+        results = folder_results(folder)
         out.update({(tag, folder_key(folder), *k): v
                     for k, v in object_successes(results, degrees, cm).items()})
     return out
