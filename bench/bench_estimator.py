@@ -111,6 +111,20 @@ def shipped_end_to_end(repeats: int, segmenter: str) -> dict:
     return results
 
 
+def interleaved(ests: dict, frame: tuple, repeats: int) -> dict[object, list]:
+    """Every Estimator on the same frame, alternating call by call (order reversed every other round), so
+    their timings share one load: {name: [FrameResult]}."""
+    rgb, depth, K = frame
+    for est in ests.values():
+        est.estimate(rgb, depth, K, "m")  # warm-up
+    runs: dict = {name: [] for name in ests}
+    for i in range(repeats):
+        order = list(ests.items()) if i % 2 == 0 else list(ests.items())[::-1]
+        for name, est in order:
+            runs[name].append(est.estimate(rgb, depth, K, "m"))
+    return runs
+
+
 def interleaved_baseline(repeats: int, segmenter: str) -> dict:
     """Eager and default Estimators on the same frame, alternating call by call: their ratio under one
     load."""
@@ -120,14 +134,7 @@ def interleaved_baseline(repeats: int, segmenter: str) -> dict:
         ests = {name: Estimator(EstimatorConfig(device="cpu", max_objects=n, segmenter=segmenter, runtime=rt))
                 for name, rt in paths.items()}
         results["runtimes"] = {name: est.runtime for name, est in ests.items()}
-        rgb, depth, K = frames_with_detections(ests["eager"], n)
-        runs: dict[str, list] = {name: [] for name in ests}
-        for est in ests.values():
-            est.estimate(rgb, depth, K, "m")  # warm-up
-        for i in range(repeats):
-            order = list(ests.items()) if i % 2 == 0 else list(ests.items())[::-1]
-            for name, est in order:
-                runs[name].append(est.estimate(rgb, depth, K, "m"))
+        runs = interleaved(ests, frames_with_detections(ests["eager"], n), repeats)
         entry = {}
         for name, rs in runs.items():
             stats = {f"{k}_ms_median": round(statistics.median(r.timings_ms.get(k, 0.0) for r in rs), 1)
@@ -169,15 +176,10 @@ def point_samples_ab(repeats: int, k: int) -> dict:
     """The default Estimator and one with `k` point samples per object on one 3-object frame, alternately."""
     ests = {1: Estimator(EstimatorConfig(device="cpu", max_objects=3)),
             k: Estimator(EstimatorConfig(device="cpu", max_objects=3, point_samples=k))}
-    rgb, depth, K = frames_with_detections(ests[1], 3)
-    runs: dict[int, list] = {n: [] for n in ests}
-    for est in ests.values():
-        est.estimate(rgb, depth, K, "m")  # warm-up
-    for i in range(repeats):
-        for n in (sorted(ests) if i % 2 else sorted(ests, reverse=True)):
-            runs[n].append(ests[n].estimate(rgb, depth, K, "m").timings_ms)
-    return {f"point_samples_{n}": {f"{key}_ms_median": round(statistics.median(t[key] for t in rs), 1)
-                                   for key in ("segmentation", "preprocess", "pose", "total")}
+    runs = interleaved(ests, frames_with_detections(ests[1], 3), repeats)
+    keys = ("segmentation", "preprocess", "pose", "total")
+    return {f"point_samples_{n}": {f"{k}_ms_median": round(statistics.median(r.timings_ms[k] for r in rs), 1)
+                                   for k in keys}
             for n, rs in runs.items()} | {"runtime": ests[1].runtime, "objects": 3, "repeats": repeats}
 
 
