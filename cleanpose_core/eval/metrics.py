@@ -77,6 +77,16 @@ class Protocol:
     shift_thresholds: tuple[float, ...] = (2.0, 5.0)  # cm; 100 is appended
     iou_pose_threshold: float = 0.10  # pose AP only over pairs matched at this NOCS-style IoU
 
+    def hidden_handle(self, names: np.ndarray, handle_visibility: np.ndarray) -> np.ndarray:
+        """Per object: a mug whose handle is hidden, scored as y-symmetric. The official code passes
+        visibility 1 for every non-mug category; HouseCat6D forces it everywhere."""
+        hidden = (np.asarray(names) == "mug") & (np.asarray(handle_visibility) == 0)
+        return hidden & (not self.force_handle_visible)
+
+    def rotation_symmetric_objects(self, names: np.ndarray, handle_visibility: np.ndarray) -> np.ndarray:
+        """Per object: is its rotation error the angle between y axes (symmetric category, hidden handle)?"""
+        return np.isin(names, list(self.rotation_symmetric)) | self.hidden_handle(names, handle_visibility)
+
 
 NOCS = Protocol(
     name="nocs",
@@ -312,9 +322,8 @@ def evaluate(
     gt_class = np.concatenate([r.gt_class_ids for r in results]) if results else np.zeros(0, int)
     gt_handle = np.concatenate([r.gt_handle_visibility for r in results]) if results else np.zeros(0, int)
     names = np.asarray(("BG",) + tuple(categories))
-    is_mug = names[gt_class] == "mug"
-    # The official code passes visibility 1 for every non-mug category; HouseCat6D forces it everywhere.
-    hidden_handle = is_mug & (gt_handle == 0) & (not protocol.force_handle_visible)
+    hidden_handle = protocol.hidden_handle(names[gt_class], gt_handle)
+    rotation_symmetric = protocol.rotation_symmetric_objects(names[gt_class], gt_handle)
 
     # 1. Groups (image, category) with predictions in descending score order, and all their (pred, gt) pairs.
     # (image, class, gt idx, pred idx, pair offset)
@@ -342,7 +351,7 @@ def evaluate(
     pair_name = names[gt_class[pg]]
     sym_nocs = np.isin(pair_name, list(protocol.iou_symmetric)) | hidden_handle[pg]
     sym_catre = np.isin(pair_name, list(protocol.catre_symmetric))
-    sym_rot = np.isin(pair_name, list(protocol.rotation_symmetric)) | hidden_handle[pg]
+    sym_rot = rotation_symmetric[pg]
     ious = {}
     for method, sym in (("nocs", sym_nocs), ("catre", sym_catre)):
         value = iou_3d(preds.rts[pp], gts.rts[pg], preds.scales[pp], gts.scales[pg], sym, method)

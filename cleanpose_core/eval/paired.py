@@ -35,19 +35,17 @@ def object_successes(results: Sequence[ImageResult], degrees: float, cm: float,
     result file's name, without its folder, when absent), so two models' results on the same split share keys.
     """
     out: dict[tuple[str, int], bool] = {}
+    names = np.asarray(("BG",) + tuple(protocol.categories))
     for r in results:
         image = r.image_path or os.path.basename(r.source)
+        symmetric = protocol.rotation_symmetric_objects(names[r.gt_class_ids], r.gt_handle_visibility)
         for g, cls in enumerate(r.gt_class_ids):
             candidates = np.flatnonzero(r.pred_class_ids == cls)
             ok = False
             if candidates.size:
                 shift = np.linalg.norm(r.pred_RTs[candidates, :3, 3] - r.gt_RTs[g, :3, 3], axis=-1)
                 p = int(candidates[np.argmin(shift)])
-                name = protocol.categories[int(cls) - 1]
-                hidden_handle = name == "mug" and not protocol.force_handle_visible and \
-                    int(r.gt_handle_visibility[g]) == 0
-                symmetric = name in protocol.rotation_symmetric or hidden_handle
-                deg, dist = pose_error_single(r.pred_RTs[p], r.gt_RTs[g], symmetric)
+                deg, dist = pose_error_single(r.pred_RTs[p], r.gt_RTs[g], bool(symmetric[g]))
                 ok = bool(deg <= degrees and dist <= cm)  # NaN (degenerate symmetric axis) fails
             out[(image, g)] = ok
     return out
