@@ -296,7 +296,9 @@ class Estimator:
         labels = [c for group, c in zip(groups, category_ids) for _ in group]
         batch = {
             "pts": torch.from_numpy(np.stack([x.pts for x in inputs])).to(dev),
-            "rgb": torch.from_numpy(np.stack([x.rgb for x in inputs])).to(dev),
+            # the samples of an object differ in their points only: one crop per object, shared by its rows
+            "rgb": torch.from_numpy(np.stack([group[0].rgb for group in groups])).to(dev),
+            "rgb_index": torch.tensor([g for g, group in enumerate(groups) for _ in group], device=dev),
             "choose": torch.from_numpy(np.stack([x.choose for x in inputs])).to(dev),
             "category_label": torch.tensor(labels, dtype=torch.long, device=dev),
         }

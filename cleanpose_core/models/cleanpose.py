@@ -212,8 +212,16 @@ class CleanPose(nn.Module):
             raise ValueError(f"pts must be (B, N, 3) metres, got {tuple(pts.shape)}")
         b, n = pts.shape[:2]
         s = self.cfg.image.image_size
-        if tuple(rgb.shape) != (b, 3, s, s):
+        rgb_index = batch.get("rgb_index")
+        if rgb_index is None and tuple(rgb.shape) != (b, 3, s, s):
             raise ValueError(f"rgb must be (B, 3, {s}, {s}) = {(b, 3, s, s)}, got {tuple(rgb.shape)}")
+        if rgb_index is not None:
+            rgb_index = rgb_index.reshape(-1).long()
+            u = rgb.shape[0]
+            if rgb.dim() != 4 or tuple(rgb.shape[1:]) != (3, s, s) or rgb_index.numel() != b or (
+                    b and (int(rgb_index.min()) < 0 or int(rgb_index.max()) >= u)):
+                raise ValueError(f"with rgb_index, rgb must be (U, 3, {s}, {s}) and rgb_index B = {b} rows "
+                                 f"in [0, U), got rgb {tuple(rgb.shape)}, rgb_index {rgb_index.tolist()}")
         if tuple(choose.shape) != (b, n):
             raise ValueError(f"choose must be (B, N) = {(b, n)}, got {tuple(choose.shape)}")
         if cls.numel() != b or (b and (int(cls.min()) < 0 or int(cls.max()) >= self.cfg.cat_num)):
@@ -223,13 +231,18 @@ class CleanPose(nn.Module):
         need = max(self.cfg.points.npoints[0], max(self.cfg.gafa.k_list))
         if n < need:
             raise ValueError(f"need at least {need} points per object, got N = {n}")
-        return pts.float(), rgb, choose.long(), cls
+        return pts.float(), rgb, choose.long(), cls, rgb_index
 
-    def image_features(self, rgb: torch.Tensor, choose: torch.Tensor) -> torch.Tensor:
-        """rgb (B, 3, S, S), choose (B, N) -> projected per-point image features (B, C2, N)."""
+    def image_features(self, rgb: torch.Tensor, choose: torch.Tensor,
+                       rgb_index: torch.Tensor | None = None) -> torch.Tensor:
+        """rgb (B, 3, S, S), choose (B, N) -> projected per-point image features (B, C2, N). With
+        `rgb_index` (B,), rgb holds U <= B distinct crops and row i uses crop rgb_index[i]: the point samples
+        of one object share its crop, and the image backbone (the costliest part) runs once per crop."""
         frozen = not any(p.requires_grad for p in self.rgb_extractor.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             feat_map = self.rgb_extractor(rgb)
+        if rgb_index is not None:
+            feat_map = feat_map[rgb_index]
         return self.feature_mlp(gather_pixel_features(feat_map, choose, self.cfg.image.image_size))
 
     def sample_augmentation(
@@ -283,7 +296,8 @@ class CleanPose(nn.Module):
         Args:
             batch: `pts` (B, N, 3) camera frame, metres; `rgb` (B, 3, S, S) ImageNet-normalised crop;
                 `choose` (B, N) flat pixel index into the S x S crop of each point; `category_label` (B,)
-                0-based; optionally `teacher_feat` (B, C_T) cached teacher features (training, KD).
+                0-based; optionally `rgb_index` (B,) with `rgb` (U, 3, S, S): the crop of each row (shared
+                crops); optionally `teacher_feat` (B, C_T) cached teacher features (training, KD).
 
         Returns (official key names; frames: camera, metres):
             pred_rotation (B, 3, 3) object -> camera, pred_translation (B, 3), pred_size (B, 3) metric
@@ -291,14 +305,14 @@ class CleanPose(nn.Module):
             recon_model (B, K*P, 3), recon_delta (B, K*P, 3) (augmented frame), queue_feat (B, C) (causal),
             distillation_pointnet / distillation_ulip (B, C_T) (KD); in eval kpt_nocs.
         """
-        pts, rgb, choose, cls = self._check_batch(batch)
+        pts, rgb, choose, cls, rgb_index = self._check_batch(batch)
         b = pts.shape[0]
         training = self.training
         samples = self.queue.sample(cls, self.queue_generator) if self.queue is not None else None
 
         centre = pts.mean(dim=1, keepdim=True)  # (B, 1, 3)
         pts = pts - centre
-        rgb_local = self.image_features(rgb, choose)  # (B, C2, N)
+        rgb_local = self.image_features(rgb, choose, rgb_index)  # (B, C2, N)
         augment = training and self.cfg.augment.enabled
         if augment:
             dr, dt, ds = self.sample_augmentation(b, pts.device)

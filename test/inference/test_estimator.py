@@ -353,14 +353,18 @@ def test_point_samples_run_in_one_batch_and_pool_their_keypoints(lite_model_file
                                     point_samples=3))
     outputs, handle = _capture_outputs(est)
     calls = []
-    hook = est.model.register_forward_hook(lambda m, i, o: calls.append(i[0]["pts"].clone()))
+    hook = est.model.register_forward_hook(lambda m, i, o: calls.append(dict(i[0])))
     try:
         result = est.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
     finally:
         handle.remove()
         hook.remove()
-    assert len(calls) == 1 and calls[0].shape[0] == 3 * n  # every sample of every object in one forward
-    assert not torch.equal(calls[0][0], calls[0][1])  # an object's samples draw different points
+    batch = calls[0] if len(calls) == 1 else None
+    assert batch is not None and batch["pts"].shape[0] == 3 * n  # every sample of every object in one forward
+    assert not torch.equal(batch["pts"][0], batch["pts"][1])  # an object's samples draw different points
+    # one image crop per object: the image backbone runs once per object, not once per sample
+    assert batch["rgb"].shape[0] == n
+    assert batch["rgb_index"].tolist() == [b for b in range(n) for _ in range(3)]
     heads = outputs[0]
     assert [d.category for d in result.detections] == f["labels"]
     for b, det in enumerate(result.detections):

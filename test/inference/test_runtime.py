@@ -78,6 +78,12 @@ def test_export_round_trip_and_equality(lite_model_file, synthetic_frame, tmp_pa
     b = onnx.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
     assert a.reason is None and len(a.detections) == len(f["masks"])
     _assert_same_detections(a, b, POSE_TOLERANCE)
+    # Point samples share their object's crop (U crops for B rows): the ONNX image backbone takes U.
+    eager.config.point_samples = onnx.config.point_samples = 2
+    a = eager.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    b = onnx.estimate(f["rgb"], f["depth"], f["K"], "m", masks=f["masks"], labels=f["labels"])
+    assert a.reason is None and len(a.detections) == len(f["masks"])
+    _assert_same_detections(a, b, POSE_TOLERANCE)
     monkeypatch.undo()
 
     # Other weights under the same name: the stale export is refused (with a warning) and made in memory.

@@ -125,6 +125,23 @@ def test_test_time_results_are_deterministic_with_a_seeded_queue_generator():
     assert not torch.equal(outs[0], outs[2])
 
 
+def test_shared_crops_through_rgb_index_equal_repeated_crops():
+    cfg = load(LITE)
+    model = build(cfg).eval()
+    batch = make_batch(cfg, 3)
+    batch["rgb"][2] = batch["rgb"][0]  # rows 0 and 2: two point samples of one object
+    shared = {**batch, "rgb": batch["rgb"][:2], "rgb_index": torch.tensor([0, 1, 0])}
+    outs = []
+    with torch.no_grad():
+        for b in (batch, shared):
+            model.queue_generator.manual_seed(0)
+            outs.append(model(b))
+    for key in outs[0]:
+        torch.testing.assert_close(outs[1][key], outs[0][key], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="rgb_index"):
+        model({**shared, "rgb_index": torch.tensor([0, 1, 2])})  # crop 2 does not exist
+
+
 def test_training_outputs_a_queue_entry_per_sample_that_push_routes_by_category():
     cfg = load(LITE)
     model = build(cfg).train()
