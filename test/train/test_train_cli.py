@@ -260,7 +260,8 @@ def test_cli_predict_with_model_masks_keeps_only_scores_above_the_threshold(tmp_
     assert kept[0.05] > kept[0.9]
 
 
-@pytest.mark.parametrize("name", ["synthetic_lite", "synthetic_lite_dr_scratch", "synthetic_lite_agpose",
+@pytest.mark.parametrize("name", ["synthetic_lite", "synthetic_lite_dr_scratch", "synthetic_lite_dr_finetune",
+                                  "synthetic_lite_agpose",
                                   "synthetic_lite_short", "synthetic_lite_agpose_short", "real275_official",
                                   "housecat6d_official"])
 def test_shipped_training_configs_resolve_to_valid_models(name):
@@ -273,5 +274,7 @@ def test_shipped_training_configs_resolve_to_valid_models(name):
     model.validate()
     if "agpose" in name:  # the ablation: neither the causal module nor KD
         assert not model.causal.enabled and not model.kd.enabled and model.loss.distillation == 0.0
+    if cfg.init_weights:  # a fine-tune starts from a file the repository ships
+        assert (REPO / cfg.init_weights).is_file()
     if name.endswith("short"):  # the one-session ablation stops where its single cycle ends, at the base lr
         assert cfg.schedule.step_size_up + cfg.schedule.step_size_down == cfg.iterations
