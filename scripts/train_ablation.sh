@@ -13,8 +13,9 @@
 # Needs the CONFIG's data, teachers and queue (RECIPE=dr bash scripts/train_lite.sh makes them for the default).
 # Runs go to runs/ablation/<config name>/<variant>_seed<S> (one at a time, two threads each: the frame caches of
 # two runs side by side would not fit in 24 GB), results to results/synthetic_s<SPLIT>/<TAG>/ and the table to
-# docs/results/<TAG>.json, TAG = ablation_<config name>_<ITERATIONS>. The shipped run's own 3,000-iteration model (seed 1, same config) is
-# the prefix of this cleanpose seed-1 run: REUSE_CLEANPOSE_SEED1=PATH skips training it.
+# docs/results/<TAG>.json, TAG = ablation_<config name>_<ITERATIONS>. The config's own full run's 3,000-iteration
+# model (seed 1, e.g. runs/synthetic_lite_dr_scratch/model_3000.pt) is the prefix of this cleanpose seed-1 run:
+# REUSE_CLEANPOSE_SEED1=PATH skips training it.
 # Cost on 2 CPU cores: about 0.75 s per iteration, so 37 min per run, 7.5 h for all twelve. Interrupt at will:
 # every run resumes from its last checkpoint, finished runs are skipped.
 set -euo pipefail
