@@ -21,7 +21,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from cleanpose_core import NOCS_CATEGORIES
-from cleanpose_core.eval.metrics import NOCS, evaluate
+from cleanpose_core.eval.metrics import evaluate
+from cleanpose_core.eval.protocol import NOCS
 from cleanpose_core.eval.report import build_report
 from cleanpose_core.eval.results import load_results, poses_to_rts, save_result
 

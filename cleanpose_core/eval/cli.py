@@ -17,7 +17,8 @@ import logging
 import sys
 import time
 
-from cleanpose_core.eval.metrics import PROTOCOLS, evaluate
+from cleanpose_core.eval.metrics import evaluate
+from cleanpose_core.eval.protocol import PROTOCOLS
 from cleanpose_core.eval.provenance import evaluation_provenance
 from cleanpose_core.eval.report import build_report, print_report, write_report_json
 from cleanpose_core.eval.results import ResultFileError, load_results

@@ -15,11 +15,10 @@ Reproduces `compute_independent_mAP` (NOCS `utils.py`, as copied into DPDN, AG-P
   pose recall). Each prediction (score order) takes the unmatched GT with the smallest degree + cm sum that is
   within both thresholds. Degree and cm threshold lists get 360 and 100 appended, so "5deg" is 5° at any
   translation and "2cm" 2 cm at any rotation.
-* Rotation error: scale removed by cbrt(det); bottle/bowl/can (+glass for HouseCat6D) and hidden-handle mugs
-use
-  the angle between the y axes, computed WITHOUT clipping: rounding can give arccos(1 + ε) = NaN, and NaN
-  passes every `err > thr` test (counts as within threshold) while sorting last. Reproduced on purpose.
-  Other categories: arccos(clip((tr(R̂Rᵀ) − 1)/2)). Translation error ‖t̂ − t‖·100 cm.
+* Rotation error: scale removed by cbrt(det); bottle/bowl/can (+glass for HouseCat6D) and hidden-handle
+  mugs use the angle between the y axes, computed WITHOUT clipping: rounding can give arccos(1 + ε) = NaN,
+  and NaN passes every `err > thr` test (counts as within threshold) while sorting last. Reproduced on
+  purpose. Other categories: arccos(clip((tr(R̂Rᵀ) − 1)/2)). Translation error ‖t̂ − t‖·100 cm.
 * AP: scores pooled over all images per category, VOC all-point interpolation (precision made monotone, summed
   over recall steps), recall cast to float32. A category with predictions but no GT gets NaN (0/0), as the
   official code does; the overall value is the plain mean over categories (NaN propagates).
@@ -39,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cleanpose_core import EVAL_SYMMETRIC, HOUSECAT6D_CATEGORIES, NOCS_CATEGORIES, NOCS_SYMMETRIC
+from cleanpose_core.eval.protocol import NOCS, Protocol
 from cleanpose_core.eval.results import ImageResult
 from cleanpose_core.geometry.iou import iou_3d, iou_3d_single
 from cleanpose_core.geometry.rotations import geodesic_cosine, remove_scale, symmetric_axis_cosine
@@ -61,49 +60,6 @@ _IOU_BAND = 1e-5
 _DEGREE_BAND = 1e-3
 _CM_BAND = 1e-3
 _COSINE_BAND = 1e-6
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """One benchmark's evaluation settings (category names are 1-based in result files; BG is index 0)."""
-
-    name: str
-    categories: tuple[str, ...]
-    iou_symmetric: frozenset[str]  # NOCS-style IoU: sweep about y
-    rotation_symmetric: frozenset[str]  # rotation error: angle between y axes
-    force_handle_visible: bool  # HouseCat6D: gt_handle_visibility := 1 for every object
-    catre_symmetric: frozenset[str] = frozenset(EVAL_SYMMETRIC)
-    degree_thresholds: tuple[float, ...] = (5.0, 10.0)  # 360 is appended
-    shift_thresholds: tuple[float, ...] = (2.0, 5.0)  # cm; 100 is appended
-    iou_pose_threshold: float = 0.10  # pose AP only over pairs matched at this NOCS-style IoU
-
-    def hidden_handle(self, names: np.ndarray, handle_visibility: np.ndarray) -> np.ndarray:
-        """Per object: a mug whose handle is hidden, scored as y-symmetric. The official code passes
-        visibility 1 for every non-mug category; HouseCat6D forces it everywhere."""
-        hidden = (np.asarray(names) == "mug") & (np.asarray(handle_visibility) == 0)
-        return hidden & (not self.force_handle_visible)
-
-    def rotation_symmetric_objects(self, names: np.ndarray, handle_visibility: np.ndarray) -> np.ndarray:
-        """Per object: is its rotation error the angle between y axes (symmetric category, hidden handle)?"""
-        return np.isin(names, list(self.rotation_symmetric)) | self.hidden_handle(names, handle_visibility)
-
-
-NOCS = Protocol(
-    name="nocs",
-    categories=NOCS_CATEGORIES,
-    iou_symmetric=frozenset(NOCS_SYMMETRIC),
-    rotation_symmetric=frozenset(NOCS_SYMMETRIC),
-    force_handle_visible=False,
-)
-HOUSECAT6D = Protocol(
-    name="housecat6d",
-    categories=HOUSECAT6D_CATEGORIES,
-    iou_symmetric=frozenset(EVAL_SYMMETRIC),
-    rotation_symmetric=frozenset(EVAL_SYMMETRIC),
-    force_handle_visible=True,
-    shift_thresholds=(2.0, 5.0, 10.0),
-)
-PROTOCOLS = {"nocs": NOCS, "housecat6d": HOUSECAT6D}
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from cleanpose_core.eval.metrics import NOCS, Protocol, pose_error_single
+from cleanpose_core.eval.metrics import pose_error_single
+from cleanpose_core.eval.protocol import NOCS, Protocol
 from cleanpose_core.eval.results import ImageResult
 
 __all__ = ["PairedTest", "object_successes", "mcnemar", "seed_ttest"]

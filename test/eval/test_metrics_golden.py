@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from cleanpose_core.eval.metrics import HOUSECAT6D, NOCS, average_precision, evaluate, pose_error_single
+from cleanpose_core.eval.metrics import average_precision, evaluate, pose_error_single
+from cleanpose_core.eval.protocol import HOUSECAT6D, NOCS
 from cleanpose_core.eval.report import METRIC_KEYS, build_report
 from cleanpose_core.eval.results import validate_result
 from cleanpose_core.geometry.iou import iou_3d_single

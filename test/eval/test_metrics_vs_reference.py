@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cleanpose_core.eval.metrics import HOUSECAT6D, NOCS, STANDARD_IOU_THRESHOLDS, evaluate
+from cleanpose_core.eval.metrics import STANDARD_IOU_THRESHOLDS, evaluate
+from cleanpose_core.eval.protocol import HOUSECAT6D, NOCS
 from cleanpose_core.eval.results import validate_result
 
 from reference_eval import ref_independent_map

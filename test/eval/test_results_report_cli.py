@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cleanpose_core.cli import main as cleanpose_main
-from cleanpose_core.eval.metrics import NOCS, evaluate
+from cleanpose_core.eval.metrics import evaluate
+from cleanpose_core.eval.protocol import NOCS
 from cleanpose_core.eval.plots import plot_ap_curves
 from cleanpose_core.eval.report import METRIC_KEYS, build_report
 from cleanpose_core.eval.results import (

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cleanpose_core.eval.metrics import NOCS, evaluate
+from cleanpose_core.eval.metrics import evaluate
+from cleanpose_core.eval.protocol import NOCS
 from cleanpose_core.eval.report import build_report
 from cleanpose_core.eval.results import load_results
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics

@@ -245,7 +245,8 @@ def test_meshes_yaml_errors_name_the_file_and_entry(tmp_path):
 
 def test_cli_synth_renders_a_meshes_yaml_folder_that_goes_through_predict_and_eval(tmp_path, capsys):
     from cleanpose_core.cli import main
-    from cleanpose_core.eval.metrics import PROTOCOLS, evaluate
+    from cleanpose_core.eval.metrics import evaluate
+    from cleanpose_core.eval.protocol import PROTOCOLS
     from cleanpose_core.eval.results import load_results
 
     folder = write_generic(tmp_path / "generic")
