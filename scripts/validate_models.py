@@ -3,7 +3,7 @@ split), default readout, runtime eager: what the domain-randomised retrain's cho
 made on. Test seeds are not read.
 
 Usage: python scripts/validate_models.py [NAME=POSE_MODEL ...] [--pipeline NAME=POSE,SEGMENTER,CLASSIFIER ...]
-       [--seed 7] [--scenes 60]
+       [--seed 7] [--scenes 60] [--out REPORT.json]
 Renders (once, cached under data/) the validation split of SEED in two sensor domains, the noisy-depth REAL275
 camera (data/synth_val_s<SEED>, as scripts/validation_choices.py) and simulated D435 active stereo
 (data/synth_val_d435_s<SEED>); runs `cleanpose predict` + `cleanpose eval --json` for each pose model with
@@ -45,6 +45,7 @@ def main() -> int:
                    help="NAME=POSE_MODEL,SEGMENTER,CLASSIFIER: evaluated with the full pipeline")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scenes", type=int, default=60)
+    p.add_argument("--out", help="report file (default docs/results/model_validation_s<SEED>.json)")
     args = p.parse_args()
     runs = {}  # name -> cleanpose predict options
     for spec in args.models:
@@ -85,7 +86,7 @@ def main() -> int:
         "overall": overall,
         "provenance": provenance,
     }
-    dest = REPO / f"docs/results/model_validation_s{args.seed}.json"
+    dest = REPO / (args.out or f"docs/results/model_validation_s{args.seed}.json")
     dest.write_text(json.dumps(report, indent=1))
     for domain, rows in overall.items():
         print(f"{domain:12s} {'run':34s} " + " ".join(f"{m:>9s}" for m in METRICS))
