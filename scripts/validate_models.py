@@ -4,11 +4,12 @@ made on. Test seeds are not read.
 
 Usage: python scripts/validate_models.py [NAME=POSE_MODEL ...] [--pipeline NAME=POSE,SEGMENTER,CLASSIFIER ...]
        [--seed 7] [--scenes 60] [--out REPORT.json]
-Renders (once, cached under data/) the validation split of SEED in two sensor domains, the noisy-depth REAL275
-camera (data/synth_val_s<SEED>, as scripts/validation_choices.py) and simulated D435 active stereo
-(data/synth_val_d435_s<SEED>); runs `cleanpose predict` + `cleanpose eval --json` for each pose model with
-ground-truth masks and for each full pipeline (`--masks model` with that segmenter and point classifier), kept
-when present, and writes docs/results/model_validation_s<SEED>.json with every evaluation's provenance.
+Renders (once, cached under data/) the validation split of SEED in three sensor domains, the noisy-depth
+REAL275 camera (data/synth_val_s<SEED>, as scripts/validation_choices.py), simulated D435 active stereo
+(data/synth_val_d435_s<SEED>) and colour-sensor and scene effects (data/synth_val_rgb_s<SEED>); runs
+`cleanpose predict` + `cleanpose eval --json` for each pose model with ground-truth masks and for each full
+pipeline (`--masks model` with that segmenter and point classifier), kept when present, and writes
+docs/results/model_validation_s<SEED>.json (or --out) with every evaluation's provenance.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ METRICS = ("iou_25", "iou_50", "iou_75", "5deg_2cm", "5deg_5cm", "10deg_5cm")
 DOMAINS = {  # name -> (data folder pattern, `cleanpose synth` flags)
     "noisy": ("data/synth_val_s{seed}", []),
     "stereo_d435": ("data/synth_val_d435_s{seed}", ["--camera", "d435", "--depth-model", "stereo"]),
+    "rgb_effects": ("data/synth_val_rgb_s{seed}", ["--rgb-effects"]),
 }
 
 

@@ -211,8 +211,7 @@ def prepare_instance(
             crop before normalisation (training only).
         max_window: cap of the crop side in pixels (official 440).
         checked: the caller has checked rgb, depth_m, mask and K (the Estimator checks a frame once, at its
-        door,
-            and its masks as they arrive), so they are not checked again for every object.
+            door, and its masks as they arrive), so they are not checked again for every object.
     Returns:
         (InstanceInput, None) on success, (None, reason) otherwise. The text of `reason` before its first ':'
         is a short key for counting: 'bad input', 'empty mask', 'no valid depth in the mask', 'no valid pixels

@@ -11,6 +11,8 @@
                   read from the split's metadata (`<root>/<split>/config.yaml` of `cleanpose synth`); domain
                   null (and the rest null) when the split has none (REAL275, CAMERA25, ...)
     masks         gt (the split's ground-truth masks) | model (the segmenter of `estimator`)
+    segmentation  with masks model: {segmenter, segmenter_weights: {file, sha256}, classifier: {file, sha256}}
+                  (null where not used); null with gt masks
     readout       {pose_backend, pose_solver (keypoints | regression), point_samples, queue_sampling,
                   queue_seed}
     score         the result score rule: combined (detection score x pose confidence) | detection
@@ -96,7 +98,7 @@ def _now() -> str:
 
 def write_prediction_provenance(out: str | Path, *, estimator_config: Any, model: dict[str, Any],
                                 data: dict[str, Any], masks: str, score: str,
-                                argv: list[str] | None = None) -> Path:
+                                argv: list[str] | None = None, segmentation: dict | None = None) -> Path:
     """Write `out/provenance.json` for the result pickles `cleanpose predict` writes there (see module
     docstring).
 
@@ -104,6 +106,7 @@ def write_prediction_provenance(out: str | Path, *, estimator_config: Any, model
         estimator_config: the `EstimatorConfig` (a dataclass) that produced the results.
         model: the model's entry ({file, sha256, config, n_points} or the box-fit one).
         data: `split_metadata` of the split.
+        segmentation: the files behind predicted masks (`inference.predict.segmentation_provenance`).
     """
     cfg = dataclasses.asdict(estimator_config)
     record = {
@@ -114,6 +117,7 @@ def write_prediction_provenance(out: str | Path, *, estimator_config: Any, model
         "model": model,
         "data": data,
         "masks": masks,
+        "segmentation": segmentation,
         "readout": {k: cfg.get(k) for k in READOUT},
         "score": score,
         "estimator": cfg,

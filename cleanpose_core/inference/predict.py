@@ -39,6 +39,8 @@ from cleanpose_core.inference.estimator import (
     Estimator,
     EstimatorConfig,
 )
+from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS as SHIPPED_SEGMENTER
+from cleanpose_core.segmentation.rescoring import DEFAULT_CLASSIFIER as SHIPPED_CLASSIFIER
 
 # AP ranks detections by score, so low-score ones only add recall: on the seed-2 split the shipped segmenter
 # gave IoU25 55.5 / 63.6 / 66.0 at thresholds 0.5 / 0.3 / 0.1. The Estimator's own default is for acting on
@@ -74,6 +76,25 @@ def model_provenance(estimator: Estimator) -> dict:
             "config": to_dict(estimator.model.cfg), "n_points": estimator.n_points}
 
 
+def segmentation_provenance(estimator: Estimator, masks: str) -> dict | None:
+    """The files behind predicted masks ({segmenter, classifier: {file, sha256} or None}); None with
+    ground-truth masks. Shipped files are replaced in place when retrained, so only the hash tells them
+    apart."""
+    if masks != "model":
+        return None
+    cfg = estimator.config
+
+    def entry(path) -> dict | None:
+        path = Path(path)
+        return {"file": str(path.resolve()), "sha256": file_sha256(path)} if path.is_file() else None
+
+    return {"segmenter": cfg.segmenter,
+            "segmenter_weights": entry(cfg.segmenter_weights or SHIPPED_SEGMENTER)
+            if cfg.segmenter == "maskrcnn" else None,
+            "classifier": entry(cfg.category_classifier or SHIPPED_CLASSIFIER)
+            if cfg.category_weight > 0 else None}
+
+
 def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
             progress: bool = True, score: str = "combined", argv: list[str] | None = None) -> dict[str, int]:
     """Write `out/results_<name>.pkl` for every segmentation-result pickle of `split` and
@@ -85,7 +106,8 @@ def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str,
     # The data split: its images live under `<root>/<split>`, whose `config.yaml` (synthetic) holds seed and
     # domain.
     write_prediction_provenance(out, estimator_config=estimator.config, model=model_provenance(estimator),
-                                data=split_metadata(root, split), masks=masks, score=score, argv=argv)
+                                data=split_metadata(root, split), masks=masks, score=score, argv=argv,
+                                segmentation=segmentation_provenance(estimator, masks))
     counts = {"images": 0, "objects": 0, "skipped_objects": 0, "failed_images": 0}
     for path in tqdm(files, desc="predict", disable=not progress, mininterval=2.0):
         with open(path, "rb") as f:

@@ -109,6 +109,7 @@ def test_predict_and_eval_record_model_data_readout_command_and_commit(tmp_path,
     assert pred["readout"] == {"pose_backend": "cleanpose", "pose_solver": "regression",
                                "point_samples": 1, "queue_sampling": "per_frame", "queue_seed": 0}
     assert pred["estimator"]["segmenter"] == "external"  # --masks gt: the split's masks, no segmenter
+    assert pred["segmentation"] is None
 
     ev = record["provenance"]["eval"]
     assert ev["command"] == ["cleanpose", "eval", "--results", str(results), "--json", str(report)]
@@ -128,3 +129,21 @@ def test_box_fit_results_record_the_mean_sizes_file(tmp_path, tiny_split):
     model = read_prediction_provenance(results)["model"]
     assert model == {"backend": "box_fit", "file": str(Path(SHIPPED_MEAN_SIZES).resolve()),
                      "sha256": hashlib.sha256(Path(SHIPPED_MEAN_SIZES).read_bytes()).hexdigest()}
+
+
+def test_predicted_masks_record_the_segmenter_and_classifier_files(tmp_path, tiny_split):
+    """Shipped segmentation files are replaced in place when retrained: the record must hash them."""
+    from cleanpose_core.segmentation.maskrcnn import DEFAULT_WEIGHTS
+    from cleanpose_core.segmentation.rescoring import DEFAULT_CLASSIFIER
+
+    def entry(path) -> dict:
+        path = Path(path)
+        return {"file": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    for weight, classifier in (("0.5", entry(DEFAULT_CLASSIFIER)), ("0", None)):
+        results = tmp_path / f"weight_{weight}"
+        argv = ["predict", "--data", str(tiny_split), "--out", str(results), "--pose-backend", "box_fit",
+                "--masks", "model", "--category-weight", weight, "--device", "cpu", "--runtime", "eager"]
+        assert main(argv) == 0
+        assert read_prediction_provenance(results)["segmentation"] == {
+            "segmenter": "maskrcnn", "segmenter_weights": entry(DEFAULT_WEIGHTS), "classifier": classifier}
