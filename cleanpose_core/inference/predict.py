@@ -77,9 +77,9 @@ def model_provenance(estimator: Estimator) -> dict:
 
 
 def segmentation_provenance(estimator: Estimator, masks: str) -> dict | None:
-    """The files behind predicted masks ({segmenter, classifier: {file, sha256} or None}); None with
-    ground-truth masks. Shipped files are replaced in place when retrained, so only the hash tells them
-    apart."""
+    """The files behind predicted masks: {segmenter (kind), segmenter_weights, classifier}, each file as
+    {file, sha256} or None where unused; None with ground-truth masks. Shipped files are replaced in place
+    when retrained, so only the hash tells them apart."""
     if masks != "model":
         return None
     cfg = estimator.config
