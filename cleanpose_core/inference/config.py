@@ -60,8 +60,8 @@ class EstimatorConfig:
     segmenter_weights: str | None = setting(
         None, "Mask R-CNN checkpoint (.pt); unset = the shipped segmenter")
     # What a robot acts on, so precision first. Validation split (docs/results/validation_choices_s7.json;
-    # correct = box IoU >= 0.5 with an object of the category): precision / recall 0.95 / 0.49 at 0.4,
-    # 0.91 / 0.57 at 0.3, 0.83 / 0.67 at 0.2. Benchmarks rank by score and use 0.1 (`cleanpose predict`).
+    # correct = box IoU >= 0.5 with an object of the category; shipped segmenter): precision / recall
+    # 0.95 / 0.51 at 0.4, 0.87 / 0.61 at 0.3, 0.79 / 0.67 at 0.2. Benchmarks rank by score and use 0.1.
     score_threshold: float = setting(
         0.4, "Minimum detection score (segmenter score re-weighted by the point classifier)", (0.0, 1.0),
         runtime=True)
@@ -75,8 +75,8 @@ class EstimatorConfig:
     category_classifier: str | None = setting(
         None, "Point-cloud classifier (.pt of `cleanpose train-classifier`) that re-scores Mask R-CNN "
         "detections and names depth-tabletop ones; unset = the shipped one")
-    # Validation split, full pipeline, IoU25 / 10°5cm: 77.1 / 48.6 at w = 0, 82.1 / 49.4 at 0.3,
-    # 82.3 / 50.7 at 0.5, 81.5 / 50.4 at 0.7.
+    # Validation split, full pipeline (shipped segmenter), IoU25 / IoU50 / 10°5cm: 76.9 / 67.8 / 50.6 at
+    # w = 0, 81.8 / 72.9 / 53.4 at 0.3, 81.8 / 72.1 / 53.7 at 0.5, 81.2 / 71.2 / 55.4 at 0.7.
     category_weight: float = setting(
         0.5, "Weight w of the point classifier in the detection score s^(1-w) q^w; 0 = off (raising it from "
         "0 at run time needs a restart)", (0.0, 0.95), runtime=True)
