@@ -36,8 +36,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PROVENANCE_FILE", "PROVENANCE_FORMAT", "git_state", "file_sha256", "split_metadata",
-           "write_prediction_provenance", "read_prediction_provenance", "evaluation_provenance"]
+__all__ = ["PROVENANCE_FILE", "PROVENANCE_FORMAT", "git_state", "file_sha256", "file_record",
+           "split_metadata", "write_prediction_provenance", "read_prediction_provenance",
+           "evaluation_provenance"]
 
 PROVENANCE_FILE = "provenance.json"  # beside the result pickles of `cleanpose predict`
 PROVENANCE_FORMAT = "cleanpose-provenance-1"
@@ -69,6 +70,11 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_record(path: str | Path) -> dict[str, str]:
+    """{file (absolute path), sha256}: how a record names a model or data file."""
+    return {"file": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
 def split_metadata(root: str | Path, split: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cleanpose_core.config import to_dict
-from cleanpose_core.eval.provenance import file_sha256, split_metadata, write_prediction_provenance
+from cleanpose_core.eval.provenance import file_record, split_metadata, write_prediction_provenance
 from cleanpose_core.eval.results import poses_to_rts, save_result
 from cleanpose_core.geometry.camera import REAL275_INTRINSICS, Intrinsics
 from cleanpose_core.inference.estimator import (
@@ -69,10 +69,8 @@ def model_provenance(estimator: Estimator) -> dict:
     object."""
     cfg = estimator.config
     if cfg.pose_backend == "box_fit":
-        path = Path(cfg.mean_sizes or SHIPPED_MEAN_SIZES)
-        return {"backend": "box_fit", "file": str(path.resolve()), "sha256": file_sha256(path)}
-    path = Path(cfg.model_weights or SHIPPED_POSE_MODEL)
-    return {"backend": "cleanpose", "file": str(path.resolve()), "sha256": file_sha256(path),
+        return {"backend": "box_fit", **file_record(cfg.mean_sizes or SHIPPED_MEAN_SIZES)}
+    return {"backend": "cleanpose", **file_record(cfg.model_weights or SHIPPED_POSE_MODEL),
             "config": to_dict(estimator.model.cfg), "n_points": estimator.n_points}
 
 
@@ -83,16 +81,13 @@ def segmentation_provenance(estimator: Estimator, masks: str) -> dict | None:
     if masks != "model":
         return None
     cfg = estimator.config
-
-    def entry(path) -> dict | None:
-        path = Path(path)
-        return {"file": str(path.resolve()), "sha256": file_sha256(path)} if path.is_file() else None
-
+    segmenter = Path(cfg.segmenter_weights or SHIPPED_SEGMENTER)
+    classifier = Path(cfg.category_classifier or SHIPPED_CLASSIFIER)
+    uses_segmenter_file = cfg.segmenter == "maskrcnn" and segmenter.is_file()
+    uses_classifier = cfg.category_weight > 0 and classifier.is_file()
     return {"segmenter": cfg.segmenter,
-            "segmenter_weights": entry(cfg.segmenter_weights or SHIPPED_SEGMENTER)
-            if cfg.segmenter == "maskrcnn" else None,
-            "classifier": entry(cfg.category_classifier or SHIPPED_CLASSIFIER)
-            if cfg.category_weight > 0 else None}
+            "segmenter_weights": file_record(segmenter) if uses_segmenter_file else None,
+            "classifier": file_record(classifier) if uses_classifier else None}
 
 
 def predict(root: Path, split: str, out: Path, estimator: Estimator, masks: str, K: Intrinsics,
